@@ -1,0 +1,52 @@
+/**
+ * The framing contract. Codecs are pure: bytes in, frames out; they never touch a socket, so they
+ * can be tested one byte at a time (Netty's LengthFieldBasedFrameDecoder, grpc-js stream-decoder).
+ */
+
+/**
+ * A streaming decoder. Feed it the byte stream in chunks of any size; it returns every frame the
+ * chunk completed, in order.
+ *
+ * - A frame that lies wholly inside one chunk is returned as a `subarray` view of that chunk (no
+ *   copy); a frame that spans chunks is copied once into a buffer of exactly its size.
+ * - A declared length above `maxFrameLength` throws {@link FrameTooLargeError} as soon as the
+ *   header is read, before any of the body is buffered. An unparsable header throws
+ *   {@link BadFrameHeaderError}. After a throw the decoder is poisoned: every later `push` throws
+ *   the same error, since the stream position is lost.
+ * - `end()` is called at end of stream: it throws {@link TruncatedFrameError} when a partial frame
+ *   is buffered.
+ */
+export interface FrameDecoder {
+  /** Consume `chunk`; return the frames it completed (possibly none). */
+  push(chunk: Buffer): Buffer[];
+  /** Signal end of stream; throws TruncatedFrameError if a partial frame is buffered. */
+  end(): void;
+  /** Bytes held for a frame not yet complete. */
+  readonly bufferedBytes: number;
+}
+
+/**
+ * A frame encoder. `encode` returns the chunks whose concatenation is the framed payload. The
+ * payload itself is one of those chunks, never copied; write them with `cork()`/`uncork()` or
+ * `writev`. Throws {@link FrameTooLargeError} for a payload above `maxFrameLength`.
+ */
+export interface FrameEncoder {
+  encode(payload: Buffer): Buffer[];
+  /** Bytes the framing adds to a payload of `payloadLength` bytes. */
+  overhead(payloadLength: number): number;
+}
+
+/**
+ * A framing: a factory for decoders (one per connection, they hold state) and a stateless encoder.
+ * `maxFrameLength` limits the bytes a decoder emits per frame and the payload an encoder accepts.
+ */
+export interface Framing {
+  /** Canonical spec string, e.g. `ascii:20`, `u32be`, `varint`, `line` (see parseFraming). */
+  readonly name: string;
+  readonly maxFrameLength: number;
+  createDecoder(): FrameDecoder;
+  readonly encoder: FrameEncoder;
+}
+
+/** Default limit on a frame: 16 MiB. Large enough for real messages, small enough to refuse abuse. */
+export const DEFAULT_MAX_FRAME_LENGTH = 16 * 1024 * 1024;

@@ -1,0 +1,199 @@
+/**
+ * longlink's errors: one base class, a stable string `code` per subclass that users match on,
+ * `cause` for the underlying error, and a brand so `instanceof` works even when two copies of the
+ * package are loaded (undici lib/core/errors.js does the same with Symbol.for).
+ *
+ * The table of codes lives in docs/errors.md; keep them in step.
+ */
+
+const kBrands = Symbol.for('longlink.error.brands');
+
+type Brands = readonly string[];
+
+/** Options every longlink error accepts. */
+export interface LonglinkErrorOptions {
+  cause?: unknown;
+}
+
+/**
+ * Base class of every error longlink throws, rejects with or reports in a close event.
+ *
+ * @example
+ * ```ts
+ * try { await conn.write(frame); }
+ * catch (err) { if (err instanceof LonglinkError && err.code === 'ERR_CONNECTION_CLOSED') … }
+ * ```
+ */
+export class LonglinkError extends Error {
+  /** Brand used by `instanceof` across package copies; subclasses override it. */
+  static readonly brand: string = 'LonglinkError';
+  /** Stable, documented code (see docs/errors.md). */
+  readonly code: string;
+  declare readonly [kBrands]: Brands;
+
+  constructor(code: string, message: string, options?: LonglinkErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+    // Record the brand of every class in the chain so `x instanceof FramingError` holds for a
+    // FrameTooLargeError made by another copy of the package.
+    const brands: string[] = [];
+    for (let c: unknown = new.target; typeof c === 'function'; c = Object.getPrototypeOf(c)) {
+      const b = (c as { brand?: unknown }).brand;
+      if (typeof b === 'string' && Object.hasOwn(c, 'brand')) brands.push(b);
+      if (c === LonglinkError) break;
+    }
+    Object.defineProperty(this, kBrands, { value: brands, enumerable: false });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false;
+    const brands = (value as { [kBrands]?: unknown })[kBrands];
+    return Array.isArray(brands) && brands.includes(this.brand);
+  }
+}
+
+/** An option or argument the caller passed is invalid. Thrown synchronously, nothing changes. */
+export class InvalidArgumentError extends LonglinkError {
+  static override readonly brand: string = 'InvalidArgumentError';
+  constructor(message: string, options?: LonglinkErrorOptions) {
+    super('ERR_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** The platform cannot do what was asked (e.g. no native socket-option helper). */
+export class UnsupportedError extends LonglinkError {
+  static override readonly brand: string = 'UnsupportedError';
+  constructor(message: string, options?: LonglinkErrorOptions) {
+    super('ERR_UNSUPPORTED', message, options);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Framing
+
+/** Base of every error a frame decoder or encoder raises. The bytes are not a valid frame. */
+export class FramingError extends LonglinkError {
+  static override readonly brand: string = 'FramingError';
+}
+
+/** A frame's declared length exceeds `maxFrameLength`; raised as soon as the header is read. */
+export class FrameTooLargeError extends FramingError {
+  static override readonly brand: string = 'FrameTooLargeError';
+  readonly length: number;
+  readonly maxFrameLength: number;
+  constructor(length: number, maxFrameLength: number, options?: LonglinkErrorOptions) {
+    super(
+      'ERR_FRAME_TOO_LARGE',
+      `frame of ${length} bytes exceeds maxFrameLength ${maxFrameLength}`,
+      options,
+    );
+    this.length = length;
+    this.maxFrameLength = maxFrameLength;
+  }
+}
+
+/** A frame header that cannot be parsed (a non-digit in an ASCII length, a runaway varint …). */
+export class BadFrameHeaderError extends FramingError {
+  static override readonly brand: string = 'BadFrameHeaderError';
+  constructor(message: string, options?: LonglinkErrorOptions) {
+    super('ERR_BAD_FRAME_HEADER', message, options);
+  }
+}
+
+/**
+ * The stream ended inside a frame. Node reports an RST that lands on unread data as a clean
+ * `'end'`, so a partial frame at EOF is the only sign that the peer's data was cut short.
+ */
+export class TruncatedFrameError extends FramingError {
+  static override readonly brand: string = 'TruncatedFrameError';
+  readonly bufferedBytes: number;
+  constructor(bufferedBytes: number, options?: LonglinkErrorOptions) {
+    super('ERR_FRAME_TRUNCATED', `stream ended inside a frame (${bufferedBytes} bytes buffered)`, options);
+    this.bufferedBytes = bufferedBytes;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+/** Opening a connection failed (refused, unreachable, DNS). `cause` holds the system error. */
+export class ConnectError extends LonglinkError {
+  static override readonly brand: string = 'ConnectError';
+  constructor(message: string, options?: LonglinkErrorOptions) {
+    super('ERR_CONNECT', message, options);
+  }
+}
+
+/** Opening a connection took longer than its timeout. */
+export class ConnectTimeoutError extends LonglinkError {
+  static override readonly brand: string = 'ConnectTimeoutError';
+  constructor(timeoutMs: number, options?: LonglinkErrorOptions) {
+    super('ERR_CONNECT_TIMEOUT', `connect did not complete within ${timeoutMs} ms`, options);
+  }
+}
+
+/**
+ * The connection is closed, or closing, and cannot take the operation. `reason` is the close
+ * reason when the connection has closed (see {@link CloseReason} in the connection module).
+ */
+export class ConnectionClosedError extends LonglinkError {
+  static override readonly brand: string = 'ConnectionClosedError';
+  readonly reason: string | undefined;
+  constructor(message: string, reason?: string, options?: LonglinkErrorOptions) {
+    super('ERR_CONNECTION_CLOSED', message, options);
+    this.reason = reason;
+  }
+}
+
+/** The peer reset the connection (RST): data in flight in either direction may be lost. */
+export class ConnectionResetError extends LonglinkError {
+  static override readonly brand: string = 'ConnectionResetError';
+  constructor(message: string, options?: LonglinkErrorOptions) {
+    super('ERR_CONNECTION_RESET', message, options);
+  }
+}
+
+/** Any other socket-level failure (EPIPE, ETIMEDOUT, EHOSTUNREACH …); `cause` holds it. */
+export class SocketError extends LonglinkError {
+  static override readonly brand: string = 'SocketError';
+  constructor(message: string, options?: LonglinkErrorOptions) {
+    super('ERR_SOCKET', message, options);
+  }
+}
+
+/** A graceful close did not finish within its deadline; the connection was aborted (RST). */
+export class CloseTimeoutError extends LonglinkError {
+  static override readonly brand: string = 'CloseTimeoutError';
+  readonly unsentBytes: number;
+  constructor(timeoutMs: number, unsentBytes: number, options?: LonglinkErrorOptions) {
+    super(
+      'ERR_CLOSE_TIMEOUT',
+      `graceful close did not finish within ${timeoutMs} ms; aborted with ${unsentBytes} bytes unacknowledged`,
+      options,
+    );
+    this.unsentBytes = unsentBytes;
+  }
+}
+
+/** A linger deadline passed before the peer acknowledged every byte; the connection was reset. */
+export class LingerExpiredError extends LonglinkError {
+  static override readonly brand: string = 'LingerExpiredError';
+  readonly lostBytes: number;
+  constructor(timeoutMs: number, lostBytes: number, options?: LonglinkErrorOptions) {
+    super(
+      'ERR_LINGER_EXPIRED',
+      `linger of ${timeoutMs} ms expired with ${lostBytes} bytes unacknowledged; connection reset`,
+      options,
+    );
+    this.lostBytes = lostBytes;
+  }
+}
+
+/** The operation was aborted through its AbortSignal. */
+export class AbortedError extends LonglinkError {
+  static override readonly brand: string = 'AbortedError';
+  constructor(message = 'operation aborted', options?: LonglinkErrorOptions) {
+    super('ERR_ABORTED', message, options);
+  }
+}
