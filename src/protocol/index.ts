@@ -1,0 +1,51 @@
+/**
+ * The longlink protocol (docs/PROTOCOL.md): messages carried one per frame, their pure
+ * encoder/decoder, HELLO negotiation, payload codecs and request ids. Nothing here touches a
+ * socket.
+ */
+
+export { errorToMessage, remoteErrorFromMessage } from './error-message.js';
+export {
+  ErrorCode,
+  ProtocolError,
+  type ProtocolErrorOptions,
+  RemoteError,
+  type RemoteErrorOptions,
+} from './errors.js';
+export {
+  acceptHello,
+  answerHello,
+  decodeHelloParams,
+  encodeHelloParams,
+  formatVersion,
+  HELLO_DEFAULTS,
+  type HelloAgreement,
+  type HelloPolicy,
+  isValidCodecName,
+  MIN_MAX_FRAME_LENGTH,
+  versionMajor,
+  versionMinor,
+} from './hello.js';
+export { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from './payload.js';
+export { RequestIdAllocator } from './request-id.js';
+export {
+  type CancelMessage,
+  type ErrorMessage,
+  type GoawayMessage,
+  type HelloMessage,
+  type HelloParams,
+  MAX_NAME_BYTES,
+  MAX_REQUEST_ID,
+  MAX_TEXT_BYTES,
+  type Message,
+  MessageKind,
+  messageKindName,
+  type NotifyMessage,
+  PING_DATA_BYTES,
+  type PingMessage,
+  type PongMessage,
+  PROTOCOL_VERSION,
+  type RequestMessage,
+  type ResponseMessage,
+} from './types.js';
+export { decodeMessage, encodeMessage, INLINE_PAYLOAD_MAX } from './wire.js';

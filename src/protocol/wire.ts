@@ -1,0 +1,508 @@
+/**
+ * Messages ⇄ frame bodies. Pure: no sockets, no state beyond small caches of method names.
+ *
+ * The byte layouts are drawn in docs/PROTOCOL.md; the tests in test/protocol/wire.test.ts pin
+ * them byte for byte. All integers are big-endian (network order).
+ *
+ * REQUEST and RESPONSE are the hot path (tens of thousands a second per connection): they use no
+ * JSON, no closures and no `Buffer.concat`. The header is one small `allocUnsafe` buffer (Node
+ * slices those from its 8 KiB pool); a large payload is returned as its own chunk, uncopied, for
+ * the caller to write with `cork()`/`writev` (ws lib/sender.js does the same). Decoded payloads
+ * are `subarray` views of the frame.
+ */
+
+import { isUtf8 } from 'node:buffer';
+import { InvalidArgumentError } from '../errors.js';
+import { ErrorCode, ProtocolError } from './errors.js';
+import { decodeHelloParams, encodeHelloParams } from './hello.js';
+import {
+  type CancelMessage,
+  type ErrorMessage,
+  type GoawayMessage,
+  type HelloMessage,
+  MAX_NAME_BYTES,
+  MAX_TEXT_BYTES,
+  type Message,
+  MessageKind,
+  messageKindName,
+  type NotifyMessage,
+  PING_DATA_BYTES,
+  type PingMessage,
+  type PongMessage,
+  type RequestMessage,
+  type ResponseMessage,
+} from './types.js';
+
+/**
+ * Payloads up to this many bytes are copied into the header chunk so a small message is a single
+ * write; larger ones are passed through as their own chunk. A memcpy of 512 bytes costs less than
+ * one more entry in a writev.
+ */
+export const INLINE_PAYLOAD_MAX = 512;
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/**
+ * Encoded method and topic names. Methods repeat, so each distinct name is UTF-8 encoded and
+ * checked once; the cache is dropped wholesale when full, which keeps a peer that invents names
+ * from growing it without bound.
+ */
+const nameCache = new Map<string, Buffer>();
+const NAME_CACHE_MAX = 512;
+
+function nameBytes(name: string, what: string): Buffer {
+  let bytes = nameCache.get(name);
+  if (bytes !== undefined) return bytes;
+  if (typeof name !== 'string') throw new InvalidArgumentError(`${what} must be a string`);
+  bytes = Buffer.from(name, 'utf8');
+  if (bytes.length === 0 || bytes.length > MAX_NAME_BYTES) {
+    throw new InvalidArgumentError(`${what} must be 1–${MAX_NAME_BYTES} UTF-8 bytes, got ${bytes.length}`);
+  }
+  if (nameCache.size >= NAME_CACHE_MAX) nameCache.clear();
+  nameCache.set(name, bytes);
+  return bytes;
+}
+
+/** A code (ERROR code, GOAWAY reason): 1–255 printable ASCII characters, 0x21–0x7E. */
+function isValidCode(code: unknown): code is string {
+  if (typeof code !== 'string' || code.length === 0 || code.length > MAX_NAME_BYTES) return false;
+  for (let i = 0; i < code.length; i++) {
+    const c = code.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+function codeBytes(code: string, what: string): Buffer {
+  if (!isValidCode(code)) {
+    throw new InvalidArgumentError(`${what} must be 1–${MAX_NAME_BYTES} printable ASCII characters`);
+  }
+  return Buffer.from(code, 'latin1');
+}
+
+/**
+ * Free text (ERROR and GOAWAY messages) as UTF-8, cut to 65535 bytes on a character boundary:
+ * errors are often built from arbitrary handler messages, and failing to send an error because
+ * its text is long would be worse than sending it shortened.
+ */
+function textBytes(text: string, what: string): Buffer {
+  if (typeof text !== 'string') throw new InvalidArgumentError(`${what} must be a string`);
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= MAX_TEXT_BYTES) return bytes;
+  let end = MAX_TEXT_BYTES;
+  // Back off over UTF-8 continuation bytes (10xxxxxx) so no character is split.
+  while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
+
+function checkId(id: number, what: string, allowZero: boolean): void {
+  if (id >>> 0 !== id || (id === 0 && !allowZero)) {
+    throw new InvalidArgumentError(`${what} must be an integer in [${allowZero ? 0 : 1}, 2^32-1], got ${id}`);
+  }
+}
+
+function checkU32(n: number, what: string): void {
+  if (n >>> 0 !== n) throw new InvalidArgumentError(`${what} must be an integer in [0, 2^32-1], got ${n}`);
+}
+
+function flagsOf(msg: Message): number {
+  const flags = msg.flags;
+  if (flags === undefined) return 0;
+  if ((flags & 0xff) !== flags) throw new InvalidArgumentError(`flags must be a u8, got ${flags}`);
+  return flags;
+}
+
+function checkBytes(b: Buffer, what: string): void {
+  if (!Buffer.isBuffer(b)) throw new InvalidArgumentError(`${what} must be a Buffer`);
+}
+
+/** Header of `headerLength` bytes after `headroom`, with the payload appended or left as a chunk. */
+function withPayload(headroom: number, headerLength: number, payload: Buffer): Buffer[] {
+  const start = headroom + headerLength;
+  if (payload.length <= INLINE_PAYLOAD_MAX) {
+    const buf = Buffer.allocUnsafe(start + payload.length);
+    payload.copy(buf, start);
+    return [buf];
+  }
+  return [Buffer.allocUnsafe(start), payload];
+}
+
+/**
+ * Encodes `msg` as a frame body, returned as chunks to write in order (with `cork()`/`writev`).
+ *
+ * The first chunk holds the header (and any payload of up to {@link INLINE_PAYLOAD_MAX} bytes);
+ * a larger payload is the second chunk, the caller's Buffer itself, not copied — do not modify it
+ * until written. `headroom` reserves that many uninitialised bytes at the start of the first chunk
+ * for the framing's prefix, so a framed small message is one buffer: the caller writes the
+ * prefix there (for `u32be`, `chunks[0].writeUInt32BE(bodyLength, 0)`, where bodyLength is the
+ * sum of the chunks' lengths minus `headroom`).
+ *
+ * Throws InvalidArgumentError for a field out of range (id 0 or above 2^32-1, empty or > 255-byte
+ * method, non-ASCII code, PING data not 8 bytes …). Text longer than 65535 bytes is cut.
+ *
+ * @example
+ * ```ts
+ * const chunks = encodeMessage({ kind: MessageKind.REQUEST, id: 1, method: 'echo', payload });
+ * socket.cork(); for (const c of chunks) socket.write(c); socket.uncork();
+ * ```
+ */
+export function encodeMessage(msg: Message, headroom = 0): Buffer[] {
+  if (headroom >>> 0 !== headroom || headroom > 64) {
+    throw new InvalidArgumentError(`headroom must be an integer in [0, 64], got ${headroom}`);
+  }
+  switch (msg.kind) {
+    case MessageKind.REQUEST:
+      return encodeRequest(msg, headroom);
+    case MessageKind.RESPONSE:
+      return encodeResponse(msg, headroom);
+    case MessageKind.NOTIFY:
+      return encodeNotify(msg, headroom);
+    case MessageKind.ERROR:
+      return encodeError(msg, headroom);
+    case MessageKind.CANCEL:
+      return encodeCancel(msg, headroom);
+    case MessageKind.PING:
+    case MessageKind.PONG:
+      return encodePingPong(msg, headroom);
+    case MessageKind.GOAWAY:
+      return encodeGoaway(msg, headroom);
+    case MessageKind.HELLO:
+      return encodeHello(msg, headroom);
+    default:
+      throw new InvalidArgumentError(`cannot encode message of kind ${(msg as { kind: unknown }).kind}`);
+  }
+}
+
+// REQUEST: kind flags id:u32 methodLen:u8 method payload…
+function encodeRequest(msg: RequestMessage, headroom: number): Buffer[] {
+  checkId(msg.id, 'request id', false);
+  const method = nameBytes(msg.method, 'method');
+  checkBytes(msg.payload, 'payload');
+  const chunks = withPayload(headroom, 7 + method.length, msg.payload);
+  const buf = chunks[0] as Buffer;
+  buf[headroom] = MessageKind.REQUEST;
+  buf[headroom + 1] = flagsOf(msg);
+  buf.writeUInt32BE(msg.id, headroom + 2);
+  buf[headroom + 6] = method.length;
+  method.copy(buf, headroom + 7);
+  return chunks;
+}
+
+// RESPONSE: kind flags id:u32 payload…
+function encodeResponse(msg: ResponseMessage, headroom: number): Buffer[] {
+  checkId(msg.id, 'request id', false);
+  checkBytes(msg.payload, 'payload');
+  const chunks = withPayload(headroom, 6, msg.payload);
+  const buf = chunks[0] as Buffer;
+  buf[headroom] = MessageKind.RESPONSE;
+  buf[headroom + 1] = flagsOf(msg);
+  buf.writeUInt32BE(msg.id, headroom + 2);
+  return chunks;
+}
+
+// NOTIFY: kind flags topicLen:u8 topic payload…
+function encodeNotify(msg: NotifyMessage, headroom: number): Buffer[] {
+  const topic = nameBytes(msg.topic, 'topic');
+  checkBytes(msg.payload, 'payload');
+  const chunks = withPayload(headroom, 3 + topic.length, msg.payload);
+  const buf = chunks[0] as Buffer;
+  buf[headroom] = MessageKind.NOTIFY;
+  buf[headroom + 1] = flagsOf(msg);
+  buf[headroom + 2] = topic.length;
+  topic.copy(buf, headroom + 3);
+  return chunks;
+}
+
+// ERROR: kind flags id:u32 codeLen:u8 code messageLen:u16 message details…
+function encodeError(msg: ErrorMessage, headroom: number): Buffer[] {
+  checkId(msg.id, 'request id', true);
+  const code = codeBytes(msg.code, 'error code');
+  const text = textBytes(msg.message, 'error message');
+  checkBytes(msg.details, 'details');
+  const textAt = 7 + code.length + 2;
+  const chunks = withPayload(headroom, textAt + text.length, msg.details);
+  const buf = chunks[0] as Buffer;
+  buf[headroom] = MessageKind.ERROR;
+  buf[headroom + 1] = flagsOf(msg);
+  buf.writeUInt32BE(msg.id, headroom + 2);
+  buf[headroom + 6] = code.length;
+  code.copy(buf, headroom + 7);
+  buf.writeUInt16BE(text.length, headroom + textAt - 2);
+  text.copy(buf, headroom + textAt);
+  return chunks;
+}
+
+// CANCEL: kind flags id:u32
+function encodeCancel(msg: CancelMessage, headroom: number): Buffer[] {
+  checkId(msg.id, 'request id', false);
+  const buf = Buffer.allocUnsafe(headroom + 6);
+  buf[headroom] = MessageKind.CANCEL;
+  buf[headroom + 1] = flagsOf(msg);
+  buf.writeUInt32BE(msg.id, headroom + 2);
+  return [buf];
+}
+
+// PING / PONG: kind flags data[8]
+function encodePingPong(msg: PingMessage | PongMessage, headroom: number): Buffer[] {
+  checkBytes(msg.data, 'ping data');
+  if (msg.data.length !== PING_DATA_BYTES) {
+    throw new InvalidArgumentError(`ping data must be ${PING_DATA_BYTES} bytes, got ${msg.data.length}`);
+  }
+  const buf = Buffer.allocUnsafe(headroom + 2 + PING_DATA_BYTES);
+  buf[headroom] = msg.kind;
+  buf[headroom + 1] = flagsOf(msg);
+  msg.data.copy(buf, headroom + 2);
+  return [buf];
+}
+
+// GOAWAY: kind flags lastId:u32 retryAfterMs:u32 reasonLen:u8 reason messageLen:u16 message
+function encodeGoaway(msg: GoawayMessage, headroom: number): Buffer[] {
+  checkId(msg.lastId, 'last request id', true);
+  checkU32(msg.retryAfterMs, 'retryAfterMs');
+  const reason = codeBytes(msg.reason, 'reason');
+  const text = textBytes(msg.message, 'message');
+  const textAt = 11 + reason.length + 2;
+  const buf = Buffer.allocUnsafe(headroom + textAt + text.length);
+  buf[headroom] = MessageKind.GOAWAY;
+  buf[headroom + 1] = flagsOf(msg);
+  buf.writeUInt32BE(msg.lastId, headroom + 2);
+  buf.writeUInt32BE(msg.retryAfterMs, headroom + 6);
+  buf[headroom + 10] = reason.length;
+  reason.copy(buf, headroom + 11);
+  buf.writeUInt16BE(text.length, headroom + textAt - 2);
+  text.copy(buf, headroom + textAt);
+  return [buf];
+}
+
+// HELLO: kind flags version:u16 params(JSON object, UTF-8)…
+function encodeHello(msg: HelloMessage, headroom: number): Buffer[] {
+  if ((msg.version & 0xffff) !== msg.version) {
+    throw new InvalidArgumentError(`version must be a u16, got ${msg.version}`);
+  }
+  const params = encodeHelloParams(msg.params);
+  const buf = Buffer.allocUnsafe(headroom + 4 + params.length);
+  buf[headroom] = MessageKind.HELLO;
+  buf[headroom + 1] = flagsOf(msg);
+  buf.writeUInt16BE(msg.version, headroom + 2);
+  params.copy(buf, headroom + 4);
+  return [buf];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+function malformed(kind: number, why: string): ProtocolError {
+  return new ProtocolError(ErrorCode.MALFORMED, `malformed ${messageKindName(kind)}: ${why}`);
+}
+
+/**
+ * Decoded ASCII names, by a hash of their bytes. Methods repeat, so most lookups hit: a hit costs
+ * a byte compare instead of a string allocation, and hands back the same string object each time,
+ * whose hash V8 has already computed for the handler-map lookup that follows.
+ */
+const NAME_SLOTS = 256; // a power of two
+const slotNames: string[] = new Array(NAME_SLOTS).fill('');
+
+/**
+ * A method or topic: `end - start` bytes of UTF-8. ASCII (every method anyone uses) needs no
+ * validation and goes through the cache; anything else must be valid UTF-8, since a name that
+ * decoded to U+FFFD would silently route to the wrong handler.
+ */
+function readName(frame: Buffer, start: number, end: number, kind: number): string {
+  const n = end - start;
+  let h = n;
+  for (let i = start; i < end; i++) {
+    const c = frame[i] as number;
+    if (c >= 0x80) return readUtf8Name(frame, start, end, kind);
+    h = (Math.imul(h, 31) + c) | 0;
+  }
+  const slot = h & (NAME_SLOTS - 1);
+  const cached = slotNames[slot] as string;
+  if (cached.length === n) {
+    // The cached string is ASCII, one char per byte: compare in place, no allocation.
+    let i = 0;
+    while (i < n && cached.charCodeAt(i) === frame[start + i]) i++;
+    if (i === n) return cached;
+  }
+  const name = frame.toString('latin1', start, end);
+  slotNames[slot] = name;
+  return name;
+}
+
+function readUtf8Name(frame: Buffer, start: number, end: number, kind: number): string {
+  const bytes = frame.subarray(start, end);
+  if (!isUtf8(bytes)) throw malformed(kind, 'name is not valid UTF-8');
+  return bytes.toString('utf8');
+}
+
+/** A code: printable ASCII only (0x21–0x7E). */
+function readCode(frame: Buffer, start: number, end: number, kind: number): string {
+  for (let i = start; i < end; i++) {
+    const c = frame[i] as number;
+    if (c < 0x21 || c > 0x7e) throw malformed(kind, 'code is not printable ASCII');
+  }
+  return frame.toString('latin1', start, end);
+}
+
+/**
+ * Decodes one frame body. The result's payload / details / data fields are `subarray` views of
+ * `frame`: copy them to keep them beyond the frame's life if the frame is a view into a larger
+ * socket chunk.
+ *
+ * Throws ProtocolError with code ERR_UNKNOWN_KIND for a kind byte this version does not define,
+ * and ERR_MALFORMED for anything truncated, overlong or invalid; never any other error.
+ *
+ * @example
+ * ```ts
+ * for (const frame of decoder.push(chunk)) {
+ *   const msg = decodeMessage(frame);
+ *   if (msg.kind === MessageKind.RESPONSE) pending.get(msg.id)?.resolve(msg.payload);
+ * }
+ * ```
+ */
+export function decodeMessage(frame: Buffer): Message {
+  const len = frame.length;
+  if (len === 0) throw new ProtocolError(ErrorCode.MALFORMED, 'empty message');
+  const kind = frame[0] as number;
+  if (kind === 0 || kind > MessageKind.GOAWAY) {
+    throw new ProtocolError(ErrorCode.UNKNOWN_KIND, `unknown message kind ${kind}`);
+  }
+  if (len < 2) throw malformed(kind, 'no flags byte');
+  const flags = frame[1] as number;
+  switch (kind) {
+    case MessageKind.REQUEST:
+      return decodeRequest(frame, flags);
+    case MessageKind.RESPONSE:
+      return decodeResponse(frame, flags);
+    case MessageKind.NOTIFY:
+      return decodeNotify(frame, flags);
+    case MessageKind.ERROR:
+      return decodeError(frame, flags);
+    case MessageKind.CANCEL:
+      return decodeCancel(frame, flags);
+    case MessageKind.PING:
+    case MessageKind.PONG:
+      return decodePingPong(frame, kind, flags);
+    case MessageKind.GOAWAY:
+      return decodeGoaway(frame, flags);
+    default:
+      return decodeHello(frame, flags);
+  }
+}
+
+function decodeRequest(frame: Buffer, flags: number): RequestMessage {
+  const len = frame.length;
+  // kind flags id:u32 methodLen:u8 and at least one method byte.
+  if (len < 8) throw malformed(MessageKind.REQUEST, `${len} bytes is shorter than the header`);
+  const id = frame.readUInt32BE(2);
+  if (id === 0) throw malformed(MessageKind.REQUEST, 'request id 0');
+  const n = frame[6] as number;
+  const end = 7 + n;
+  if (n === 0) throw malformed(MessageKind.REQUEST, 'empty method');
+  if (end > len) throw malformed(MessageKind.REQUEST, 'method runs past the end');
+  return {
+    kind: MessageKind.REQUEST,
+    flags,
+    id,
+    method: readName(frame, 7, end, MessageKind.REQUEST),
+    payload: frame.subarray(end),
+  };
+}
+
+function decodeResponse(frame: Buffer, flags: number): ResponseMessage {
+  if (frame.length < 6) {
+    throw malformed(MessageKind.RESPONSE, `${frame.length} bytes is shorter than the header`);
+  }
+  const id = frame.readUInt32BE(2);
+  if (id === 0) throw malformed(MessageKind.RESPONSE, 'request id 0');
+  return { kind: MessageKind.RESPONSE, flags, id, payload: frame.subarray(6) };
+}
+
+function decodeNotify(frame: Buffer, flags: number): NotifyMessage {
+  const len = frame.length;
+  if (len < 4) throw malformed(MessageKind.NOTIFY, `${len} bytes is shorter than the header`);
+  const n = frame[2] as number;
+  const end = 3 + n;
+  if (n === 0) throw malformed(MessageKind.NOTIFY, 'empty topic');
+  if (end > len) throw malformed(MessageKind.NOTIFY, 'topic runs past the end');
+  return {
+    kind: MessageKind.NOTIFY,
+    flags,
+    topic: readName(frame, 3, end, MessageKind.NOTIFY),
+    payload: frame.subarray(end),
+  };
+}
+
+function decodeError(frame: Buffer, flags: number): ErrorMessage {
+  const len = frame.length;
+  // kind flags id:u32 codeLen:u8 code(≥1) messageLen:u16
+  if (len < 10) throw malformed(MessageKind.ERROR, `${len} bytes is shorter than the header`);
+  const id = frame.readUInt32BE(2);
+  const n = frame[6] as number;
+  if (n === 0) throw malformed(MessageKind.ERROR, 'empty code');
+  const codeEnd = 7 + n;
+  if (codeEnd + 2 > len) throw malformed(MessageKind.ERROR, 'code runs past the end');
+  const code = readCode(frame, 7, codeEnd, MessageKind.ERROR);
+  const textEnd = codeEnd + 2 + frame.readUInt16BE(codeEnd);
+  if (textEnd > len) throw malformed(MessageKind.ERROR, 'message runs past the end');
+  return {
+    kind: MessageKind.ERROR,
+    flags,
+    id,
+    code,
+    // Free text is decoded leniently (invalid sequences become U+FFFD): it is for humans.
+    message: frame.toString('utf8', codeEnd + 2, textEnd),
+    details: frame.subarray(textEnd),
+  };
+}
+
+function decodeCancel(frame: Buffer, flags: number): CancelMessage {
+  if (frame.length !== 6) throw malformed(MessageKind.CANCEL, `length ${frame.length}, expected 6`);
+  const id = frame.readUInt32BE(2);
+  if (id === 0) throw malformed(MessageKind.CANCEL, 'request id 0');
+  return { kind: MessageKind.CANCEL, flags, id };
+}
+
+function decodePingPong(frame: Buffer, kind: 7 | 8, flags: number): PingMessage | PongMessage {
+  if (frame.length !== 2 + PING_DATA_BYTES) {
+    throw malformed(kind, `length ${frame.length}, expected ${2 + PING_DATA_BYTES}`);
+  }
+  return { kind, flags, data: frame.subarray(2) };
+}
+
+function decodeGoaway(frame: Buffer, flags: number): GoawayMessage {
+  const len = frame.length;
+  // kind flags lastId:u32 retryAfterMs:u32 reasonLen:u8 reason(≥1) messageLen:u16
+  if (len < 14) throw malformed(MessageKind.GOAWAY, `${len} bytes is shorter than the header`);
+  const n = frame[10] as number;
+  if (n === 0) throw malformed(MessageKind.GOAWAY, 'empty reason');
+  const reasonEnd = 11 + n;
+  if (reasonEnd + 2 > len) throw malformed(MessageKind.GOAWAY, 'reason runs past the end');
+  const reason = readCode(frame, 11, reasonEnd, MessageKind.GOAWAY);
+  const textEnd = reasonEnd + 2 + frame.readUInt16BE(reasonEnd);
+  if (textEnd !== len) {
+    throw malformed(MessageKind.GOAWAY, textEnd > len ? 'message runs past the end' : 'trailing bytes');
+  }
+  return {
+    kind: MessageKind.GOAWAY,
+    flags,
+    lastId: frame.readUInt32BE(2),
+    retryAfterMs: frame.readUInt32BE(6),
+    reason,
+    message: frame.toString('utf8', reasonEnd + 2, textEnd),
+  };
+}
+
+function decodeHello(frame: Buffer, flags: number): HelloMessage {
+  // kind flags version:u16 and a JSON object, which is at least `{}`.
+  if (frame.length < 6) {
+    throw malformed(MessageKind.HELLO, `${frame.length} bytes is shorter than the header`);
+  }
+  return {
+    kind: MessageKind.HELLO,
+    flags,
+    version: frame.readUInt16BE(2),
+    params: decodeHelloParams(frame.subarray(4)),
+  };
+}
