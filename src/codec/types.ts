@@ -32,6 +32,11 @@ export interface FrameDecoder {
  */
 export interface FrameEncoder {
   encode(payload: Buffer): Buffer[];
+  /**
+   * Frames the concatenation of `parts` as one payload, passing the parts through uncopied
+   * (a protocol header chunk plus a large body). Same limits as `encode`.
+   */
+  encodeParts(parts: readonly Buffer[]): Buffer[];
   /** Bytes the framing adds to a payload of `payloadLength` bytes. */
   overhead(payloadLength: number): number;
 }

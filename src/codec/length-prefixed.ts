@@ -1,0 +1,240 @@
+/**
+ * The machinery every length-prefixed decoder shares: ASCII, binary length field and varint differ
+ * only in how they read a header, so that is the one abstract method here.
+ *
+ * A frame is seen as `total` bytes from its first header byte, of which the first `strip` are not
+ * emitted (for the usual codecs `strip` is the header; Netty's `initialBytesToStrip` may keep some
+ * of the header or drop more). The stream is handled in three ways, from hot to cold:
+ *
+ *   1. the frame lies wholly in the chunk: emit a view of the chunk, no copy, no allocation but the
+ *      view (the loop in `decode`);
+ *   2. the frame spans chunks: allocate its emitted bytes once, exactly sized, and fill it as the
+ *      chunks arrive (`fill`), so a 1 MiB frame read in 64 KiB pieces costs one memcpy per byte,
+ *      never the quadratic `Buffer.concat` of a hand-rolled decoder;
+ *   3. the header itself spans chunks: its bytes wait in a small scratch buffer of the largest
+ *      header size, and parsing restarts there when more arrive (`continueHeader`).
+ *
+ * Limits are checked as soon as the header is parsed, before a byte of the body is buffered, so a
+ * peer announcing a 4 GiB frame costs nothing but the error (Netty's `failFast`).
+ */
+
+// The global `Buffer` is an accessor property in Node 20; reading it per frame shows in profiles.
+import { Buffer } from 'node:buffer';
+import { BadFrameHeaderError, FrameTooLargeError, TruncatedFrameError } from '../errors.js';
+import type { FrameDecoder, FrameEncoder } from './types.js';
+
+/** Returned by {@link LengthPrefixedDecoder.parseHeader} when the header is not complete yet. */
+export const NEED_MORE = -1;
+
+export abstract class LengthPrefixedDecoder implements FrameDecoder {
+  /**
+   * Bytes at the start of the frame that are not emitted. Fixed-header codecs set it once;
+   * variable-header codecs (varint) set it in every `parseHeader` call that returns a length.
+   */
+  protected strip = 0;
+  /** Largest number of bytes `parseHeader` can need; sizes the split-header scratch buffer. */
+  protected readonly headerMax: number;
+  protected readonly maxFrameLength: number;
+
+  /** A header split across chunks waits here (allocated on first need, then reused). */
+  private header: Buffer | null = null;
+  private headerLength = 0;
+  /** A frame that spans chunks, being filled; null when none is in progress. */
+  private frame: Buffer | null = null;
+  private filled = 0;
+  /** Bytes of the frame in progress still to be skipped (the stripped part) before `filled` grows. */
+  private skip = 0;
+  /** Bytes of the frame in progress received so far, header included (for `bufferedBytes`). */
+  private received = 0;
+  /** The error that poisoned the decoder; every later call throws it again. */
+  private error: Error | null = null;
+
+  constructor(headerMax: number, maxFrameLength: number) {
+    this.headerMax = headerMax;
+    this.maxFrameLength = maxFrameLength;
+  }
+
+  /**
+   * Parse the header at `buf[start, end)`. Return the frame's total length counted from `start`,
+   * header included, and leave in `this.strip` how many of its first bytes are not emitted; or
+   * return {@link NEED_MORE} when `end - start` bytes are not enough to know (which must only
+   * happen while `end - start < headerMax`). Throw BadFrameHeaderError for a header that cannot be
+   * valid whatever follows. The caller checks `strip <= total` and the emitted length against
+   * `maxFrameLength`, so a parser may return any non-negative number, however large.
+   */
+  protected abstract parseHeader(buf: Buffer, start: number, end: number): number;
+
+  get bufferedBytes(): number {
+    return this.frame !== null ? this.received : this.headerLength;
+  }
+
+  push(chunk: Buffer): Buffer[] {
+    if (this.error !== null) throw this.error;
+    try {
+      return this.decode(chunk);
+    } catch (err) {
+      this.poison(err);
+      throw err;
+    }
+  }
+
+  end(): void {
+    if (this.error !== null) throw this.error;
+    const pending = this.bufferedBytes;
+    if (pending > 0) {
+      const err = new TruncatedFrameError(pending);
+      this.poison(err);
+      throw err;
+    }
+  }
+
+  private poison(err: unknown): void {
+    this.error = err instanceof Error ? err : new Error(String(err));
+    // The stream position is lost; drop what was buffered so the memory goes now.
+    this.header = null;
+    this.headerLength = 0;
+    this.frame = null;
+  }
+
+  private decode(chunk: Buffer): Buffer[] {
+    const frames: Buffer[] = [];
+    const end = chunk.length;
+    let p = 0;
+    if (this.frame !== null) {
+      p = this.fill(chunk, 0, end);
+      if (!this.emitIfComplete(frames)) return frames;
+    } else if (this.headerLength > 0) {
+      p = this.continueHeader(chunk, frames);
+    }
+    // The hot loop: one parseHeader call and one view per frame, nothing else allocated.
+    // Buffer.from(arrayBuffer, offset, length) is the same zero-copy view as `subarray`, which
+    // reaches it through Symbol.species and the legacy `Buffer()` function: 20-30% dearer per
+    // frame in Node 20, measurable on 16-byte frames.
+    const memory = chunk.buffer;
+    const base = chunk.byteOffset;
+    while (p < end) {
+      const total = this.parseHeader(chunk, p, end);
+      if (total === NEED_MORE) {
+        this.saveHeader(chunk, p, end);
+        break;
+      }
+      const strip = this.strip;
+      this.checkLength(total, strip);
+      if (total <= end - p) {
+        frames.push(Buffer.from(memory, base + p + strip, total - strip));
+        p += total;
+      } else {
+        this.startFrame(total, strip);
+        p = this.fill(chunk, p, end);
+      }
+    }
+    return frames;
+  }
+
+  private checkLength(total: number, strip: number): void {
+    if (strip > total) {
+      throw new BadFrameHeaderError(
+        `frame length ${total} (header included) is less than the ${strip} bytes to strip`,
+      );
+    }
+    const emitted = total - strip;
+    if (emitted > this.maxFrameLength) throw new FrameTooLargeError(emitted, this.maxFrameLength);
+  }
+
+  /** The first bytes of a header arrived at the end of a chunk: keep them until the rest comes. */
+  private saveHeader(chunk: Buffer, start: number, end: number): void {
+    if (end - start >= this.headerMax) {
+      // A parser that asks for more than it declared would loop forever; refuse loudly instead.
+      throw new BadFrameHeaderError(`header parser needs more than headerMax (${this.headerMax}) bytes`);
+    }
+    this.header ??= Buffer.allocUnsafe(this.headerMax);
+    chunk.copy(this.header, 0, start, end);
+    this.headerLength = end - start;
+  }
+
+  /**
+   * A header started in an earlier chunk. Top the scratch up from `chunk` and parse again; once it
+   * parses, the frame is assembled by copy from the scratch and then the chunk. Returns the offset
+   * in `chunk` where the next frame starts (or `chunk.length`).
+   */
+  private continueHeader(chunk: Buffer, frames: Buffer[]): number {
+    const header = this.header!;
+    const prior = this.headerLength;
+    const take = Math.min(this.headerMax - prior, chunk.length);
+    chunk.copy(header, prior, 0, take);
+    const total = this.parseHeader(header, 0, prior + take);
+    if (total === NEED_MORE) {
+      if (prior + take >= this.headerMax) {
+        throw new BadFrameHeaderError(`header parser needs more than headerMax (${this.headerMax}) bytes`);
+      }
+      this.headerLength = prior + take;
+      return chunk.length;
+    }
+    const strip = this.strip;
+    this.checkLength(total, strip);
+    this.headerLength = 0;
+    this.startFrame(total, strip);
+    // `total > prior` always: the header alone did not parse from `prior` bytes.
+    this.fill(header, 0, prior);
+    const p = this.fill(chunk, 0, chunk.length);
+    this.emitIfComplete(frames);
+    return p;
+  }
+
+  private startFrame(total: number, strip: number): void {
+    this.frame = Buffer.allocUnsafe(total - strip);
+    this.filled = 0;
+    this.skip = strip;
+    this.received = 0;
+  }
+
+  /** Feed `src[start, end)` to the frame in progress; return the offset after the bytes it took. */
+  private fill(src: Buffer, start: number, end: number): number {
+    const frame = this.frame!;
+    let p = start;
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, end - p);
+      this.skip -= n;
+      p += n;
+    }
+    const n = Math.min(frame.length - this.filled, end - p);
+    if (n > 0) {
+      src.copy(frame, this.filled, p, p + n);
+      this.filled += n;
+      p += n;
+    }
+    this.received += p - start;
+    return p;
+  }
+
+  private emitIfComplete(frames: Buffer[]): boolean {
+    const frame = this.frame!;
+    if (this.skip > 0 || this.filled < frame.length) return false;
+    frames.push(frame);
+    this.frame = null;
+    return true;
+  }
+}
+
+/**
+ * The encoder side of a length-prefixed codec: build a header for a byte count, put it before the
+ * payload's chunks, copy nothing. Subclasses only write headers (and refuse lengths they cannot
+ * express or that exceed the limit).
+ */
+export abstract class LengthPrefixedEncoder implements FrameEncoder {
+  /** The header for a payload of `length` bytes; throws FrameTooLargeError when it cannot be. */
+  protected abstract header(length: number): Buffer;
+  abstract overhead(payloadLength: number): number;
+
+  encode(payload: Buffer): Buffer[] {
+    return [this.header(payload.length), payload];
+  }
+
+  encodeParts(parts: readonly Buffer[]): Buffer[] {
+    let length = 0;
+    for (const part of parts) length += part.length;
+    const out = [this.header(length)];
+    for (const part of parts) out.push(part);
+    return out;
+  }
+}
