@@ -1,0 +1,1008 @@
+/**
+ * Connection: one net.Socket (or tls.TLSSocket) plus one framing. It sends and receives frames
+ * with backpressure, and closes in exactly the ways TCP allows — graceful, half-close, abortive
+ * and lingering — without ever blocking the event loop, reporting one {@link CloseReason} for
+ * every close and never leaving a socket in CLOSE_WAIT.
+ */
+
+import diagnostics from 'node:diagnostics_channel';
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
+import type { FrameDecoder, FrameEncoder, Framing } from '../codec/types.js';
+import {
+  AbortedError,
+  CloseTimeoutError,
+  ConnectError,
+  ConnectionClosedError,
+  ConnectionResetError,
+  ConnectTimeoutError,
+  FramingError,
+  InvalidArgumentError,
+  LingerExpiredError,
+  type LonglinkError,
+  SocketError,
+} from '../errors.js';
+import {
+  type KeepAliveOptions,
+  kernelUnacked,
+  kernelUnread,
+  kernelUnsent,
+  nativeSocketOptions,
+  setKeepAliveOptions,
+  setLinger,
+  setUserTimeout,
+  type TcpInfo,
+  tcpInfo,
+} from '../sys/sockopt.js';
+import { type CloseInfo, CloseReason } from './close-reason.js';
+
+/** A connection's lifecycle states. Transitions are listed in {@link TRANSITIONS}. */
+export const ConnectionState = {
+  /** Reading and writing. */
+  OPEN: 'open',
+  /** halfClose(): our FIN is queued or sent; still reading until the peer's EOF. */
+  WRITE_CLOSED: 'write-closed',
+  /** The peer sent FIN and the user chose to keep the half-open connection; still writable. */
+  READ_CLOSED: 'read-closed',
+  /** A graceful close is under way: flushing, FIN, waiting for the peer's EOF (with a deadline). */
+  CLOSING: 'closing',
+  /** linger(): waiting for the peer to acknowledge every byte, RST at the deadline. */
+  LINGERING: 'lingering',
+  /** The socket is released. */
+  CLOSED: 'closed',
+} as const;
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
+
+const S = ConnectionState;
+const TRANSITIONS: Readonly<Record<ConnectionState, readonly ConnectionState[]>> = {
+  [S.OPEN]: [S.WRITE_CLOSED, S.READ_CLOSED, S.CLOSING, S.LINGERING, S.CLOSED],
+  [S.WRITE_CLOSED]: [S.CLOSING, S.LINGERING, S.CLOSED],
+  [S.READ_CLOSED]: [S.CLOSING, S.LINGERING, S.CLOSED],
+  [S.CLOSING]: [S.LINGERING, S.CLOSED],
+  [S.LINGERING]: [S.CLOSED],
+  [S.CLOSED]: [],
+};
+
+/** A warning about a connection that is not an error (yet). */
+export interface ConnectionWarning {
+  code: 'HALF_OPEN_LINGERING';
+  message: string;
+  /** How long the condition has lasted. */
+  sinceMs: number;
+}
+
+/** Options of a {@link Connection}. Defaults are in docs/options.md. */
+export interface ConnectionOptions {
+  /** How frames are delimited on the wire (see parseFraming / the codec factories). */
+  framing: Framing;
+  /** `send()` returns false once this many bytes are queued. Default 64 KiB. */
+  highWaterMark?: number;
+  /** `'drain'` fires once the queue falls to this many bytes. Default 32 KiB. */
+  lowWaterMark?: number;
+  /** Deadline for `close()` before it aborts. Default 30 000 ms. */
+  closeTimeoutMs?: number;
+  /**
+   * After the peer's FIN: how long our queued sends may take to flush before we abort instead.
+   * Bounds the time a socket can sit in CLOSE_WAIT. Default 5 000 ms.
+   */
+  remoteEndTimeoutMs?: number;
+  /**
+   * Keep the connection writable after the peer's FIN (TCP half-open), until `close()`.
+   * Default false: our side closes as soon as queued sends are flushed.
+   */
+  allowHalfOpen?: boolean;
+  /** With `allowHalfOpen`, emit a `'warning'` every this many ms the connection stays half-open. Default 30 000. */
+  halfOpenWarnMs?: number;
+  /** TCP_NODELAY. Default true: frames leave at once; coalescing is done per tick in user space. */
+  noDelay?: boolean;
+  /** TCP keepalive (idle/interval/count), or false. Default idle 60 s, interval 10 s, 6 probes. */
+  keepAlive?: KeepAliveOptions | false;
+  /** TCP_USER_TIMEOUT in ms (Linux): drop the connection when sent data stays unacknowledged this long. */
+  userTimeoutMs?: number;
+  /** A label for logs and diagnostics. Default a process-unique number. */
+  id?: string;
+}
+
+/** Options of {@link Connection.connect}. */
+export interface ConnectOptions extends ConnectionOptions {
+  host?: string;
+  port: number;
+  /** Source address to bind before connecting. */
+  localAddress?: string;
+  /** Connect deadline. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  signal?: AbortSignal;
+  /** Connect with TLS using these options (servername, ca, …). */
+  tls?: tls.ConnectionOptions;
+}
+
+/** Options of {@link Connection.close}. */
+export interface CloseOptions {
+  /** Overrides `closeTimeoutMs` for this close. */
+  timeoutMs?: number;
+  /**
+   * The reason to report when this close completes, for layers above that know better than
+   * `local-graceful` (a protocol layer closing after a GOAWAY, a heartbeat timeout …).
+   */
+  reason?: CloseReason;
+  /** The error behind that reason, if any. */
+  error?: LonglinkError;
+  /** Who started it, reported with `reason`. Default 'local'. */
+  initiator?: 'local' | 'remote';
+}
+
+/** A snapshot of a connection's counters and, where readable, its kernel socket state. */
+export interface ConnectionStats {
+  id: string;
+  state: ConnectionState;
+  bytesRead: number;
+  bytesWritten: number;
+  framesRead: number;
+  framesWritten: number;
+  /** Bytes accepted by send() not yet handed to the kernel. */
+  bufferedAmount: number;
+  /** Kernel queues (Linux, native helper): unacked and unsent send-queue bytes, unread receive bytes. */
+  kernel: { unacked: number; unsent: number; unread: number } | undefined;
+  tcpInfo: TcpInfo | undefined;
+}
+
+/** The events a Connection emits, with their arguments. */
+export interface ConnectionEvents {
+  /** A complete frame arrived (a view into the read buffer when it came in one chunk). */
+  frame: [frame: Buffer];
+  /** The send queue fell to the low watermark after `send()` returned false. */
+  drain: [];
+  /** The peer finished sending (FIN). Frames it sent before have all been emitted. */
+  end: [];
+  /**
+   * The peer sent an invalid frame (or ended inside one). Emitted before the connection closes,
+   * while `send()` still works, so a protocol layer can send a last error frame.
+   */
+  'protocol-error': [error: FramingError];
+  warning: [warning: ConnectionWarning];
+  state: [from: ConnectionState, to: ConnectionState];
+  /** Exactly once, when the socket is released. */
+  close: [info: CloseInfo];
+}
+
+const stateChannel = diagnostics.channel('longlink:connection:state');
+const closeChannel = diagnostics.channel('longlink:connection:close');
+
+const kOwner = Symbol('longlink.connection');
+type OwnedSocket = net.Socket & { [kOwner]?: Connection };
+
+const GRACEFUL_REASONS: ReadonlySet<CloseReason> = new Set([
+  CloseReason.LOCAL_GRACEFUL,
+  CloseReason.REMOTE_FIN,
+  CloseReason.GOING_AWAY,
+]);
+/** Chunks below this size are copied together on flush; larger ones are written uncopied. */
+const COPY_MAX = 4096;
+
+/** Copies q[from, to) into one buffer of `bytes` bytes (or returns the single chunk). */
+function coalesce(q: readonly Buffer[], from: number, to: number, bytes: number): Buffer {
+  if (to - from === 1) return q[from] as Buffer;
+  const out = Buffer.allocUnsafe(bytes);
+  let off = 0;
+  for (let i = from; i < to; i++) {
+    const c = q[i] as Buffer;
+    c.copy(out, off);
+    off += c.length;
+  }
+  return out;
+}
+
+/** How often linger() asks the kernel for its unacknowledged byte count. */
+const LINGER_POLL_MS = 10;
+
+let nextId = 1;
+
+interface PendingClose {
+  reason: CloseReason;
+  initiator: 'local' | 'remote';
+  error: LonglinkError | undefined;
+  /** Bytes discarded, measured just before the reset; undefined → measure at release. */
+  unsentBytes?: number;
+  unsentKnown?: boolean;
+}
+
+type TimerKind = 'close-deadline' | 'linger-poll' | 'half-open-warn';
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0) {
+    throw new InvalidArgumentError(`${name} must be a finite number >= 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Resets the connection: RST, send queue discarded (the sources' SO_LINGER {1,0}).
+ *
+ * Node's own resetAndDestroy() is unsafe once end() has been called: libuv refuses to reset a
+ * stream with a shutdown pending (uv_tcp_close_reset → EINVAL), and Node 20 then never emits
+ * 'close', leaks the descriptor and spins a core. Setting SO_LINGER {1,0} on the descriptor and
+ * destroying the socket makes the kernel's close() send the RST whatever state the stream is in.
+ * Returns whether an RST was sent (false: the platform only allowed a plain close).
+ */
+function resetSocket(socket: net.Socket): boolean {
+  if (socket.destroyed) return false;
+  if (setLinger(socket, true, 0)) {
+    socket.destroy();
+    return true;
+  }
+  const handle = (socket as unknown as { _handle?: { reset?: unknown } | null })._handle;
+  if (!socket.writableEnded && handle && typeof handle.reset === 'function') {
+    socket.resetAndDestroy();
+    return true;
+  }
+  socket.destroy();
+  return false;
+}
+
+/**
+ * A framed, long-lived TCP connection.
+ *
+ * @example
+ * ```ts
+ * import { Connection, lengthFieldFraming } from 'longlink';
+ * const conn = await Connection.connect({ port: 9000, framing: lengthFieldFraming({ lengthFieldLength: 4 }) });
+ * conn.on('frame', (f) => console.log(f.toString()));
+ * await conn.write(Buffer.from('hello'));
+ * const info = await conn.close(); // FIN, read to EOF, release
+ * console.log(info.reason); // 'local-graceful'
+ * ```
+ */
+export class Connection extends EventEmitter {
+  readonly id: string;
+  readonly socket: net.Socket;
+  readonly framing: Framing;
+  /** Resolves once, with the close info, when the socket is released. Never rejects. */
+  readonly closed: Promise<CloseInfo>;
+
+  private _state: ConnectionState = S.OPEN;
+  private readonly decoder: FrameDecoder;
+  private readonly encoder: FrameEncoder;
+  private readonly highWaterMark: number;
+  private readonly lowWaterMark: number;
+  private readonly closeTimeoutMs: number;
+  private readonly remoteEndTimeoutMs: number;
+  private readonly allowHalfOpen: boolean;
+  private readonly halfOpenWarnMs: number;
+  private readonly openedAt = performance.now();
+
+  /** Frames encoded but not yet handed to the socket: flushed once per microtask. */
+  private outq: Buffer[] = [];
+  private outBytes = 0;
+  private flushScheduled = false;
+  private needDrain = false;
+  private framesRead = 0;
+  private framesWritten = 0;
+
+  private remoteEnded = false;
+  private writeFinished = false;
+  private pending: PendingClose | undefined;
+  private closeInfo: CloseInfo | undefined;
+  private resolveClosed!: (info: CloseInfo) => void;
+
+  /** The one timer of this connection; its meaning depends on the phase. */
+  private timer: NodeJS.Timeout | undefined;
+  private timerKind: TimerKind | undefined;
+  private deadline = 0;
+  private deadlineMs = 0;
+  private halfOpenSince = 0;
+
+  private readonly flushBound = () => this.flush();
+  private readonly onBatchWritten = () => this.maybeDrain();
+
+  /**
+   * Wraps an already connected socket. The socket is switched to half-open mode so that the
+   * peer's FIN is seen as an event and our side is closed by this class, not by Node.
+   */
+  constructor(socket: net.Socket, options: ConnectionOptions) {
+    super();
+    if (!options || typeof options.framing?.createDecoder !== 'function') {
+      throw new InvalidArgumentError('options.framing must be a Framing (e.g. lengthFieldFraming(...))');
+    }
+    if (socket.destroyed || socket.connecting || socket.remoteAddress === undefined) {
+      throw new InvalidArgumentError('Connection needs a connected socket');
+    }
+    this.highWaterMark = positive('highWaterMark', options.highWaterMark, 64 * 1024);
+    this.lowWaterMark = positive(
+      'lowWaterMark',
+      options.lowWaterMark,
+      Math.min(32 * 1024, this.highWaterMark),
+    );
+    if (this.lowWaterMark > this.highWaterMark) {
+      throw new InvalidArgumentError('lowWaterMark must not exceed highWaterMark');
+    }
+    this.closeTimeoutMs = positive('closeTimeoutMs', options.closeTimeoutMs, 30_000);
+    this.remoteEndTimeoutMs = positive('remoteEndTimeoutMs', options.remoteEndTimeoutMs, 5_000);
+    this.halfOpenWarnMs = positive('halfOpenWarnMs', options.halfOpenWarnMs, 30_000);
+    this.allowHalfOpen = options.allowHalfOpen === true;
+    this.id = options.id ?? String(nextId++);
+    this.framing = options.framing;
+    this.decoder = options.framing.createDecoder();
+    this.encoder = options.framing.encoder;
+    this.socket = socket;
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+
+    socket.allowHalfOpen = true;
+    if (options.noDelay !== false) socket.setNoDelay(true);
+    if (options.keepAlive !== false) {
+      setKeepAliveOptions(socket, options.keepAlive ?? { idleMs: 60_000, intervalMs: 10_000, count: 6 });
+    }
+    if (options.userTimeoutMs !== undefined) {
+      setUserTimeout(socket, positive('userTimeoutMs', options.userTimeoutMs, 0));
+    }
+
+    (socket as OwnedSocket)[kOwner] = this;
+    socket.on('data', Connection.onSocketData);
+    socket.on('end', Connection.onSocketEnd);
+    socket.on('finish', Connection.onSocketFinish);
+    socket.on('error', Connection.onSocketError);
+    socket.on('close', Connection.onSocketClose);
+    socket.on('drain', Connection.onSocketDrain);
+  }
+
+  /**
+   * Opens a TCP (or TLS) connection and wraps it. Rejects with ConnectError (cause: the system
+   * error), ConnectTimeoutError or AbortedError; the half-made socket is always destroyed.
+   */
+  static connect(options: ConnectOptions): Promise<Connection> {
+    if (!Number.isInteger(options?.port) || options.port < 1 || options.port > 65535) {
+      return Promise.reject(
+        new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`),
+      );
+    }
+    const host = options.host ?? '127.0.0.1';
+    const timeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(new AbortedError('connect aborted', { cause: signal.reason }));
+    return new Promise((resolve, reject) => {
+      const base: net.TcpNetConnectOpts = { host, port: options.port, allowHalfOpen: true };
+      if (options.localAddress !== undefined) base.localAddress = options.localAddress;
+      const socket = options.tls ? tls.connect({ ...options.tls, ...base }) : net.connect(base);
+      const finish = (err: LonglinkError | undefined) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        socket.off('error', onError);
+        socket.off(options.tls ? 'secureConnect' : 'connect', onConnect);
+        if (err) {
+          socket.destroy();
+          reject(err);
+          return;
+        }
+        try {
+          resolve(new Connection(socket, options));
+        } catch (e) {
+          socket.destroy();
+          reject(e);
+        }
+      };
+      const onConnect = () => finish(undefined);
+      const onError = (err: NodeJS.ErrnoException) =>
+        finish(
+          new ConnectError(`connect to ${host}:${options.port} failed: ${err.code ?? err.message}`, {
+            cause: err,
+          }),
+        );
+      const onAbort = () => finish(new AbortedError('connect aborted', { cause: signal?.reason }));
+      const timer = setTimeout(() => finish(new ConnectTimeoutError(timeoutMs)), timeoutMs);
+      timer.unref();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      socket.once('error', onError);
+      socket.once(options.tls ? 'secureConnect' : 'connect', onConnect);
+    });
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** True while `send()` accepts frames. */
+  get writable(): boolean {
+    return this._state === S.OPEN || this._state === S.READ_CLOSED;
+  }
+
+  /** Bytes accepted by `send()` and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.outBytes + this.socket.writableLength;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.socket.remotePort;
+  }
+
+  get localPort(): number | undefined {
+    return this.socket.localPort;
+  }
+
+  /**
+   * Queues one frame. Returns false once `bufferedAmount` reaches the high watermark: stop and
+   * wait for `'drain'` (or use {@link write}). Frames queued in one tick leave in one write.
+   * Throws ConnectionClosedError once the connection no longer takes sends, and
+   * FrameTooLargeError for a frame above the framing's limit; nothing is queued then.
+   */
+  send(frame: Buffer): boolean {
+    if (!this.writable) throw this.notWritable();
+    return this.enqueue(this.encoder.encode(frame));
+  }
+
+  /**
+   * Queues one frame whose payload is the concatenation of `parts`, without copying them (a
+   * protocol header and a large body, say). Same contract as {@link send}.
+   */
+  sendParts(parts: readonly Buffer[]): boolean {
+    if (!this.writable) throw this.notWritable();
+    if (parts.length === 1) return this.enqueue(this.encoder.encode(parts[0] as Buffer));
+    return this.enqueue(this.encoder.encodeParts(parts));
+  }
+
+  private enqueue(chunks: Buffer[]): boolean {
+    for (const c of chunks) {
+      this.outq.push(c);
+      this.outBytes += c.length;
+    }
+    this.framesWritten++;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushBound);
+    }
+    if (this.bufferedAmount >= this.highWaterMark) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Queues one frame and resolves when the queue is below the high watermark again — the
+   * awaitable form of {@link send}. Rejects with ConnectionClosedError if the connection closes
+   * first (the frame may or may not have been delivered then; see the close info).
+   */
+  write(frame: Buffer): Promise<void> {
+    let ok: boolean;
+    try {
+      ok = this.send(frame);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (ok) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onDrain = () => {
+        this.off('close', onClose);
+        resolve();
+      };
+      const onClose = (info: CloseInfo) => {
+        this.off('drain', onDrain);
+        reject(
+          new ConnectionClosedError(
+            `connection closed (${info.reason}) before the write drained`,
+            info.reason,
+            {
+              cause: info.error,
+            },
+          ),
+        );
+      };
+      this.once('drain', onDrain);
+      this.once('close', onClose);
+    });
+  }
+
+  /** Stops reading from the socket (receive-side backpressure): the peer's sends fill our window. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /** Resumes reading. */
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /*
+   * Graceful close (the MSDN recipe the sources quote): shutdown(SD_SEND), read until the peer's
+   * EOF, then close the descriptor. The kernel keeps delivering what is queued after that.
+   *
+   *   us                                   peer
+   *   close() ── flush queue, FIN ──────▶  (reads our data, then EOF)
+   *   CLOSING: still reading, frames       … may still send …
+   *            delivered                ◀── FIN
+   *   release socket ─── 'close' { reason: 'local-graceful', graceful: true }
+   *
+   *   deadline passes first ─▶ RST, 'close' { reason: 'close-timeout', graceful: false }
+   */
+  /**
+   * Closes gracefully: no more sends, queued frames flushed, FIN, keep reading (and emitting
+   * frames) until the peer's EOF, then release. Aborts with reason `close-timeout` if that takes
+   * longer than the deadline. Idempotent: later calls return the same promise.
+   */
+  close(options: CloseOptions = {}): Promise<CloseInfo> {
+    const timeoutMs = positive('timeoutMs', options.timeoutMs, this.closeTimeoutMs);
+    switch (this._state) {
+      case S.CLOSED:
+      case S.CLOSING:
+      case S.LINGERING:
+        return this.closed;
+      case S.OPEN:
+      case S.WRITE_CLOSED:
+      case S.READ_CLOSED:
+        if (options.reason !== undefined) {
+          this.setPending(options.reason, options.initiator ?? 'local', options.error, true);
+        } else if (this.remoteEnded) this.setPending(CloseReason.REMOTE_FIN, 'remote', undefined);
+        else this.setPending(CloseReason.LOCAL_GRACEFUL, 'local', undefined);
+        this.transition(this._state, S.CLOSING);
+        this.startDeadline(timeoutMs);
+        this.endWrites();
+        this.maybeRelease();
+        return this.closed;
+    }
+  }
+
+  /**
+   * Shuts down the send direction only (FIN; the sources' shutdown(SD_SEND)) and keeps
+   * receiving. The connection is released when the peer's EOF arrives. Sends throw afterwards.
+   */
+  halfClose(): void {
+    if (this._state === S.OPEN) {
+      this.transition(S.OPEN, S.WRITE_CLOSED);
+      this.endWrites();
+    } else if (this._state === S.READ_CLOSED) {
+      // The peer already finished: our FIN completes an orderly close.
+      this.setPending(CloseReason.REMOTE_FIN, 'remote', undefined);
+      this.transition(S.READ_CLOSED, S.CLOSING);
+      this.startDeadline(this.closeTimeoutMs);
+      this.endWrites();
+      this.maybeRelease();
+    }
+  }
+
+  /**
+   * Aborts at once: RST, every queued byte discarded and counted in the close info's
+   * `unsentBytes`, the peer sees ECONNRESET, no TIME_WAIT here (the sources' linger {1,0}).
+   * Safe at any point, including right after `close()` in the same tick.
+   */
+  abort(error?: LonglinkError, reason: CloseReason = CloseReason.LOCAL_ABORT): void {
+    this.reset(reason, 'local', error);
+  }
+
+  /*
+   * linger(N), without blocking: Linux's SO_LINGER {1,N} would make close() itself wait up to N
+   * seconds — on Node's one thread. Instead: flush, FIN, then ask the kernel every 10 ms how many
+   * bytes the peer has not acknowledged (SIOCOUTQ, which counts the FIN too).
+   *
+   *   linger(N) ── flush, FIN ── poll SIOCOUTQ … 0 ─▶ release, { reason: 'local-graceful' }
+   *                                     └ N ms pass ─▶ RST, { reason: 'linger-expired', unsentBytes }
+   */
+  /**
+   * Closes and waits up to `timeoutMs` for the peer to acknowledge every byte sent (FIN
+   * included); then releases with reason `local-graceful`. If the deadline passes first, resets
+   * the connection and reports the bytes lost (reason `linger-expired`). Where the kernel's
+   * figure cannot be read (no native helper), it falls back to a graceful close with that
+   * deadline.
+   */
+  linger(timeoutMs: number): Promise<CloseInfo> {
+    const ms = positive('timeoutMs', timeoutMs, 0);
+    if (this._state === S.CLOSED || this._state === S.LINGERING) return this.closed;
+    if (!nativeSocketOptions().available) return this.close({ timeoutMs: ms });
+    this.setPending(CloseReason.LOCAL_GRACEFUL, 'local', undefined, true);
+    this.transition(this._state, S.LINGERING);
+    this.endWrites();
+    this.deadline = performance.now() + ms;
+    this.deadlineMs = ms;
+    this.arm('linger-poll', Math.min(LINGER_POLL_MS, ms));
+    return this.closed;
+  }
+
+  /** Counters and, where readable, the kernel's view of the socket. Cheap: a few syscalls. */
+  stats(): ConnectionStats {
+    const unacked = kernelUnacked(this.socket);
+    const unsent = kernelUnsent(this.socket);
+    const unread = kernelUnread(this.socket);
+    return {
+      id: this.id,
+      state: this._state,
+      bytesRead: this.socket.bytesRead,
+      bytesWritten: this.socket.bytesWritten,
+      framesRead: this.framesRead,
+      framesWritten: this.framesWritten,
+      bufferedAmount: this.bufferedAmount,
+      kernel:
+        unacked === undefined || unsent === undefined || unread === undefined
+          ? undefined
+          : { unacked, unsent, unread },
+      tcpInfo: tcpInfo(this.socket),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State
+
+  private transition(from: ConnectionState, to: ConnectionState): void {
+    if (this._state !== from || !TRANSITIONS[from].includes(to)) {
+      // A bug in this class, not a user error: state the impossible transition loudly.
+      throw new Error(`longlink: invalid connection transition ${this._state} (expected ${from}) -> ${to}`);
+    }
+    this._state = to;
+    if (stateChannel.hasSubscribers) stateChannel.publish({ connection: this, from, to });
+    switch (to) {
+      case S.READ_CLOSED:
+        this.halfOpenSince = performance.now();
+        this.arm('half-open-warn', this.halfOpenWarnMs);
+        break;
+      case S.CLOSED:
+        this.disarm();
+        break;
+      default:
+        break;
+    }
+    this.emit('state', from, to);
+  }
+
+  /** Records why the connection is closing. The first reason wins, except that an error replaces a graceful one. */
+  private setPending(
+    reason: CloseReason,
+    initiator: 'local' | 'remote',
+    error: LonglinkError | undefined,
+    force = false,
+  ): void {
+    const p = this.pending;
+    if (force || p === undefined || (GRACEFUL_REASONS.has(p.reason) && !GRACEFUL_REASONS.has(reason))) {
+      this.pending = { reason, initiator, error };
+    }
+  }
+
+  private notWritable(): ConnectionClosedError {
+    const reason = this.closeInfo?.reason ?? this.pending?.reason;
+    return new ConnectionClosedError(
+      `connection ${this.id} is ${this._state}; it takes no more sends`,
+      reason,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writing
+
+  /*
+   * One flush per microtask (nats.js core/src/protocol.ts). Small chunks — frame headers, small
+   * messages — are copied into one buffer: a memcpy of a few hundred bytes is far cheaper than a
+   * socket.write() call each. A chunk of COPY_MAX bytes or more is written as it is, never copied.
+   * Everything goes out in one writev between cork() and uncork().
+   */
+  private flush(): void {
+    this.flushScheduled = false;
+    const q = this.outq;
+    const n = q.length;
+    if (n === 0) return;
+    this.outq = [];
+    this.outBytes = 0;
+    const s = this.socket;
+    if (s.destroyed || s.writableEnded) return;
+    if (n === 1) {
+      s.write(q[0] as Buffer, this.onBatchWritten);
+      return;
+    }
+    const out: Buffer[] = [];
+    let runStart = 0;
+    let runBytes = 0;
+    for (let i = 0; i < n; i++) {
+      const c = q[i] as Buffer;
+      if (c.length < COPY_MAX) {
+        runBytes += c.length;
+        continue;
+      }
+      if (runBytes > 0) out.push(coalesce(q, runStart, i, runBytes));
+      out.push(c);
+      runStart = i + 1;
+      runBytes = 0;
+    }
+    if (runBytes > 0) out.push(coalesce(q, runStart, n, runBytes));
+    const last = out.length - 1;
+    if (last > 0) s.cork();
+    for (let i = 0; i < last; i++) s.write(out[i] as Buffer);
+    s.write(out[last] as Buffer, this.onBatchWritten);
+    if (last > 0) s.uncork();
+  }
+
+  private maybeDrain(): void {
+    // A destroyed socket empties its queue by discarding it: that is no drain.
+    if (this.socket.destroyed) return;
+    if (this.needDrain && this.bufferedAmount <= this.lowWaterMark) {
+      this.needDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  /** Flushes what is queued, then FIN (Node sends it once its write queue is empty). */
+  private endWrites(): void {
+    this.flush();
+    if (!this.socket.writableEnded) this.socket.end();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Closing
+
+  /** Releases the socket once a graceful close has both sent its FIN and seen the peer's. */
+  private maybeRelease(): void {
+    if (this._state === S.CLOSED || this._state === S.LINGERING) return;
+    if (!this.writeFinished) return;
+    const protocolError = this.pending?.reason === CloseReason.PROTOCOL_ERROR;
+    // After a protocol error nothing more is read, so there is no EOF to wait for.
+    if (this.remoteEnded || protocolError) this.socket.destroy();
+  }
+
+  private reset(reason: CloseReason, initiator: 'local' | 'remote', error: LonglinkError | undefined): void {
+    if (this._state === S.CLOSED || this.socket.destroyed) return;
+    // Measure what the reset discards before the descriptor is gone: our queue, Node's queue
+    // and the kernel's unacknowledged bytes (minus the FIN, which SIOCOUTQ counts as one).
+    let kernel = kernelUnacked(this.socket);
+    if (kernel !== undefined && this.writeFinished && kernel > 0) kernel -= 1;
+    const userSpace = this.outBytes + this.socket.writableLength;
+    this.pending = {
+      reason,
+      initiator,
+      error,
+      unsentBytes: userSpace + (kernel ?? 0),
+      unsentKnown: kernel !== undefined,
+    };
+    this.outq = [];
+    this.outBytes = 0;
+    resetSocket(this.socket);
+  }
+
+  private startDeadline(ms: number): void {
+    this.deadline = performance.now() + ms;
+    this.deadlineMs = ms;
+    this.arm('close-deadline', ms);
+  }
+
+  private arm(kind: TimerKind, ms: number): void {
+    if (this.timer !== undefined && this.timerKind === kind) {
+      this.timer.refresh();
+      return;
+    }
+    this.disarm();
+    this.timerKind = kind;
+    this.timer = setTimeout(Connection.onTimer, ms, this);
+    this.timer.unref();
+  }
+
+  private disarm(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerKind = undefined;
+  }
+
+  private onTimerFired(): void {
+    const kind = this.timerKind;
+    this.timer = undefined;
+    this.timerKind = undefined;
+    switch (kind) {
+      case 'close-deadline': {
+        if (this._state !== S.CLOSING) return;
+        const p = this.pending;
+        if (p !== undefined && !GRACEFUL_REASONS.has(p.reason)) {
+          // A close forced by an error (e.g. protocol-error) keeps its reason when it times out.
+          this.reset(p.reason, p.initiator, p.error);
+          return;
+        }
+        const unacked = kernelUnacked(this.socket) ?? 0;
+        const unsent = this.outBytes + this.socket.writableLength + unacked;
+        const error = new CloseTimeoutError(this.deadlineMs, unsent);
+        this.reset(CloseReason.CLOSE_TIMEOUT, p?.initiator ?? 'local', error);
+        return;
+      }
+      case 'linger-poll': {
+        if (this._state !== S.LINGERING) return;
+        const unacked = kernelUnacked(this.socket);
+        if (this.writeFinished && unacked === 0) {
+          // Every byte and our FIN are acknowledged: what close() with SO_LINGER {1,N} waits for.
+          this.socket.destroy();
+          return;
+        }
+        const left = this.deadline - performance.now();
+        if (left <= 0) {
+          let lost = this.outBytes + this.socket.writableLength + (unacked ?? 0);
+          if (this.writeFinished && lost > 0) lost -= 1; // the FIN is not a byte of data
+          this.reset(CloseReason.LINGER_EXPIRED, 'local', new LingerExpiredError(this.deadlineMs, lost));
+          return;
+        }
+        this.arm('linger-poll', Math.min(LINGER_POLL_MS, left));
+        return;
+      }
+      case 'half-open-warn': {
+        if (this._state !== S.READ_CLOSED) return;
+        const sinceMs = Math.round(performance.now() - this.halfOpenSince);
+        this.emit('warning', {
+          code: 'HALF_OPEN_LINGERING',
+          message: `connection ${this.id} has been half-open for ${sinceMs} ms since the peer's FIN; close() it`,
+          sinceMs,
+        });
+        this.arm('half-open-warn', this.halfOpenWarnMs);
+        return;
+      }
+      case undefined:
+        return;
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this._state === S.CLOSED) return;
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.protocolError(err);
+      return;
+    }
+    for (const f of frames) {
+      this.framesRead++;
+      this.emit('frame', f);
+      // A listener may have aborted the connection: deliver nothing after the close.
+      if ((this._state as ConnectionState) === S.CLOSED) return;
+    }
+  }
+
+  private protocolError(err: unknown): void {
+    const error =
+      err instanceof FramingError
+        ? err
+        : new FramingError('ERR_BAD_FRAME_HEADER', `decoder failed: ${(err as Error)?.message}`, {
+            cause: err,
+          });
+    this.setPending(CloseReason.PROTOCOL_ERROR, 'remote', error, true);
+    // The stream position is lost: read no further. Queued sends (and any last frame a listener
+    // sends from 'protocol-error') are flushed before the FIN; the deadline bounds it.
+    this.socket.pause();
+    this.emit('protocol-error', error);
+    if (this._state === S.CLOSED || this._state === S.LINGERING) return;
+    if (this._state !== S.CLOSING) {
+      this.transition(this._state, S.CLOSING);
+      this.startDeadline(Math.min(this.closeTimeoutMs, this.remoteEndTimeoutMs));
+    }
+    this.endWrites();
+    this.maybeRelease();
+  }
+
+  private onEnd(): void {
+    if (this._state === S.CLOSED) return;
+    this.remoteEnded = true;
+    try {
+      this.decoder.end();
+    } catch (err) {
+      // Node turns an RST that lands on unread data into a clean 'end': a partial frame here
+      // is the only evidence that the stream was cut (see docs/errors.md, ERR_FRAME_TRUNCATED).
+      this.protocolError(err);
+      return;
+    }
+    this.emit('end');
+    switch (this._state) {
+      case S.OPEN:
+        if (this.allowHalfOpen) {
+          this.transition(S.OPEN, S.READ_CLOSED);
+          return;
+        }
+        // No CLOSE_WAIT leak: answer the peer's FIN with ours as soon as our queue is flushed.
+        this.setPending(CloseReason.REMOTE_FIN, 'remote', undefined);
+        this.transition(S.OPEN, S.CLOSING);
+        this.startDeadline(this.remoteEndTimeoutMs);
+        this.endWrites();
+        this.maybeRelease();
+        return;
+      case S.WRITE_CLOSED:
+        // We sent FIN first (halfClose), the peer answered: an orderly close of ours.
+        this.setPending(CloseReason.LOCAL_GRACEFUL, 'local', undefined);
+        this.maybeRelease();
+        if (this._state === S.WRITE_CLOSED && !this.socket.destroyed) {
+          this.transition(S.WRITE_CLOSED, S.CLOSING);
+          this.startDeadline(this.remoteEndTimeoutMs);
+        }
+        return;
+      case S.CLOSING:
+        this.maybeRelease();
+        return;
+      case S.READ_CLOSED:
+      case S.LINGERING:
+        return;
+    }
+  }
+
+  private onFinish(): void {
+    this.writeFinished = true;
+    this.maybeRelease();
+  }
+
+  private onError(err: NodeJS.ErrnoException): void {
+    if (this.pending?.unsentBytes !== undefined) return; // our own reset: already described
+    const unsent = this.outBytes + this.socket.writableLength;
+    let next: PendingClose;
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+      next = {
+        reason: CloseReason.REMOTE_RESET,
+        initiator: 'remote',
+        error: new ConnectionResetError(`connection ${this.id} reset by peer (${err.code})`, { cause: err }),
+      };
+    } else {
+      next = {
+        reason: CloseReason.SOCKET_ERROR,
+        initiator: err.code === 'ETIMEDOUT' ? 'local' : 'remote',
+        error: new SocketError(`connection ${this.id} failed: ${err.code ?? err.message}`, { cause: err }),
+      };
+    }
+    // A reset or failure overrides a graceful close in progress: data may have been lost.
+    if (this.pending === undefined || GRACEFUL_REASONS.has(this.pending.reason)) {
+      this.pending = { ...next, unsentBytes: unsent, unsentKnown: false };
+    }
+  }
+
+  private onClose(): void {
+    if (this._state === S.CLOSED) return;
+    const p: PendingClose = this.pending ?? {
+      reason: CloseReason.LOCAL_ABORT,
+      initiator: 'local',
+      error: undefined,
+    };
+    const unsentBytes = p.unsentBytes ?? this.outBytes + this.socket.writableLength;
+    this.outq = [];
+    this.outBytes = 0;
+    const info: CloseInfo = {
+      reason: p.reason,
+      initiator: p.initiator,
+      graceful: GRACEFUL_REASONS.has(p.reason) && p.error === undefined && unsentBytes === 0,
+      unsentBytes,
+      unsentKnown: p.unsentKnown ?? true,
+      error: p.error,
+      bytesRead: this.socket.bytesRead,
+      bytesWritten: this.socket.bytesWritten,
+      framesRead: this.framesRead,
+      framesWritten: this.framesWritten,
+      durationMs: performance.now() - this.openedAt,
+    };
+    this.closeInfo = info;
+    this.transition(this._state, S.CLOSED);
+    if (closeChannel.hasSubscribers) closeChannel.publish({ connection: this, info });
+    this.resolveClosed(info);
+    this.emit('close', info);
+  }
+
+  // Socket listeners live at module scope (one function for every connection, not a closure
+  // each) and reach their connection through the socket (ws lib/websocket.js socketOnData).
+  private static onSocketData(this: OwnedSocket, chunk: Buffer): void {
+    this[kOwner]?.onData(chunk);
+  }
+  private static onSocketEnd(this: OwnedSocket): void {
+    this[kOwner]?.onEnd();
+  }
+  private static onSocketFinish(this: OwnedSocket): void {
+    this[kOwner]?.onFinish();
+  }
+  private static onSocketError(this: OwnedSocket, err: NodeJS.ErrnoException): void {
+    this[kOwner]?.onError(err);
+  }
+  private static onSocketClose(this: OwnedSocket): void {
+    this[kOwner]?.onClose();
+  }
+  private static onSocketDrain(this: OwnedSocket): void {
+    this[kOwner]?.maybeDrain();
+  }
+  private static onTimer(conn: Connection): void {
+    conn.onTimerFired();
+  }
+}
+
+// Typed events: merged into the class's instance type.
+export interface Connection {
+  on<K extends keyof ConnectionEvents>(event: K, listener: (...args: ConnectionEvents[K]) => void): this;
+  once<K extends keyof ConnectionEvents>(event: K, listener: (...args: ConnectionEvents[K]) => void): this;
+  off<K extends keyof ConnectionEvents>(event: K, listener: (...args: ConnectionEvents[K]) => void): this;
+  emit<K extends keyof ConnectionEvents>(event: K, ...args: ConnectionEvents[K]): boolean;
+}
