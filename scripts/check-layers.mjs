@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Enforces the architecture in STYLE.md: dependencies point one way,
-//   errors ← codec ← protocol ← sys ← connection ← client / pool / server ← cli
+//   errors, util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← cli
 // and the import graph of src/ has no cycle. A madge-style check without the dependency tree.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -14,12 +14,13 @@ const LAYERS = {
   protocol: 2,
   sys: 2,
   connection: 3,
-  client: 4,
-  server: 4,
-  pool: 4,
-  cli: 5,
-  'index.ts': 6,
-  'internal.ts': 6,
+  session: 4,
+  client: 5,
+  server: 5,
+  pool: 5,
+  cli: 6,
+  'index.ts': 7,
+  'internal.ts': 7,
 };
 
 function layerOf(file) {

@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+/**
+ * The longlink command line: serve, call, demo, inspect. `longlink help` lists them.
+ */
+
+import { parseArgs } from 'node:util';
+import { connect } from '../client/client.js';
+import { readTcpTable } from '../sys/tcp-table.js';
+import { demo } from './demo.js';
+import { serve } from './serve.js';
+
+const USAGE = `usage: longlink <command> [options]
+
+  serve   [--host H] [--port P] [--framing longlink|ascii:20|u32be|line|…] [--grace MS]
+          A longlink server with methods echo, sleep (ms), push ({topic,count}) and stats;
+          with a plain framing, an echo server for that framing. SIGTERM/SIGINT: graceful shutdown.
+  call    [--host H] [--port P] [--timeout MS] METHOD [JSON]
+          One request; prints the result as JSON, or the error code and exits 1.
+  demo    [--clients N] [--concurrency N] [--seconds S]
+          A server process and clients doing real work, with a graceful server restart under load.
+  inspect [--port P]
+          The kernel's TCP table (state, send/receive queues) for sockets on a port, like netstat.
+`;
+
+function fail(message: string): number {
+  process.stderr.write(`longlink: ${message}\n`);
+  return 2;
+}
+
+function int(v: string | undefined, fallback: number, name: string): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number >= 0, got ${v}`);
+  return n;
+}
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          host: { type: 'string', default: '127.0.0.1' },
+          port: { type: 'string', default: '7070' },
+          framing: { type: 'string', default: 'longlink' },
+          grace: { type: 'string', default: '10000' },
+        },
+      });
+      return serve({
+        host: values.host,
+        port: int(values.port, 7070, 'port'),
+        framing: values.framing,
+        graceMs: int(values.grace, 10_000, 'grace'),
+        log,
+      });
+    }
+    case 'call': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          host: { type: 'string', default: '127.0.0.1' },
+          port: { type: 'string', default: '7070' },
+          timeout: { type: 'string', default: '10000' },
+        },
+      });
+      const [method, json] = positionals;
+      if (method === undefined) return fail(`call needs a METHOD\n\n${USAGE}`);
+      let params: unknown = null;
+      if (json !== undefined) {
+        try {
+          params = JSON.parse(json);
+        } catch {
+          return fail(`JSON argument is not valid JSON: ${json}`);
+        }
+      }
+      try {
+        const client = await connect({
+          host: values.host,
+          port: int(values.port, 7070, 'port'),
+          reconnect: false,
+          connectTimeoutMs: 5000,
+        });
+        try {
+          const result = await client.request(method, params, {
+            timeoutMs: int(values.timeout, 10_000, 'timeout'),
+          });
+          log(JSON.stringify(result));
+          return 0;
+        } finally {
+          await client.close({ graceMs: 0 });
+        }
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        process.stderr.write(`${e.code ?? 'ERROR'} ${e.message ?? String(err)}\n`);
+        return 1;
+      }
+    }
+    case 'demo': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          clients: { type: 'string', default: '4' },
+          concurrency: { type: 'string', default: '32' },
+          seconds: { type: 'string', default: '6' },
+        },
+      });
+      return demo({
+        clients: Math.max(1, int(values.clients, 4, 'clients')),
+        concurrency: Math.max(1, int(values.concurrency, 32, 'concurrency')),
+        durationMs: Math.max(1000, int(values.seconds, 6, 'seconds') * 1000),
+        log,
+      });
+    }
+    case 'inspect': {
+      const { values } = parseArgs({ args: rest, options: { port: { type: 'string' } } });
+      const port = values.port === undefined ? undefined : int(values.port, 0, 'port');
+      const rows = await readTcpTable(port === undefined ? {} : { port });
+      log(
+        `${'state'.padEnd(12)} ${'local'.padEnd(22)} ${'remote'.padEnd(22)} ${'send-q'.padStart(8)} ${'recv-q'.padStart(8)}`,
+      );
+      for (const r of rows) {
+        log(
+          `${r.state.padEnd(12)} ${`${r.localAddress}:${r.localPort}`.padEnd(22)} ${`${r.remoteAddress}:${r.remotePort}`.padEnd(22)} ${String(r.txQueue).padStart(8)} ${String(r.rxQueue).padStart(8)}`,
+        );
+      }
+      return 0;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      return fail(`unknown command ${command}\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = fail((err as Error)?.message ?? String(err));
+  },
+);

@@ -1,0 +1,212 @@
+/**
+ * The client's side of one longlink connection: sends HELLO, matches RESPONSE/ERROR to requests
+ * by id, sends CANCEL for abandoned requests, and on GOAWAY hands back the requests the server
+ * never read so the Client can re-send them elsewhere.
+ */
+
+import type { CloseInfo } from '../connection/close-reason.js';
+import { CloseReason } from '../connection/close-reason.js';
+import type { Connection } from '../connection/connection.js';
+import { ConnectionClosedError, type LonglinkError } from '../errors.js';
+import { remoteErrorFromMessage } from '../protocol/error-message.js';
+import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
+import { acceptHello, type HelloAgreement } from '../protocol/hello.js';
+import { RequestIdAllocator } from '../protocol/request-id.js';
+import {
+  type HelloMessage,
+  type HelloParams,
+  type Message,
+  MessageKind,
+  PROTOCOL_VERSION,
+} from '../protocol/types.js';
+import { Peer } from '../session/peer.js';
+
+/** A request as the Client tracks it, across connections (GOAWAY may move it). */
+export interface OutgoingRequest {
+  readonly method: string;
+  readonly payload: Buffer;
+  /** Settles the caller's promise; called at most once by whoever finishes the request. */
+  settle(error: LonglinkError | undefined, payload: Buffer | undefined): void;
+  /** Set while the request sits on a connection. */
+  peer: ClientPeer | undefined;
+  id: number;
+  /** The caller gave up (timeout, abort): the answer is awaited only to free the id. */
+  abandoned: boolean;
+}
+
+export class ClientPeer extends Peer {
+  private readonly ids = new RequestIdAllocator();
+  private readonly pending = new Map<number, OutgoingRequest>();
+  private readonly offer: HelloMessage;
+  private helloResolve: ((a: HelloAgreement) => void) | undefined;
+  private helloReject: ((e: LonglinkError) => void) | undefined;
+  /** Requests the server never read, handed back on GOAWAY. */
+  onUnprocessed: ((requests: OutgoingRequest[]) => void) | undefined;
+
+  constructor(connection: Connection, params: HelloParams) {
+    super(connection);
+    this.offer = { kind: MessageKind.HELLO, version: PROTOCOL_VERSION, params };
+  }
+
+  /** Requests on this connection the caller still waits for. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** True while new requests may be sent here. */
+  get usable(): boolean {
+    return this.ready && this.goawayReceived === undefined && !this.goawaySent && this.connection.writable;
+  }
+
+  /** Sends HELLO; resolves with the agreement, rejects with the server's refusal or the close. */
+  handshake(
+    codecFor: (name: string) => import('../protocol/payload.js').PayloadCodec | undefined,
+  ): Promise<HelloAgreement> {
+    return new Promise((resolve, reject) => {
+      this.helloResolve = (a) => {
+        const codec = codecFor(a.codec);
+        if (codec) this.codec = codec;
+        resolve(a);
+      };
+      this.helloReject = reject;
+      this.trySend(this.offer);
+    });
+  }
+
+  /** Writes a request. Returns the send()'s backpressure signal. */
+  request(r: OutgoingRequest): boolean {
+    const id = this.ids.allocate();
+    r.id = id;
+    r.peer = this;
+    this.pending.set(id, r);
+    return this.send({ kind: MessageKind.REQUEST, id, method: r.method, payload: r.payload });
+  }
+
+  /** The caller gave up on `r`: tell the server; keep the id until its answer arrives. */
+  cancel(r: OutgoingRequest): void {
+    if (r.peer !== this || r.abandoned) return;
+    r.abandoned = true;
+    this.trySend({ kind: MessageKind.CANCEL, id: r.id });
+  }
+
+  /** Says goodbye (GOAWAY, lastId 0: we answer no requests) and closes once our requests are answered. */
+  leave(): void {
+    this.goAway(0, 'ERR_CLIENT_CLOSING', 'client closing');
+    if (this.pending.size === 0) void this.closeConnection(CloseReason.LOCAL_GRACEFUL);
+  }
+
+  protected onMessage(msg: Message): void {
+    switch (msg.kind) {
+      case MessageKind.HELLO: {
+        if (this.ready) {
+          this.fail(new ProtocolError(ErrorCode.PROTOCOL, 'second HELLO'));
+          return;
+        }
+        let agreement: HelloAgreement;
+        try {
+          agreement = acceptHello(this.offer, msg);
+        } catch (err) {
+          const e = err instanceof ProtocolError ? err : new ProtocolError(ErrorCode.PROTOCOL, String(err));
+          this.helloReject?.(e);
+          this.fail(e);
+          return;
+        }
+        this.agreement = agreement;
+        this.ready = true;
+        this.helloResolve?.(agreement);
+        this.helloResolve = this.helloReject = undefined;
+        return;
+      }
+      case MessageKind.RESPONSE:
+      case MessageKind.ERROR: {
+        const r = this.pending.get(msg.id);
+        if (r === undefined) return; // answered after a GOAWAY moved it, or a stray answer
+        this.pending.delete(msg.id);
+        this.ids.release(msg.id);
+        r.peer = undefined;
+        if (!r.abandoned) {
+          if (msg.kind === MessageKind.RESPONSE) r.settle(undefined, msg.payload);
+          else r.settle(remoteErrorFromMessage(msg, this.codec), undefined);
+        }
+        this.maybeFinish();
+        return;
+      }
+      case MessageKind.GOAWAY: {
+        if (!this.ready) {
+          // Refused before HELLO (limit, shutdown): the reason is the answer to connect().
+          const e = new ConnectionClosedError(
+            `server refused the connection: ${msg.reason} ${msg.message}`,
+            'going-away',
+          );
+          (e as { retryAfterMs?: number }).retryAfterMs = msg.retryAfterMs;
+          Object.defineProperty(e, 'code', { value: msg.reason });
+          this.helloReject?.(e);
+          this.helloReject = this.helloResolve = undefined;
+          void this.closeConnection(CloseReason.GOING_AWAY);
+          return;
+        }
+        const { notProcessed } = this.ids.splitOnGoaway(msg.lastId);
+        const moved: OutgoingRequest[] = [];
+        for (const id of notProcessed) {
+          const r = this.pending.get(id);
+          if (r === undefined) continue;
+          this.pending.delete(id);
+          r.peer = undefined;
+          if (!r.abandoned) moved.push(r);
+        }
+        // Ids stay allocated: the server may still answer them with ERR_SHUTTING_DOWN, ignored.
+        if (moved.length > 0) this.onUnprocessed?.(moved);
+        this.maybeFinish();
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  protected override onRemoteConnectionError(err: RemoteError): void {
+    if (!this.ready) {
+      this.helloReject?.(err);
+      this.helloReject = this.helloResolve = undefined;
+    }
+  }
+
+  private maybeFinish(): void {
+    if (this.pending.size === 0 && (this.goawayReceived !== undefined || this.goawaySent)) {
+      void this.closeConnection(this.goawayReceived ? CloseReason.GOING_AWAY : CloseReason.LOCAL_GRACEFUL);
+    }
+  }
+
+  protected onClose(info: CloseInfo): void {
+    const error =
+      this.remoteError ??
+      new ConnectionClosedError(
+        `connection closed (${info.reason}) with the request in flight`,
+        info.reason,
+        {
+          cause: info.error,
+        },
+      );
+    if (this.helloReject) {
+      this.helloReject(
+        this.remoteError ??
+          new ConnectionClosedError(`connection closed (${info.reason}) during HELLO`, info.reason, {
+            cause: info.error,
+          }),
+      );
+      this.helloReject = this.helloResolve = undefined;
+    }
+    // Every pending request fails at once with the reason; none waits for its own timeout.
+    const closedError =
+      error instanceof ConnectionClosedError
+        ? error
+        : new ConnectionClosedError(`connection closed (${info.reason}): ${error.message}`, info.reason, {
+            cause: error,
+          });
+    for (const r of this.pending.values()) {
+      r.peer = undefined;
+      if (!r.abandoned) r.settle(closedError, undefined);
+    }
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,525 @@
+/**
+ * The longlink client: requests matched to their responses over one long-lived connection,
+ * one-way notifies both ways, and a connection that comes back — after a GOAWAY the requests the
+ * server never read are re-sent on a new connection, so a graceful server restart loses nothing.
+ */
+
+import { EventEmitter } from 'node:events';
+import { parseFraming } from '../codec/parse.js';
+import type { CloseInfo } from '../connection/close-reason.js';
+import { Connection, type ConnectionOptions } from '../connection/connection.js';
+import {
+  AbortedError,
+  ConnectionClosedError,
+  InvalidArgumentError,
+  LonglinkError,
+  type LonglinkErrorOptions,
+} from '../errors.js';
+import { HELLO_DEFAULTS } from '../protocol/hello.js';
+import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
+import type { HelloParams } from '../protocol/types.js';
+import { type Deadline, Deadlines } from '../util/deadlines.js';
+import { ClientPeer, type OutgoingRequest } from './client-peer.js';
+
+/** A request's own deadline passed before its answer came. The server was asked to cancel it. */
+export class RequestTimeoutError extends LonglinkError {
+  static override readonly brand: string = 'RequestTimeoutError';
+  constructor(method: string, timeoutMs: number, options?: LonglinkErrorOptions) {
+    super('ERR_REQUEST_TIMEOUT', `request ${method} got no answer within ${timeoutMs} ms`, options);
+  }
+}
+
+/** Reconnection policy: exponential backoff with full jitter (AWS architecture blog, 2015). */
+export interface ReconnectOptions {
+  /** First delay ceiling. Default 100 ms. */
+  initialDelayMs?: number;
+  /** Ceiling growth per attempt. Default 2. */
+  multiplier?: number;
+  /** Largest delay ceiling. Default 10 000 ms. */
+  maxDelayMs?: number;
+  /** Give up after this many failed attempts in a row (pending requests then fail). Default Infinity. */
+  maxAttempts?: number;
+}
+
+/** Options of {@link connect}. */
+export interface ClientOptions {
+  host?: string;
+  port: number;
+  /** Payload codec: 'json' (default), 'raw' (params and results are Buffers), or your own. */
+  codec?: 'json' | 'raw' | PayloadCodec;
+  /** Default request deadline. Default 30 000 ms. */
+  requestTimeoutMs?: number;
+  /** Connect + HELLO deadline per attempt. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** Sent in HELLO for the server to check. */
+  credential?: string;
+  /** This client's name in HELLO. */
+  name?: string;
+  /** Largest frame this client accepts. Default 16 MiB. */
+  maxFrameLength?: number;
+  /** Reconnect after a lost connection or a GOAWAY (default on), or false. */
+  reconnect?: ReconnectOptions | false;
+  /**
+   * While disconnected, requests wait for the connection to come back (bounded by their
+   * timeout) — 'wait', the default — or fail at once with the last error — 'fail'.
+   */
+  whenDisconnected?: 'wait' | 'fail';
+  /** Options of the underlying Connection (watermarks, keepalive, local address …). */
+  connection?: Omit<ConnectionOptions, 'framing'> & { localAddress?: string };
+  signal?: AbortSignal;
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A server push. */
+export interface Notification {
+  topic: string;
+  payload: unknown;
+}
+
+/** The events a Client emits. */
+export interface ClientEvents {
+  /** A NOTIFY from the server. */
+  notify: [topic: string, payload: unknown];
+  /** The connection was lost (or closed after a GOAWAY), with its close info. */
+  disconnect: [info: CloseInfo];
+  /** A reconnect attempt is scheduled. */
+  reconnecting: [attempt: number, delayMs: number];
+  /** A new connection is ready (after a loss or a GOAWAY). */
+  reconnect: [];
+  /** The server announced it is going away. */
+  goaway: [reason: string, retryAfterMs: number];
+  /** The client is closed for good. */
+  close: [];
+  /** No request is pending any more. */
+  idle: [];
+}
+
+class Pending implements OutgoingRequest {
+  peer: ClientPeer | undefined;
+  id = 0;
+  abandoned = false;
+  deadline: Deadline | undefined;
+  private done = false;
+  constructor(
+    readonly client: Client,
+    readonly method: string,
+    readonly payload: Buffer,
+    readonly timeoutMs: number,
+    private readonly resolve: (v: unknown) => void,
+    private readonly reject: (e: unknown) => void,
+    readonly signal: AbortSignal | undefined,
+  ) {}
+  settle(error: LonglinkError | undefined, payload: Buffer | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.client.finished(this);
+    if (error !== undefined) {
+      this.reject(error);
+      return;
+    }
+    try {
+      this.resolve(this.client.codec.decode(payload as Buffer));
+    } catch (err) {
+      this.reject(
+        new LonglinkError('ERR_BAD_PAYLOAD', 'response payload could not be decoded', { cause: err }),
+      );
+    }
+  }
+  onAbort = (): void => {
+    this.client.giveUp(
+      this,
+      new AbortedError(`request ${this.method} aborted`, { cause: this.signal?.reason }),
+    );
+  };
+}
+
+function onRequestTimeout(arg: unknown): void {
+  const p = arg as Pending;
+  p.deadline = undefined;
+  p.client.giveUp(p, new RequestTimeoutError(p.method, p.timeoutMs));
+}
+
+/**
+ * A longlink client. Create it with {@link connect}.
+ *
+ * @example
+ * ```ts
+ * await using client = await connect({ port: 9000 });
+ * const user = await client.request('user.get', { id: 7 }, { timeoutMs: 2000 });
+ * client.on('notify', (topic, payload) => console.log(topic, payload));
+ * ```
+ */
+export class Client extends EventEmitter {
+  readonly codec: PayloadCodec;
+  private readonly options: ClientOptions;
+  private readonly registry: PayloadCodecRegistry;
+  private readonly deadlines = new Deadlines();
+  private readonly requestTimeoutMs: number;
+  private readonly reconnectPolicy: Required<ReconnectOptions> | undefined;
+  private peer: ClientPeer | undefined;
+  private readonly peers = new Set<ClientPeer>();
+  /** Requests waiting for a usable connection, in order. */
+  private queue: Pending[] = [];
+  private connecting: Promise<void> | undefined;
+  private lastError: LonglinkError | undefined;
+  private closed = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private inflight = 0;
+  private notifyWaiters: Array<(n: IteratorResult<Notification>) => void> = [];
+  private notifyBuffer: Notification[] | undefined;
+
+  constructor(options: ClientOptions) {
+    super();
+    if (!Number.isInteger(options?.port) || options.port < 1 || options.port > 65535) {
+      throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`);
+    }
+    this.options = options;
+    const c = options.codec ?? 'json';
+    this.codec = c === 'json' ? jsonCodec : c === 'raw' ? rawCodec : c;
+    if (typeof this.codec?.encode !== 'function' || typeof this.codec.decode !== 'function') {
+      throw new InvalidArgumentError('codec must be "json", "raw" or a PayloadCodec');
+    }
+    this.registry = new PayloadCodecRegistry([jsonCodec, rawCodec]);
+    if (!this.registry.has(this.codec.name)) this.registry.register(this.codec);
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    const r = options.reconnect;
+    this.reconnectPolicy =
+      r === false
+        ? undefined
+        : {
+            initialDelayMs: r?.initialDelayMs ?? 100,
+            multiplier: r?.multiplier ?? 2,
+            maxDelayMs: r?.maxDelayMs ?? 10_000,
+            maxAttempts: r?.maxAttempts ?? Number.POSITIVE_INFINITY,
+          };
+  }
+
+  /** Opens the first connection; rejects if it cannot be made (no retry for the first one). */
+  async open(): Promise<this> {
+    await this.openPeer();
+    return this;
+  }
+
+  /** True while a usable connection is up. */
+  get connected(): boolean {
+    return this.peer?.usable === true;
+  }
+
+  /** Requests waiting for an answer, on every connection and in the queue. */
+  get pendingCount(): number {
+    return this.inflight;
+  }
+
+  /** The current connection, if any (for stats and diagnostics). */
+  get connection(): Connection | undefined {
+    return this.peer?.connection;
+  }
+
+  /** Smoothed RTT of the current connection from PING/PONG, ms. */
+  get rttMs(): number | undefined {
+    return this.peer?.srttMs;
+  }
+
+  /**
+   * Sends a request and resolves with its result (decoded with the codec). Rejects with
+   * RemoteError (the server's ERROR: `code`, `message`, `details`), RequestTimeoutError,
+   * AbortedError, or ConnectionClosedError with the close reason when the connection dies first.
+   */
+  request<T = unknown>(method: string, params?: unknown, options: RequestOptions = {}): Promise<T> {
+    if (this.closed) return Promise.reject(new ConnectionClosedError('client is closed', 'local-graceful'));
+    if (typeof method !== 'string' || method.length === 0) {
+      return Promise.reject(new InvalidArgumentError('method must be a non-empty string'));
+    }
+    const signal = options.signal;
+    if (signal?.aborted)
+      return Promise.reject(new AbortedError(`request ${method} aborted`, { cause: signal.reason }));
+    let payload: Buffer;
+    try {
+      payload = this.codec.encode(params === undefined ? null : params);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const p = new Pending(
+        this,
+        method,
+        payload,
+        timeoutMs,
+        resolve as (v: unknown) => void,
+        reject,
+        signal,
+      );
+      this.inflight++;
+      if (timeoutMs > 0 && Number.isFinite(timeoutMs))
+        p.deadline = this.deadlines.add(timeoutMs, onRequestTimeout, p);
+      signal?.addEventListener('abort', p.onAbort, { once: true });
+      this.dispatch(p);
+    });
+  }
+
+  /** Sends a one-way NOTIFY to the server. Throws ConnectionClosedError when not connected. */
+  notify(topic: string, payload?: unknown): boolean {
+    const peer = this.peer;
+    if (!peer?.usable) throw new ConnectionClosedError('not connected', undefined, { cause: this.lastError });
+    return peer.notify(topic, payload === undefined ? null : payload);
+  }
+
+  /** Measures the round trip to the server (PING/PONG), ms; NaN if not connected. */
+  ping(): Promise<number> {
+    return this.peer?.usable ? this.peer.ping() : Promise.resolve(Number.NaN);
+  }
+
+  /** Server pushes as an async iterator (also emitted as 'notify' events). */
+  notifications(): AsyncIterableIterator<Notification> {
+    this.notifyBuffer ??= [];
+    const self = this;
+    return {
+      next(): Promise<IteratorResult<Notification>> {
+        const n = self.notifyBuffer?.shift();
+        if (n) return Promise.resolve({ value: n, done: false });
+        if (self.closed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => self.notifyWaiters.push(resolve));
+      },
+      return(): Promise<IteratorResult<Notification>> {
+        self.notifyBuffer = undefined;
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  /**
+   * Closes: no new requests; waits up to `graceMs` for pending ones, then says goodbye (GOAWAY)
+   * and closes the connection gracefully. Requests still pending then fail with the close reason.
+   */
+  async close(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const p of this.queue.splice(0))
+      p.settle(new ConnectionClosedError('client closed', 'local-graceful'), undefined);
+    const graceMs = options.graceMs ?? 5000;
+    if (this.inflight > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, graceMs);
+        t.unref();
+        this.once('idle', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    const closing = [...this.peers].map((peer) => {
+      peer.leave();
+      return peer.connection.closed;
+    });
+    await Promise.all(closing);
+    this.deadlines.clear();
+    for (const w of this.notifyWaiters.splice(0)) w({ value: undefined, done: true });
+    this.emit('close');
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** @internal A request settled: bookkeeping. */
+  finished(p: Pending): void {
+    this.inflight--;
+    if (p.deadline !== undefined) this.deadlines.cancel(p.deadline);
+    p.signal?.removeEventListener('abort', p.onAbort);
+    if (this.inflight === 0) this.emit('idle');
+  }
+
+  /** @internal The caller gave up on `p` (timeout or abort). */
+  giveUp(p: Pending, error: LonglinkError): void {
+    if (p.peer) p.peer.cancel(p);
+    else {
+      const i = this.queue.indexOf(p);
+      if (i >= 0) this.queue.splice(i, 1);
+    }
+    p.settle(error, undefined);
+  }
+
+  private dispatch(p: Pending): void {
+    const peer = this.peer;
+    if (peer?.usable) {
+      try {
+        peer.request(p);
+      } catch (err) {
+        p.settle(
+          err instanceof LonglinkError ? err : new LonglinkError('ERR_INTERNAL', String(err)),
+          undefined,
+        );
+      }
+      return;
+    }
+    if (this.options.whenDisconnected === 'fail' && this.connecting === undefined) {
+      p.settle(new ConnectionClosedError('not connected', undefined, { cause: this.lastError }), undefined);
+      return;
+    }
+    this.queue.push(p);
+    this.ensureConnected();
+  }
+
+  private flushQueue(): void {
+    const q = this.queue;
+    this.queue = [];
+    for (const p of q) this.dispatch(p);
+  }
+
+  private async openPeer(): Promise<ClientPeer> {
+    const o = this.options;
+    const maxFrameLength = o.maxFrameLength ?? HELLO_DEFAULTS.maxFrameLength;
+    const conn = await Connection.connect({
+      ...o.connection,
+      host: o.host ?? '127.0.0.1',
+      port: o.port,
+      framing: parseFraming('u32be', { maxFrameLength }),
+      connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
+      ...(o.signal === undefined ? {} : { signal: o.signal }),
+    });
+    const params: HelloParams = {
+      codecs: [this.codec.name],
+      maxFrameLength,
+      ...(o.credential === undefined ? {} : { credential: o.credential }),
+      ...(o.name === undefined ? {} : { name: o.name }),
+    };
+    const peer = new ClientPeer(conn, params);
+    const timer = setTimeout(
+      () => conn.abort(new LonglinkError('ERR_CONNECT_TIMEOUT', 'no HELLO answer in time')),
+      o.connectTimeoutMs ?? 10_000,
+    );
+    timer.unref();
+    try {
+      await peer.handshake((name) => this.registry.get(name));
+    } finally {
+      clearTimeout(timer);
+    }
+    this.adopt(peer);
+    return peer;
+  }
+
+  private adopt(peer: ClientPeer): void {
+    this.peer = peer;
+    this.peers.add(peer);
+    peer.on('notify', (topic, payload) => this.onNotify(topic, payload));
+    peer.onUnprocessed = (requests) => {
+      // The server never read these: safe to send again, in order, ahead of newer ones.
+      this.queue = (requests as Pending[]).concat(this.queue);
+      this.ensureConnected();
+    };
+    peer.on('goaway', (msg) => {
+      if (this.peer === peer) this.peer = undefined;
+      this.emit('goaway', msg.reason, msg.retryAfterMs);
+      if (!this.closed && this.reconnectPolicy) this.ensureConnected(msg.retryAfterMs);
+    });
+    peer.on('close', (info) => {
+      this.peers.delete(peer);
+      if (this.peer === peer) this.peer = undefined;
+      this.lastError = info.error;
+      this.emit('disconnect', info);
+      if (!this.closed && this.reconnectPolicy && info.reason !== 'going-away') this.ensureConnected();
+    });
+  }
+
+  /** Single-flight reconnect with exponential backoff and full jitter. */
+  private ensureConnected(firstDelayMs = 0): void {
+    if (this.connecting || this.closed || this.peer?.usable) return;
+    const policy = this.reconnectPolicy;
+    if (policy === undefined) {
+      const err = new ConnectionClosedError('not connected and reconnect is off', undefined, {
+        cause: this.lastError,
+      });
+      for (const p of this.queue.splice(0)) p.settle(err, undefined);
+      return;
+    }
+    this.connecting = (async () => {
+      let attempt = 0;
+      let delay = firstDelayMs;
+      while (!this.closed) {
+        if (delay > 0) {
+          this.emit('reconnecting', attempt, delay);
+          await new Promise<void>((resolve) => {
+            this.retryTimer = setTimeout(resolve, delay);
+            // Requests waiting for the connection keep the process alive, as a socket would.
+            if (this.inflight === 0) this.retryTimer.unref();
+          });
+          if (this.closed) break;
+        }
+        try {
+          await this.openPeer();
+          this.emit('reconnect');
+          break;
+        } catch (err) {
+          this.lastError = err instanceof LonglinkError ? err : new LonglinkError('ERR_CONNECT', String(err));
+          attempt++;
+          if (attempt >= policy.maxAttempts) {
+            const e = new ConnectionClosedError(`gave up reconnecting after ${attempt} attempts`, undefined, {
+              cause: this.lastError,
+            });
+            for (const p of this.queue.splice(0)) p.settle(e, undefined);
+            break;
+          }
+          if (this.options.whenDisconnected === 'fail') {
+            const e = new ConnectionClosedError('not connected', undefined, { cause: this.lastError });
+            for (const p of this.queue.splice(0)) p.settle(e, undefined);
+          }
+          const ceiling = Math.min(
+            policy.maxDelayMs,
+            policy.initialDelayMs * policy.multiplier ** (attempt - 1),
+          );
+          delay = Math.max(delay > 0 && attempt === 1 ? delay : 0, Math.random() * ceiling);
+        }
+      }
+    })().finally(() => {
+      this.connecting = undefined;
+      this.flushQueue();
+    });
+  }
+
+  private onNotify(topic: string, payload: unknown): void {
+    this.emit('notify', topic, payload);
+    if (this.notifyBuffer === undefined) return;
+    const n = { topic, payload };
+    const w = this.notifyWaiters.shift();
+    if (w) w({ value: n, done: false });
+    else this.notifyBuffer.push(n);
+  }
+}
+
+/**
+ * Connects to a longlink server and completes the HELLO exchange.
+ *
+ * @example
+ * ```ts
+ * const client = await connect({ host: '127.0.0.1', port: 9000 });
+ * console.log(await client.request('echo', { hi: 1 }));
+ * await client.close();
+ * ```
+ */
+export function connect(options: ClientOptions): Promise<Client> {
+  try {
+    return new Client(options).open();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+// Typed events, merged into the class's instance type.
+export interface Client {
+  on<K extends keyof ClientEvents>(event: K, listener: (...args: ClientEvents[K]) => void): this;
+  once<K extends keyof ClientEvents>(event: K, listener: (...args: ClientEvents[K]) => void): this;
+  off<K extends keyof ClientEvents>(event: K, listener: (...args: ClientEvents[K]) => void): this;
+  emit<K extends keyof ClientEvents>(event: K, ...args: ClientEvents[K]): boolean;
+}

@@ -1,0 +1,18 @@
+/**
+ * Internal entry point for the CLI, tests and benchmarks: everything, with no semver promise
+ * (nats.js core/src/internal_mod.ts vs mod.ts). Users import from 'longlink'.
+ */
+
+export * from './client/client.js';
+export * from './client/client-peer.js';
+export * from './codec/index.js';
+export * from './connection/close-reason.js';
+export * from './connection/connection.js';
+export * from './errors.js';
+export * from './protocol/index.js';
+export * from './server/server.js';
+export * from './server/server-peer.js';
+export * from './session/peer.js';
+export * from './sys/sockopt.js';
+export * from './sys/tcp-table.js';
+export * from './util/deadlines.js';

@@ -1,0 +1,272 @@
+/**
+ * Peer: one Connection speaking the longlink protocol (docs/PROTOCOL.md). What client and server
+ * share lives here: decoding frames into messages, the HELLO gate, PING → PONG, NOTIFY in both
+ * directions, connection-level ERRORs, and closing with a protocol-level goodbye so the other
+ * side can tell a clean close from a cut one. The roles add requests (client) and handlers
+ * (server) on top.
+ */
+
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { CloseInfo } from '../connection/close-reason.js';
+import { CloseReason } from '../connection/close-reason.js';
+import type { Connection } from '../connection/connection.js';
+import { type LonglinkError, TruncatedFrameError } from '../errors.js';
+import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
+import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
+import type { HelloAgreement } from '../protocol/hello.js';
+import { jsonCodec, type PayloadCodec } from '../protocol/payload.js';
+import {
+  type ErrorMessage,
+  type GoawayMessage,
+  type Message,
+  MessageKind,
+  type NotifyMessage,
+  PING_DATA_BYTES,
+} from '../protocol/types.js';
+import { decodeMessage, encodeMessage } from '../protocol/wire.js';
+
+/** The events every peer emits. */
+export interface PeerEvents {
+  /** A NOTIFY arrived: `payload` decoded with the agreed codec. */
+  notify: [topic: string, payload: unknown];
+  /** The other side sent GOAWAY. */
+  goaway: [message: GoawayMessage];
+  /** An ERROR with id 0 arrived: the other side reports a connection-level problem. */
+  'remote-error': [error: RemoteError];
+  /** A PONG answered one of our PINGs; `rttMs` is the round trip. */
+  rtt: [rttMs: number];
+  /** The HELLO exchange finished. */
+  ready: [];
+  close: [info: CloseInfo];
+}
+
+interface PingWaiter {
+  seq: bigint;
+  sentAt: number;
+  resolve(rttMs: number): void;
+}
+
+/**
+ * Base of ClientPeer and ServerPeer. Subclasses handle HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0),
+ * CANCEL and GOAWAY in {@link onMessage}; everything else is handled here.
+ */
+export abstract class Peer extends EventEmitter {
+  readonly connection: Connection;
+  /** The agreed parameters, once HELLO is done. */
+  agreement: HelloAgreement | undefined;
+  /** The agreed payload codec (JSON until HELLO says otherwise). */
+  codec: PayloadCodec = jsonCodec;
+  /** Set once the HELLO exchange finished. */
+  protected ready = false;
+  /** We sent GOAWAY (no new work accepted). */
+  goawaySent = false;
+  /** The peer's GOAWAY, if it sent one. */
+  goawayReceived: GoawayMessage | undefined;
+  /** The peer's last connection-level ERROR, reported as the close error. */
+  protected remoteError: RemoteError | undefined;
+  /** Smoothed round-trip time from PING/PONG (RFC 6298 weights), ms; undefined before the first. */
+  srttMs: number | undefined;
+
+  private pings: PingWaiter[] = [];
+  private pingSeq = 0n;
+
+  constructor(connection: Connection) {
+    super();
+    this.connection = connection;
+    connection.on('frame', (frame) => this.onFrame(frame));
+    connection.on('protocol-error', (err) => {
+      // A framing error (oversize, bad header): tell the peer why before the FIN.
+      this.trySend(errorToMessage({ code: codeForFraming(err), message: err.message }));
+    });
+    connection.on('close', (info) => {
+      for (const p of this.pings) p.resolve(Number.NaN);
+      this.pings = [];
+      this.onClose(info);
+      this.emit('close', info);
+    });
+  }
+
+  /** True while the connection takes messages. */
+  get writable(): boolean {
+    return this.connection.writable;
+  }
+
+  /** Sends one message; false means backpressure (see Connection#send). Throws once closed. */
+  send(msg: Message): boolean {
+    return this.connection.sendParts(encodeMessage(msg));
+  }
+
+  /** Sends if the connection is still writable; never throws. */
+  protected trySend(msg: Message): boolean {
+    if (!this.connection.writable) return false;
+    try {
+      this.send(msg);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Sends a one-way NOTIFY encoded with the agreed codec. */
+  notify(topic: string, payload: unknown): boolean {
+    return this.send({ kind: MessageKind.NOTIFY, topic, payload: this.codec.encode(payload) });
+  }
+
+  /**
+   * Sends a PING and resolves with the round-trip time in ms when the PONG arrives (NaN if the
+   * connection closes first). Also feeds {@link srttMs}.
+   */
+  ping(): Promise<number> {
+    const seq = ++this.pingSeq;
+    const data = Buffer.allocUnsafe(PING_DATA_BYTES);
+    data.writeBigUInt64BE(seq);
+    return new Promise((resolve) => {
+      this.pings.push({ seq, sentAt: performance.now(), resolve });
+      if (!this.trySend({ kind: MessageKind.PING, data })) {
+        this.pings.pop();
+        resolve(Number.NaN);
+      }
+    });
+  }
+
+  /**
+   * Closes after a protocol-level goodbye: GOAWAY (`lastId`, reason) then the graceful close.
+   * `reason` is reported as this side's close reason.
+   */
+  protected goAway(lastId: number, code: string, message: string, retryAfterMs = 0): void {
+    if (this.goawaySent) return;
+    this.goawaySent = true;
+    this.trySend({ kind: MessageKind.GOAWAY, lastId, retryAfterMs, reason: code, message });
+  }
+
+  /** Sends a connection-level ERROR and closes with reason protocol-error. Never throws. */
+  protected fail(err: ProtocolError): void {
+    this.trySend(errorToMessage(err));
+    void this.connection.close({
+      reason: CloseReason.PROTOCOL_ERROR,
+      error: err,
+      initiator: 'remote',
+      timeoutMs: 2000,
+    });
+  }
+
+  /** Closes gracefully (FIN after the queue), reporting `reason`. */
+  closeConnection(
+    reason: CloseReason = CloseReason.LOCAL_GRACEFUL,
+    error?: LonglinkError,
+  ): Promise<CloseInfo> {
+    // A close that follows the peer's GOAWAY was the peer's decision.
+    const initiator = reason === CloseReason.GOING_AWAY ? 'remote' : 'local';
+    return this.connection.close(error === undefined ? { reason, initiator } : { reason, error, initiator });
+  }
+
+  private onFrame(frame: Buffer): void {
+    let msg: Message;
+    try {
+      msg = decodeMessage(frame);
+    } catch (err) {
+      this.fail(
+        err instanceof ProtocolError
+          ? err
+          : new ProtocolError(ErrorCode.MALFORMED, String(err), { cause: err }),
+      );
+      return;
+    }
+    if (
+      !this.ready &&
+      msg.kind !== MessageKind.HELLO &&
+      msg.kind !== MessageKind.ERROR &&
+      msg.kind !== MessageKind.GOAWAY
+    ) {
+      this.fail(
+        new ProtocolError(ErrorCode.HELLO_REQUIRED, `${kindName(msg.kind)} before the HELLO exchange`),
+      );
+      return;
+    }
+    switch (msg.kind) {
+      case MessageKind.PING:
+        this.trySend({ kind: MessageKind.PONG, data: msg.data });
+        return;
+      case MessageKind.PONG:
+        this.onPong(msg.data);
+        return;
+      case MessageKind.NOTIFY:
+        this.onNotify(msg);
+        return;
+      case MessageKind.ERROR:
+        if (msg.id === 0) {
+          this.onConnectionError(msg);
+          return;
+        }
+        this.onMessage(msg);
+        return;
+      case MessageKind.GOAWAY:
+        this.goawayReceived = msg;
+        this.onMessage(msg);
+        this.emit('goaway', msg);
+        return;
+      default:
+        this.onMessage(msg);
+    }
+  }
+
+  private onNotify(msg: NotifyMessage): void {
+    let payload: unknown;
+    try {
+      payload = this.codec.decode(msg.payload);
+    } catch (err) {
+      this.fail(
+        new ProtocolError(ErrorCode.BAD_PAYLOAD, `NOTIFY ${msg.topic}: undecodable payload`, { cause: err }),
+      );
+      return;
+    }
+    this.emit('notify', msg.topic, payload);
+  }
+
+  private onPong(data: Buffer): void {
+    if (data.length !== PING_DATA_BYTES) return;
+    const seq = data.readBigUInt64BE(0);
+    const i = this.pings.findIndex((p) => p.seq === seq);
+    if (i < 0) return;
+    const [p] = this.pings.splice(0, i + 1).slice(-1);
+    if (!p) return;
+    const rtt = performance.now() - p.sentAt;
+    this.srttMs = this.srttMs === undefined ? rtt : 0.875 * this.srttMs + 0.125 * rtt;
+    this.emit('rtt', rtt);
+    p.resolve(rtt);
+  }
+
+  private onConnectionError(msg: ErrorMessage): void {
+    this.remoteError = remoteErrorFromMessage(msg, this.codec);
+    this.emit('remote-error', this.remoteError);
+    this.onRemoteConnectionError(this.remoteError);
+  }
+
+  /** A connection-level ERROR from the peer (it will close next). Default: nothing more. */
+  protected onRemoteConnectionError(_err: RemoteError): void {}
+
+  /** HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0), CANCEL, GOAWAY. */
+  protected abstract onMessage(msg: Message): void;
+
+  /** The connection closed: fail or hand over whatever is outstanding. */
+  protected abstract onClose(info: CloseInfo): void;
+}
+
+function kindName(kind: number): string {
+  for (const [name, k] of Object.entries(MessageKind)) if (k === kind) return name;
+  return `KIND_${kind}`;
+}
+
+function codeForFraming(err: LonglinkError): string {
+  if (err instanceof TruncatedFrameError) return ErrorCode.MALFORMED;
+  return err.code === 'ERR_FRAME_TOO_LARGE' ? 'ERR_FRAME_TOO_LARGE' : ErrorCode.MALFORMED;
+}
+
+// Typed events, merged into the class's instance type.
+export interface Peer {
+  on<K extends keyof PeerEvents>(event: K, listener: (...args: PeerEvents[K]) => void): this;
+  once<K extends keyof PeerEvents>(event: K, listener: (...args: PeerEvents[K]) => void): this;
+  off<K extends keyof PeerEvents>(event: K, listener: (...args: PeerEvents[K]) => void): this;
+  emit<K extends keyof PeerEvents>(event: K, ...args: PeerEvents[K]): boolean;
+}

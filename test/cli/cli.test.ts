@@ -1,0 +1,143 @@
+/** The CLI as a user runs it: real child processes, real signals, real sockets. */
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from '../helpers.js';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const children: ChildProcess[] = [];
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+interface Run {
+  child: ChildProcess;
+  out: string[];
+  err: string[];
+  exit: Promise<number | null>;
+}
+
+function run(args: string[]): Run {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  const out: string[] = [];
+  const err: string[] = [];
+  const lines = (sink: string[]) => {
+    let buf = '';
+    return (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        sink.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    };
+  };
+  child.stdout!.setEncoding('utf8').on('data', lines(out));
+  child.stderr!.setEncoding('utf8').on('data', lines(err));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, out, err, exit };
+}
+
+async function serveOn(framing = 'longlink'): Promise<{ srv: Run; port: number }> {
+  const srv = run(['serve', '--port', '0', '--framing', framing, '--grace', '2000']);
+  const line = await waitFor(() => srv.out.find((l) => l.startsWith('listening ')), 10_000, 'listening');
+  return { srv, port: Number(/:(\d+) /.exec(line)?.[1]) };
+}
+
+describe('longlink CLI', () => {
+  test('serve + call: built-in methods, error codes and exit statuses, logged close reasons, SIGTERM drains', async () => {
+    const { srv, port } = await serveOn();
+    const echo = run(['call', '--port', String(port), 'echo', '{"hello":"world"}']);
+    assert.equal(await echo.exit, 0);
+    assert.deepEqual(JSON.parse(echo.out[0] ?? ''), { hello: 'world' });
+
+    const stats = run(['call', '--port', String(port), 'stats']);
+    assert.equal(await stats.exit, 0);
+    assert.equal(typeof JSON.parse(stats.out[0] ?? '{}').requests, 'number');
+
+    const missing = run(['call', '--port', String(port), 'nope']);
+    assert.equal(await missing.exit, 1);
+    assert.match(missing.err.join('\n'), /^ERR_METHOD_NOT_FOUND/);
+
+    const timeout = run(['call', '--port', String(port), '--timeout', '100', 'sleep', '5000']);
+    assert.equal(await timeout.exit, 1);
+    assert.match(timeout.err.join('\n'), /^ERR_REQUEST_TIMEOUT/);
+
+    const badJson = run(['call', '--port', String(port), 'echo', '{nope']);
+    assert.equal(await badJson.exit, 2);
+
+    // One line per connection open and close, with the close reason.
+    await waitFor(() => srv.out.filter((l) => l.startsWith('close ')).length >= 4, 5000, 'close lines');
+    assert.ok(
+      srv.out.some((l) => /^close .* reason=going-away/.test(l)),
+      srv.out.join('\n'),
+    );
+
+    // A request in flight when SIGTERM arrives still gets its answer.
+    const opensBefore = srv.out.filter((l) => l.startsWith('open ')).length;
+    const slow = run(['call', '--port', String(port), 'sleep', '300']);
+    await waitFor(
+      () => srv.out.filter((l) => l.startsWith('open ')).length > opensBefore,
+      5000,
+      'the slow call to connect',
+    );
+    await new Promise((r) => setTimeout(r, 50)); // its REQUEST is read
+    srv.child.kill('SIGTERM');
+    assert.equal(await slow.exit, 0);
+    assert.deepEqual(JSON.parse(slow.out[0] ?? ''), { slept: 300 });
+    assert.equal(await srv.exit, 0);
+    assert.ok(
+      srv.out.some((l) => /^shutdown .* aborted=0 .* unanswered=0/.test(l)),
+      srv.out.join('\n'),
+    );
+  });
+
+  test("serve --framing ascii:20 echoes the sources' header + JSON frames unchanged", async () => {
+    const { srv, port } = await serveOn('ascii:20');
+    const s = net.connect(port, '127.0.0.1');
+    const body = Buffer.from(JSON.stringify({ type: 'data', n: 1 }));
+    const frame = Buffer.concat([Buffer.from(String(body.length).padStart(20, '0')), body]);
+    let got = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+    });
+    // Header and body in separate writes, split mid-header, as the sources' client sends them.
+    s.write(frame.subarray(0, 7));
+    await new Promise((r) => setTimeout(r, 20));
+    s.write(frame.subarray(7));
+    await waitFor(() => got.length >= frame.length, 5000, 'echo');
+    assert.deepEqual(got, frame);
+    s.end();
+    srv.child.kill('SIGTERM');
+    assert.equal(await srv.exit, 0);
+  });
+
+  test('call to a port nobody listens on exits 1 with ERR_CONNECT', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const c = run(['call', '--port', String(port), 'echo', '1']);
+    assert.equal(await c.exit, 1);
+    assert.match(c.err.join('\n'), /^ERR_CONNECT/);
+  });
+
+  test('demo: server and clients do real work through a graceful restart with 0 errors', async () => {
+    const d = run(['demo', '--seconds', '2', '--clients', '2', '--concurrency', '8']);
+    const code = await d.exit;
+    const report = d.out.join('\n');
+    assert.equal(code, 0, report);
+    assert.match(report, /errors {8}0 \(expected 0\)/);
+    assert.match(report, /restarting the server under load/);
+    assert.match(report, /client closes .*going-away/);
+  });
+
+  test('unknown command prints usage and exits 2', async () => {
+    const r = run(['frobnicate']);
+    assert.equal(await r.exit, 2);
+    assert.match(r.err.join('\n'), /usage: longlink/);
+  });
+});
