@@ -190,6 +190,25 @@ export class LingerExpiredError extends LonglinkError {
   }
 }
 
+/**
+ * Nothing was read from the peer for the heartbeat timeout: it is declared dead and the
+ * connection aborted (a cut link, a frozen process, a middlebox that dropped the flow).
+ */
+export class HeartbeatTimeoutError extends LonglinkError {
+  static override readonly brand: string = 'HeartbeatTimeoutError';
+  readonly silentMs: number;
+  readonly timeoutMs: number;
+  constructor(silentMs: number, timeoutMs: number, options?: LonglinkErrorOptions) {
+    super(
+      'ERR_HEARTBEAT_TIMEOUT',
+      `peer silent for ${silentMs} ms (heartbeat timeout ${timeoutMs} ms): declared dead`,
+      options,
+    );
+    this.silentMs = silentMs;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
 /** The operation was aborted through its AbortSignal. */
 export class AbortedError extends LonglinkError {
   static override readonly brand: string = 'AbortedError';

@@ -8,6 +8,8 @@
 export type {
   ClientEvents,
   ClientOptions,
+  ClientStats,
+  ClientStatus,
   Notification,
   ReconnectOptions,
   RequestOptions,
@@ -48,6 +50,9 @@ export type {
   ConnectionStats,
   ConnectionWarning,
   ConnectOptions,
+  HeartbeatOptions,
+  IdleKind,
+  IdleOptions,
 } from './connection/connection.js';
 export { Connection, ConnectionState } from './connection/connection.js';
 export type { LonglinkErrorOptions } from './errors.js';
@@ -61,6 +66,7 @@ export {
   ConnectTimeoutError,
   FrameTooLargeError,
   FramingError,
+  HeartbeatTimeoutError,
   InvalidArgumentError,
   LingerExpiredError,
   LonglinkError,
@@ -82,6 +88,8 @@ export type {
 } from './server/server.js';
 export { createServer, Server } from './server/server.js';
 export type { Handler, RequestContext, Router } from './server/server-peer.js';
+export type { HeartbeatSetting, HeartbeatTiming } from './session/heartbeat.js';
+export { HEARTBEAT_PRESETS, resolveHeartbeat } from './session/heartbeat.js';
 export type { KeepAliveOptions, NativeStatus, TcpInfo, TcpState } from './sys/sockopt.js';
 export { nativeSocketOptions } from './sys/sockopt.js';
 export type { TcpEntry, TcpFilter } from './sys/tcp-table.js';

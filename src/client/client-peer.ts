@@ -43,9 +43,13 @@ export class ClientPeer extends Peer {
   /** Requests the server never read, handed back on GOAWAY. */
   onUnprocessed: ((requests: OutgoingRequest[]) => void) | undefined;
 
-  constructor(connection: Connection, params: HelloParams) {
+  /** Run the heartbeat with the agreed timing (false: answer PINGs, send none). */
+  private readonly heartbeatOn: boolean;
+
+  constructor(connection: Connection, params: HelloParams, heartbeat = true) {
     super(connection);
     this.offer = { kind: MessageKind.HELLO, version: PROTOCOL_VERSION, params };
+    this.heartbeatOn = heartbeat;
   }
 
   /** Requests on this connection the caller still waits for. */
@@ -75,6 +79,10 @@ export class ClientPeer extends Peer {
 
   /** Writes a request. Returns the send()'s backpressure signal. */
   request(r: OutgoingRequest): boolean {
+    // Reusing a connection that sat silent for a heartbeat interval: probe it now, so a peer that
+    // died meanwhile is found within the timeout rather than at the request's own deadline.
+    const a = this.agreement;
+    if (a !== undefined && this.heartbeatOn) this.connection.pingIfIdle(a.heartbeatIntervalMs);
     const id = this.ids.allocate();
     r.id = id;
     r.peer = this;
@@ -113,6 +121,8 @@ export class ClientPeer extends Peer {
         }
         this.agreement = agreement;
         this.ready = true;
+        if (this.heartbeatOn)
+          this.startHeartbeat(agreement.heartbeatIntervalMs, agreement.heartbeatTimeoutMs);
         this.helloResolve?.(agreement);
         this.helloResolve = this.helloReject = undefined;
         return;

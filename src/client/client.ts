@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { parseFraming } from '../codec/parse.js';
 import type { CloseInfo } from '../connection/close-reason.js';
-import { Connection, type ConnectionOptions } from '../connection/connection.js';
+import { Connection, type ConnectionOptions, type ConnectionStats } from '../connection/connection.js';
 import {
   AbortedError,
   ConnectionClosedError,
@@ -18,6 +18,8 @@ import {
 import { HELLO_DEFAULTS } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import type { HelloParams } from '../protocol/types.js';
+import { type HeartbeatSetting, type HeartbeatTiming, resolveHeartbeat } from '../session/heartbeat.js';
+import { AsyncQueue } from '../util/async-queue.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 import { ClientPeer, type OutgoingRequest } from './client-peer.js';
 
@@ -64,6 +66,18 @@ export interface ClientOptions {
    * timeout) — 'wait', the default — or fail at once with the last error — 'fail'.
    */
   whenDisconnected?: 'wait' | 'fail';
+  /**
+   * Heartbeat: `{ intervalMs, timeoutMs }`, 'standard' (the default: a dead server is noticed
+   * within 30 s), 'strict' (6 s) or false. The peer is declared dead `timeoutMs` after the last
+   * byte read; its connection is aborted with reason `heartbeat-timeout` and pending requests fail.
+   */
+  heartbeat?: HeartbeatSetting;
+  /**
+   * The path's idle budget: after how long idle a middlebox on the way drops the flow (nginx
+   * proxy_timeout, 60 s by default; AWS NLB, 350 s). Derives the heartbeat when none is given,
+   * and warns when the given one cannot keep the path open.
+   */
+  idleBudgetMs?: number;
   /** Options of the underlying Connection (watermarks, keepalive, local address …). */
   connection?: Omit<ConnectionOptions, 'framing'> & { localAddress?: string };
   signal?: AbortSignal;
@@ -81,8 +95,33 @@ export interface Notification {
   payload: unknown;
 }
 
+/** What {@link Client.stats} reports. */
+export interface ClientStats {
+  connected: boolean;
+  /** Requests waiting for an answer. */
+  pending: number;
+  /** Of those, waiting for a connection. */
+  queued: number;
+  /** Smoothed round-trip time from PING/PONG. */
+  rttMs: number | undefined;
+  /** The heartbeat agreed in HELLO and running on this side, if any. */
+  heartbeat: HeartbeatTiming | undefined;
+  connection: ConnectionStats | undefined;
+}
+
+/** Connection status changes, as events and as the {@link Client.status} iterator. */
+export type ClientStatus =
+  | { type: 'disconnected'; info: CloseInfo }
+  | { type: 'reconnecting'; attempt: number; delayMs: number }
+  | { type: 'reconnected' }
+  | { type: 'goaway'; reason: string; retryAfterMs: number };
+
 /** The events a Client emits. */
 export interface ClientEvents {
+  /** A PONG came back: one round-trip time in ms (see also `rttMs`, smoothed). */
+  rtt: [rttMs: number];
+  /** Settings that contradict each other (heartbeat vs. idle budget …). */
+  warning: [message: string];
   /** A NOTIFY from the server. */
   notify: [topic: string, payload: unknown];
   /** The connection was lost (or closed after a GOAWAY), with its close info. */
@@ -170,8 +209,11 @@ export class Client extends EventEmitter {
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private inflight = 0;
-  private notifyWaiters: Array<(n: IteratorResult<Notification>) => void> = [];
-  private notifyBuffer: Notification[] | undefined;
+  private readonly notifyQueues = new Set<AsyncQueue<Notification>>();
+  private readonly statusQueues = new Set<AsyncQueue<ClientStatus>>();
+  private readonly heartbeat: HeartbeatTiming | undefined;
+  /** Doubled each time the server says we ping too often (gRPC's client backoff on ENHANCE_YOUR_CALM). */
+  private heartbeatScale = 1;
 
   constructor(options: ClientOptions) {
     super();
@@ -187,6 +229,12 @@ export class Client extends EventEmitter {
     this.registry = new PayloadCodecRegistry([jsonCodec, rawCodec]);
     if (!this.registry.has(this.codec.name)) this.registry.register(this.codec);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
+    this.heartbeat = hb.timing;
+    if (hb.warning !== undefined) {
+      const w = hb.warning;
+      queueMicrotask(() => this.emit('warning', w));
+    }
     const r = options.reconnect;
     this.reconnectPolicy =
       r === false
@@ -275,24 +323,38 @@ export class Client extends EventEmitter {
     return this.peer?.usable ? this.peer.ping() : Promise.resolve(Number.NaN);
   }
 
-  /** Server pushes as an async iterator (also emitted as 'notify' events). */
+  /**
+   * Server pushes as an async iterator (also emitted as 'notify' events). Pushes that arrive
+   * between two `next()` calls are buffered (up to 10 000; then the oldest are dropped).
+   */
   notifications(): AsyncIterableIterator<Notification> {
-    this.notifyBuffer ??= [];
-    const self = this;
+    const q: AsyncQueue<Notification> = new AsyncQueue(10_000, () => this.notifyQueues.delete(q));
+    if (this.closed) q.end();
+    else this.notifyQueues.add(q);
+    return q;
+  }
+
+  /** Connection status changes (disconnected, reconnecting, reconnected, goaway) as an async iterator. */
+  status(): AsyncIterableIterator<ClientStatus> {
+    const q: AsyncQueue<ClientStatus> = new AsyncQueue(1_000, () => this.statusQueues.delete(q));
+    if (this.closed) q.end();
+    else this.statusQueues.add(q);
+    return q;
+  }
+
+  /** Counters of this client and its current connection. */
+  stats(): ClientStats {
+    const a = this.peer?.agreement;
     return {
-      next(): Promise<IteratorResult<Notification>> {
-        const n = self.notifyBuffer?.shift();
-        if (n) return Promise.resolve({ value: n, done: false });
-        if (self.closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => self.notifyWaiters.push(resolve));
-      },
-      return(): Promise<IteratorResult<Notification>> {
-        self.notifyBuffer = undefined;
-        return Promise.resolve({ value: undefined, done: true });
-      },
-      [Symbol.asyncIterator]() {
-        return this;
-      },
+      connected: this.connected,
+      pending: this.inflight,
+      queued: this.queue.length,
+      rttMs: this.rttMs,
+      heartbeat:
+        a === undefined || this.heartbeat === undefined
+          ? undefined
+          : { intervalMs: a.heartbeatIntervalMs, timeoutMs: a.heartbeatTimeoutMs },
+      connection: this.peer?.connection.stats(),
     };
   }
 
@@ -323,7 +385,8 @@ export class Client extends EventEmitter {
     });
     await Promise.all(closing);
     this.deadlines.clear();
-    for (const w of this.notifyWaiters.splice(0)) w({ value: undefined, done: true });
+    for (const q of this.notifyQueues) q.end();
+    for (const q of this.statusQueues) q.end();
     this.emit('close');
   }
 
@@ -389,13 +452,20 @@ export class Client extends EventEmitter {
       connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
       ...(o.signal === undefined ? {} : { signal: o.signal }),
     });
+    const hb = this.heartbeat;
     const params: HelloParams = {
       codecs: [this.codec.name],
       maxFrameLength,
+      ...(hb === undefined
+        ? {}
+        : {
+            heartbeatIntervalMs: hb.intervalMs * this.heartbeatScale,
+            heartbeatTimeoutMs: hb.timeoutMs * this.heartbeatScale,
+          }),
       ...(o.credential === undefined ? {} : { credential: o.credential }),
       ...(o.name === undefined ? {} : { name: o.name }),
     };
-    const peer = new ClientPeer(conn, params);
+    const peer = new ClientPeer(conn, params, hb !== undefined);
     const timer = setTimeout(
       () => conn.abort(new LonglinkError('ERR_CONNECT_TIMEOUT', 'no HELLO answer in time')),
       o.connectTimeoutMs ?? 10_000,
@@ -414,6 +484,7 @@ export class Client extends EventEmitter {
     this.peer = peer;
     this.peers.add(peer);
     peer.on('notify', (topic, payload) => this.onNotify(topic, payload));
+    peer.on('rtt', (rtt) => this.emit('rtt', rtt));
     peer.onUnprocessed = (requests) => {
       // The server never read these: safe to send again, in order, ahead of newer ones.
       this.queue = (requests as Pending[]).concat(this.queue);
@@ -421,7 +492,9 @@ export class Client extends EventEmitter {
     };
     peer.on('goaway', (msg) => {
       if (this.peer === peer) this.peer = undefined;
+      if (msg.reason === 'ERR_TOO_MANY_PINGS') this.heartbeatScale *= 2;
       this.emit('goaway', msg.reason, msg.retryAfterMs);
+      this.pushStatus({ type: 'goaway', reason: msg.reason, retryAfterMs: msg.retryAfterMs });
       if (!this.closed && this.reconnectPolicy) this.ensureConnected(msg.retryAfterMs);
     });
     peer.on('close', (info) => {
@@ -429,6 +502,7 @@ export class Client extends EventEmitter {
       if (this.peer === peer) this.peer = undefined;
       this.lastError = info.error;
       this.emit('disconnect', info);
+      this.pushStatus({ type: 'disconnected', info });
       if (!this.closed && this.reconnectPolicy && info.reason !== 'going-away') this.ensureConnected();
     });
   }
@@ -446,10 +520,13 @@ export class Client extends EventEmitter {
     }
     this.connecting = (async () => {
       let attempt = 0;
-      let delay = firstDelayMs;
+      // Even the first attempt waits a random share of the initial delay: when a server with
+      // thousands of clients goes away, they must not all come back in the same millisecond.
+      let delay = firstDelayMs + Math.random() * policy.initialDelayMs;
       while (!this.closed) {
         if (delay > 0) {
-          this.emit('reconnecting', attempt, delay);
+          this.emit('reconnecting', attempt + 1, delay);
+          this.pushStatus({ type: 'reconnecting', attempt: attempt + 1, delayMs: delay });
           await new Promise<void>((resolve) => {
             this.retryTimer = setTimeout(resolve, delay);
             // Requests waiting for the connection keep the process alive, as a socket would.
@@ -460,6 +537,7 @@ export class Client extends EventEmitter {
         try {
           await this.openPeer();
           this.emit('reconnect');
+          this.pushStatus({ type: 'reconnected' });
           break;
         } catch (err) {
           this.lastError = err instanceof LonglinkError ? err : new LonglinkError('ERR_CONNECT', String(err));
@@ -490,11 +568,13 @@ export class Client extends EventEmitter {
 
   private onNotify(topic: string, payload: unknown): void {
     this.emit('notify', topic, payload);
-    if (this.notifyBuffer === undefined) return;
+    if (this.notifyQueues.size === 0) return;
     const n = { topic, payload };
-    const w = this.notifyWaiters.shift();
-    if (w) w({ value: n, done: false });
-    else this.notifyBuffer.push(n);
+    for (const q of this.notifyQueues) q.push(n);
+  }
+
+  private pushStatus(s: ClientStatus): void {
+    for (const q of this.statusQueues) q.push(s);
   }
 }
 

@@ -19,6 +19,7 @@ import {
   ConnectionResetError,
   ConnectTimeoutError,
   FramingError,
+  HeartbeatTimeoutError,
   InvalidArgumentError,
   LingerExpiredError,
   type LonglinkError,
@@ -103,6 +104,45 @@ export interface ConnectionOptions {
   userTimeoutMs?: number;
   /** A label for logs and diagnostics. Default a process-unique number. */
   id?: string;
+  /**
+   * Heartbeat for plain framings: when nothing has been read for `intervalMs`, send `frame` (your
+   * protocol's heartbeat message, if it has one); when nothing has been read for `timeoutMs`,
+   * declare the peer dead and abort (reason `heartbeat-timeout`). Any byte read is liveness. The
+   * longlink protocol installs its own PING-based heartbeat instead (see setHeartbeat).
+   */
+  heartbeat?: (HeartbeatOptions & { frame?: Buffer }) | false;
+  /** Idle detection (Netty's IdleStateHandler): 'idle' events, and optionally a close. */
+  idle?: IdleOptions;
+  /** Time source in ms (default performance.now); injectable so tests of long timers run fast. */
+  clock?: () => number;
+}
+
+/** Heartbeat timing. The peer is declared dead `timeoutMs` after the last byte read from it. */
+export interface HeartbeatOptions {
+  /** Send a heartbeat when nothing has been read for this long. */
+  intervalMs: number;
+  /** Declare the peer dead when nothing has been read for this long (> intervalMs). */
+  timeoutMs: number;
+}
+
+/** Idle thresholds; each fires an `'idle'` event once per idle period. */
+export interface IdleOptions {
+  /** Nothing read for this long. */
+  readerMs?: number;
+  /** Nothing written for this long. */
+  writerMs?: number;
+  /** Nothing read or written for this long. */
+  allMs?: number;
+  /** Close the connection (gracefully, reason `idle-timeout`) on the first idle event. Default false. */
+  close?: boolean;
+}
+
+/** Which idle threshold passed. */
+export type IdleKind = 'reader' | 'writer' | 'all';
+
+/** A heartbeat installed by a protocol layer: `ping` sends its PING. */
+export interface HeartbeatHook extends HeartbeatOptions {
+  ping(): void;
 }
 
 /** Options of {@link Connection.connect}. */
@@ -162,6 +202,10 @@ export interface ConnectionEvents {
    */
   'protocol-error': [error: FramingError];
   warning: [warning: ConnectionWarning];
+  /** An idle threshold passed (once per idle period). */
+  idle: [kind: IdleKind];
+  /** A heartbeat was sent because nothing was read for the interval. */
+  heartbeat: [];
   state: [from: ConnectionState, to: ConnectionState];
   /** Exactly once, when the socket is released. */
   close: [info: CloseInfo];
@@ -173,10 +217,12 @@ const closeChannel = diagnostics.channel('longlink:connection:close');
 const kOwner = Symbol('longlink.connection');
 type OwnedSocket = net.Socket & { [kOwner]?: Connection };
 
+/** Reasons of an orderly close, which a later error (a reset, a timeout) may still replace. */
 const GRACEFUL_REASONS: ReadonlySet<CloseReason> = new Set([
   CloseReason.LOCAL_GRACEFUL,
   CloseReason.REMOTE_FIN,
   CloseReason.GOING_AWAY,
+  CloseReason.IDLE_TIMEOUT,
 ]);
 /** Chunks below this size are copied together on flush; larger ones are written uncopied. */
 const COPY_MAX = 4096;
@@ -208,7 +254,11 @@ interface PendingClose {
   unsentKnown?: boolean;
 }
 
-type TimerKind = 'close-deadline' | 'linger-poll' | 'half-open-warn';
+type TimerKind = 'liveness' | 'close-deadline' | 'linger-poll' | 'half-open-warn';
+
+const IDLE_READER = 1;
+const IDLE_WRITER = 2;
+const IDLE_ALL = 4;
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -294,6 +344,18 @@ export class Connection extends EventEmitter {
   private deadlineMs = 0;
   private halfOpenSince = 0;
 
+  /** Liveness bookkeeping: stamped once per read batch / flush; the timer does the arithmetic. */
+  lastReadAt: number;
+  lastWriteAt: number;
+  private readonly now: () => number;
+  private heartbeat: HeartbeatHook | undefined;
+  /** A heartbeat was sent and nothing has been read since: at most one outstanding. */
+  private heartbeatOutstanding = false;
+  private readonly idle: IdleOptions | undefined;
+  /** Idle events fired in the current idle period (IDLE_* bits); cleared by activity. */
+  private idleFired = 0;
+  private timerMs = -1;
+
   private readonly flushBound = () => this.flush();
   private readonly onBatchWritten = () => this.maybeDrain();
 
@@ -330,6 +392,23 @@ export class Connection extends EventEmitter {
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
+    this.now = options.clock ?? (() => performance.now());
+    this.lastReadAt = this.lastWriteAt = this.now();
+    this.idle = options.idle;
+    if (this.idle) {
+      for (const k of ['readerMs', 'writerMs', 'allMs'] as const) positive(`idle.${k}`, this.idle[k], 0);
+    }
+    if (options.heartbeat) {
+      const hb = options.heartbeat;
+      const frame = hb.frame;
+      this.setHeartbeat({
+        intervalMs: hb.intervalMs,
+        timeoutMs: hb.timeoutMs,
+        ping: () => {
+          if (frame !== undefined && this.writable) this.send(frame);
+        },
+      });
+    }
 
     socket.allowHalfOpen = true;
     if (options.noDelay !== false) socket.setNoDelay(true);
@@ -347,6 +426,7 @@ export class Connection extends EventEmitter {
     socket.on('error', Connection.onSocketError);
     socket.on('close', Connection.onSocketClose);
     socket.on('drain', Connection.onSocketDrain);
+    if (this.idle !== undefined && this.heartbeat === undefined) this.checkLiveness();
   }
 
   /**
@@ -603,6 +683,48 @@ export class Connection extends EventEmitter {
     return this.closed;
   }
 
+  /*
+   * Liveness (gRPC's keepalive rules, "A8"): any byte read is proof of life, and the next
+   * heartbeat is scheduled from the last byte read, so a busy connection sends none. At most one
+   * heartbeat is outstanding. `timeoutMs` after the last read the peer is declared dead and the
+   * connection is aborted — a graceful close on a dead peer would only hang (grpc-node#2953).
+   *
+   *   last read ──── intervalMs ────▶ heartbeat sent ──── … ────▶ timeoutMs: RST, 'heartbeat-timeout'
+   *        └── any read in between restarts both clocks
+   *
+   * Detection bound: timeoutMs after the last byte read, plus timer slack (≤ ~1 ms here).
+   */
+  /**
+   * Installs (or with undefined removes) a heartbeat: `ping()` is called when nothing was read
+   * for `intervalMs`; the connection aborts with reason `heartbeat-timeout` when nothing was read
+   * for `timeoutMs`. Protocol layers use this with their own PING message.
+   */
+  setHeartbeat(hook: HeartbeatHook | undefined): void {
+    if (hook !== undefined) {
+      positive('heartbeat.intervalMs', hook.intervalMs, 0);
+      positive('heartbeat.timeoutMs', hook.timeoutMs, 0);
+      if (!(hook.intervalMs > 0) || !(hook.timeoutMs > hook.intervalMs)) {
+        throw new InvalidArgumentError('heartbeat needs 0 < intervalMs < timeoutMs');
+      }
+    }
+    this.heartbeat = hook;
+    this.heartbeatOutstanding = false;
+    this.checkLiveness();
+  }
+
+  /**
+   * Sends a heartbeat now if nothing has been read for `ms` and none is outstanding: a cheap check
+   * before reusing a connection that sat idle (a dead peer is then found within the timeout).
+   */
+  pingIfIdle(ms: number): void {
+    const hb = this.heartbeat;
+    if (hb === undefined || this.heartbeatOutstanding || this._state !== S.OPEN) return;
+    if (this.now() - this.lastReadAt >= ms) {
+      this.heartbeatOutstanding = true;
+      hb.ping();
+    }
+  }
+
   /** Counters and, where readable, the kernel's view of the socket. Cheap: a few syscalls. */
   stats(): ConnectionStats {
     const unacked = kernelUnacked(this.socket);
@@ -687,6 +809,8 @@ export class Connection extends EventEmitter {
     this.outBytes = 0;
     const s = this.socket;
     if (s.destroyed || s.writableEnded) return;
+    this.lastWriteAt = this.now();
+    if (this.idleFired !== 0) this.activity(IDLE_WRITER | IDLE_ALL);
     if (n === 1) {
       s.write(q[0] as Buffer, this.onBatchWritten);
       return;
@@ -765,14 +889,17 @@ export class Connection extends EventEmitter {
     this.arm('close-deadline', ms);
   }
 
+  /** Arms the one timer; re-uses it with refresh() when kind and delay are unchanged. */
   private arm(kind: TimerKind, ms: number): void {
-    if (this.timer !== undefined && this.timerKind === kind) {
+    const delay = Math.max(1, Math.ceil(ms));
+    if (this.timer !== undefined && this.timerKind === kind && this.timerMs === delay) {
       this.timer.refresh();
       return;
     }
     this.disarm();
     this.timerKind = kind;
-    this.timer = setTimeout(Connection.onTimer, ms, this);
+    this.timerMs = delay;
+    this.timer = setTimeout(Connection.onTimer, delay, this);
     this.timer.unref();
   }
 
@@ -787,6 +914,9 @@ export class Connection extends EventEmitter {
     this.timer = undefined;
     this.timerKind = undefined;
     switch (kind) {
+      case 'liveness':
+        this.checkLiveness();
+        return;
       case 'close-deadline': {
         if (this._state !== S.CLOSING) return;
         const p = this.pending;
@@ -835,8 +965,82 @@ export class Connection extends EventEmitter {
     }
   }
 
+  /** Runs when the liveness timer fires (and when settings change): heartbeat, death, idleness. */
+  private checkLiveness(): void {
+    if (this._state !== S.OPEN) return;
+    const hb = this.heartbeat;
+    const idle = this.idle;
+    if (hb === undefined && idle === undefined) {
+      if (this.timerKind === 'liveness') this.disarm();
+      return;
+    }
+    const now = this.now();
+    let next = Number.POSITIVE_INFINITY;
+    if (hb !== undefined) {
+      const silentFor = now - this.lastReadAt;
+      if (silentFor >= hb.timeoutMs) {
+        this.reset(
+          CloseReason.HEARTBEAT_TIMEOUT,
+          'local',
+          new HeartbeatTimeoutError(Math.round(silentFor), hb.timeoutMs),
+        );
+        return;
+      }
+      next = this.lastReadAt + hb.timeoutMs;
+      if (silentFor >= hb.intervalMs) {
+        if (!this.heartbeatOutstanding) {
+          this.heartbeatOutstanding = true;
+          this.emit('heartbeat');
+          hb.ping();
+          if ((this._state as ConnectionState) !== S.OPEN) return;
+        }
+      } else {
+        next = Math.min(next, this.lastReadAt + hb.intervalMs);
+      }
+    }
+    if (idle !== undefined) {
+      const lastAny = Math.max(this.lastReadAt, this.lastWriteAt);
+      const checks: Array<[number, number | undefined, number, IdleKind]> = [
+        [IDLE_READER, idle.readerMs, this.lastReadAt, 'reader'],
+        [IDLE_WRITER, idle.writerMs, this.lastWriteAt, 'writer'],
+        [IDLE_ALL, idle.allMs, lastAny, 'all'],
+      ];
+      for (const [bit, ms, since, kind] of checks) {
+        if (ms === undefined || ms <= 0 || (this.idleFired & bit) !== 0) continue;
+        if (now - since >= ms) {
+          this.idleFired |= bit;
+          this.emit('idle', kind);
+          if (idle.close === true && this._state === S.OPEN) {
+            void this.close({ reason: CloseReason.IDLE_TIMEOUT });
+            return;
+          }
+          if ((this._state as ConnectionState) !== S.OPEN) return;
+        } else {
+          next = Math.min(next, since + ms);
+        }
+      }
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.arm('liveness', next - now);
+    else if (this.timerKind === 'liveness') this.disarm();
+  }
+
+  /** Re-arms the idle checks that activity cleared (cheap: only when an idle event had fired). */
+  private activity(bits: number): void {
+    if ((this.idleFired & bits) !== 0) {
+      this.idleFired &= ~bits;
+      this.checkLiveness();
+    }
+  }
+
   private onData(chunk: Buffer): void {
     if (this._state === S.CLOSED) return;
+    this.lastReadAt = this.now();
+    if (this.heartbeatOutstanding) {
+      // The answer (or any byte) came: schedule the next heartbeat from this read.
+      this.heartbeatOutstanding = false;
+      this.checkLiveness();
+    }
+    if (this.idleFired !== 0) this.activity(IDLE_READER | IDLE_ALL);
     let frames: Buffer[];
     try {
       frames = this.decoder.push(chunk);
@@ -946,10 +1150,13 @@ export class Connection extends EventEmitter {
 
   private onClose(): void {
     if (this._state === S.CLOSED) return;
+    // No recorded reason: someone destroyed the socket under us. Not graceful.
     const p: PendingClose = this.pending ?? {
       reason: CloseReason.LOCAL_ABORT,
       initiator: 'local',
       error: undefined,
+      unsentBytes: this.outBytes + this.socket.writableLength,
+      unsentKnown: false,
     };
     const unsentBytes = p.unsentBytes ?? this.outBytes + this.socket.writableLength;
     this.outq = [];
@@ -957,7 +1164,7 @@ export class Connection extends EventEmitter {
     const info: CloseInfo = {
       reason: p.reason,
       initiator: p.initiator,
-      graceful: GRACEFUL_REASONS.has(p.reason) && p.error === undefined && unsentBytes === 0,
+      graceful: p.unsentBytes === undefined && p.error === undefined && unsentBytes === 0,
       unsentBytes,
       unsentKnown: p.unsentKnown ?? true,
       error: p.error,

@@ -59,6 +59,14 @@ export interface ServerPeerOptions {
   handlerTimeoutMs: number;
   helloTimeoutMs: number;
   deadlines: Deadlines;
+  /** Run the heartbeat with the agreed timing (false: answer PINGs, send none). */
+  heartbeat: boolean;
+  /**
+   * PINGs closer together than this (with no request in between) are strikes; after
+   * `maxPingStrikes` the client gets GOAWAY ERR_TOO_MANY_PINGS (gRPC's ENHANCE_YOUR_CALM).
+   */
+  minPingIntervalMs: number;
+  maxPingStrikes: number;
 }
 
 /** One request being handled. */
@@ -119,6 +127,8 @@ export class ServerPeer extends Peer {
   /** Requests answered on this connection (for shutdown reports). */
   completed = 0;
   private drainResolve: (() => void) | undefined;
+  private lastPingAt = Number.NEGATIVE_INFINITY;
+  private pingStrikes = 0;
 
   constructor(connection: Connection, options: ServerPeerOptions) {
     super(connection);
@@ -174,6 +184,24 @@ export class ServerPeer extends Peer {
     void this.closeConnection(CloseReason.LOCAL_GRACEFUL);
   }
 
+  protected override onPing(): boolean {
+    const now = performance.now();
+    const gap = now - this.lastPingAt;
+    this.lastPingAt = now;
+    if (gap < this.options.minPingIntervalMs && ++this.pingStrikes > this.options.maxPingStrikes) {
+      if (!this.goawaySent) {
+        this.goAway(
+          this.lastReadId,
+          'ERR_TOO_MANY_PINGS',
+          `PINGs more often than every ${this.options.minPingIntervalMs} ms`,
+        );
+        if (this.inflight.size === 0) void this.closeConnection(CloseReason.LOCAL_GRACEFUL);
+      }
+      return false;
+    }
+    return true;
+  }
+
   protected onMessage(msg: Message): void {
     switch (msg.kind) {
       case MessageKind.HELLO:
@@ -222,6 +250,9 @@ export class ServerPeer extends Peer {
       this.codec = this.options.codecs.get(answered.agreement.codec) ?? this.codec;
       this.ready = true;
       this.trySend(answered.reply);
+      if (this.options.heartbeat) {
+        this.startHeartbeat(answered.agreement.heartbeatIntervalMs, answered.agreement.heartbeatTimeoutMs);
+      }
       this.emit('ready');
     };
     const auth = this.options.authenticate;
@@ -246,6 +277,7 @@ export class ServerPeer extends Peer {
 
   private onRequest(msg: RequestMessage): void {
     const id = msg.id;
+    this.pingStrikes = 0; // pings between requests are what keepalive is for
     if (this.goawaySent) {
       // Sent before the client saw our GOAWAY: not processed, safe to retry elsewhere.
       this.trySend(errorToMessage({ code: ErrorCode.SHUTTING_DOWN, message: 'server is shutting down' }, id));

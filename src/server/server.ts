@@ -16,6 +16,7 @@ import { InvalidArgumentError, LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
+import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
 import { Deadlines } from '../util/deadlines.js';
 import { type Handler, type Router, ServerPeer } from './server-peer.js';
 
@@ -64,9 +65,15 @@ export interface ServerOptions {
   retryAfterMs?: number;
   /** Checks the client's HELLO credential. */
   authenticate?: (credential: string | undefined, peer: ServerPeer) => boolean | Promise<boolean>;
-  /** Heartbeat proposal carried in HELLO (enforced by a later release). */
-  heartbeatIntervalMs?: number;
-  heartbeatTimeoutMs?: number;
+  /**
+   * Heartbeat: explicit `{ intervalMs, timeoutMs }`, 'standard' (dead within 30 s, the default),
+   * 'strict' (6 s) or false. The HELLO agrees on the smaller interval of the two sides.
+   */
+  heartbeat?: HeartbeatSetting;
+  /** The path's idle budget (a middlebox's idle timeout): derives the heartbeat; see resolveHeartbeat. */
+  idleBudgetMs?: number;
+  /** Clients may not PING more often than this; strikes lead to GOAWAY ERR_TOO_MANY_PINGS. Default 1 000 ms. */
+  minPingIntervalMs?: number;
   /** The server's name in HELLO. */
   name?: string;
   /** Options of every accepted Connection (watermarks, timeouts, keepalive). */
@@ -134,6 +141,8 @@ export class Server extends EventEmitter {
   private readonly legacy: (LegacyOptions & { framing: Framing }) | undefined;
   private readonly opts: ServerOptions;
   private readonly maxConnections: number;
+  private readonly heartbeatOn: boolean;
+  private readonly minPingIntervalMs: number;
   private closing: Promise<ShutdownReport> | undefined;
 
   constructor(options: ServerOptions = {}) {
@@ -156,14 +165,21 @@ export class Server extends EventEmitter {
     this.codecs = new PayloadCodecRegistry([jsonCodec, rawCodec, ...(options.codecs ?? [])]);
     this.maxConnections = options.maxConnections ?? 10_000;
     const maxFrameLength = options.maxFrameLength ?? HELLO_DEFAULTS.maxFrameLength;
+    const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
+    this.heartbeatOn = hb.timing !== undefined;
+    if (hb.warning !== undefined) process.emitWarning(hb.warning, 'LonglinkWarning');
+    this.minPingIntervalMs = options.minPingIntervalMs ?? 1000;
     this.hello = {
       maxFrameLength,
       maxInFlight: options.maxInFlight ?? HELLO_DEFAULTS.maxInFlight,
       codecs: this.codecs.names(),
-      ...(options.heartbeatIntervalMs === undefined
+      minHeartbeatIntervalMs: Math.min(
+        this.minPingIntervalMs,
+        hb.timing?.intervalMs ?? this.minPingIntervalMs,
+      ),
+      ...(hb.timing === undefined
         ? {}
-        : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
-      ...(options.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
+        : { heartbeatIntervalMs: hb.timing.intervalMs, heartbeatTimeoutMs: hb.timing.timeoutMs }),
       ...(options.name === undefined ? {} : { name: options.name }),
     };
     if (options.legacy !== undefined) {
@@ -330,6 +346,10 @@ export class Server extends EventEmitter {
       handlerTimeoutMs: this.opts.handlerTimeoutMs ?? 0,
       helloTimeoutMs: this.opts.helloTimeoutMs ?? 10_000,
       deadlines: this.deadlines,
+      heartbeat: this.heartbeatOn,
+      // A client at the agreed interval pings at most once per interval; allow for jitter.
+      minPingIntervalMs: this.minPingIntervalMs / 2,
+      maxPingStrikes: 2,
     });
     session.peer = peer;
     if (this.closing) {

@@ -70,6 +70,9 @@ export abstract class Peer extends EventEmitter {
 
   private pings: PingWaiter[] = [];
   private pingSeq = 0n;
+  /** The heartbeat PING outstanding (its sequence and send time), for RTT without a promise. */
+  private hbSeq = -1n;
+  private hbSentAt = 0;
 
   constructor(connection: Connection) {
     super();
@@ -131,6 +134,29 @@ export abstract class Peer extends EventEmitter {
   }
 
   /**
+   * Starts the protocol heartbeat with the agreed timing: a PING when nothing was read for the
+   * interval, the connection aborted (reason `heartbeat-timeout`) when nothing was read for the
+   * timeout. PONGs give the RTT.
+   */
+  protected startHeartbeat(intervalMs: number, timeoutMs: number): void {
+    this.connection.setHeartbeat({ intervalMs, timeoutMs, ping: () => this.heartbeatPing() });
+  }
+
+  private heartbeatPing(): void {
+    const seq = ++this.pingSeq;
+    const data = Buffer.allocUnsafe(PING_DATA_BYTES);
+    data.writeBigUInt64BE(seq);
+    this.hbSeq = seq;
+    this.hbSentAt = performance.now();
+    this.trySend({ kind: MessageKind.PING, data });
+  }
+
+  /** Called for each PING received; return false to not answer it (rate limiting). */
+  protected onPing(): boolean {
+    return true;
+  }
+
+  /**
    * Closes after a protocol-level goodbye: GOAWAY (`lastId`, reason) then the graceful close.
    * `reason` is reported as this side's close reason.
    */
@@ -186,7 +212,7 @@ export abstract class Peer extends EventEmitter {
     }
     switch (msg.kind) {
       case MessageKind.PING:
-        this.trySend({ kind: MessageKind.PONG, data: msg.data });
+        if (this.onPing()) this.trySend({ kind: MessageKind.PONG, data: msg.data });
         return;
       case MessageKind.PONG:
         this.onPong(msg.data);
@@ -227,14 +253,24 @@ export abstract class Peer extends EventEmitter {
   private onPong(data: Buffer): void {
     if (data.length !== PING_DATA_BYTES) return;
     const seq = data.readBigUInt64BE(0);
+    if (seq === this.hbSeq) {
+      this.hbSeq = -1n;
+      this.recordRtt(performance.now() - this.hbSentAt);
+      return;
+    }
     const i = this.pings.findIndex((p) => p.seq === seq);
     if (i < 0) return;
     const [p] = this.pings.splice(0, i + 1).slice(-1);
     if (!p) return;
     const rtt = performance.now() - p.sentAt;
+    this.recordRtt(rtt);
+    p.resolve(rtt);
+  }
+
+  private recordRtt(rtt: number): void {
+    // Smoothed as TCP does (RFC 6298: SRTT = 7/8 SRTT + 1/8 R).
     this.srttMs = this.srttMs === undefined ? rtt : 0.875 * this.srttMs + 0.125 * rtt;
     this.emit('rtt', rtt);
-    p.resolve(rtt);
   }
 
   private onConnectionError(msg: ErrorMessage): void {
