@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 
 const SOL_SOCKET = 1;
+const SO_KEEPALIVE = 9;
 const SO_LINGER = 13;
 const IPPROTO_TCP = 6;
 const TCP_KEEPIDLE = 4;
@@ -234,6 +235,36 @@ export function setKeepAliveOptions(socket: Socket, o: KeepAliveOptions): KeepAl
  */
 export function setUserTimeout(socket: Socket, ms: number): boolean {
   return setInt(socket, IPPROTO_TCP, TCP_USER_TIMEOUT, Math.max(0, Math.floor(ms)));
+}
+
+function getInt(socket: Socket, level: number, name: number): number | undefined {
+  const n = load();
+  const fd = socketFd(socket);
+  if (!n || fd === undefined) return undefined;
+  const b = Buffer.alloc(4);
+  const len = [4];
+  return n.getsockopt(fd, level, name, b, len) === 0 ? b.readInt32LE(0) : undefined;
+}
+
+/** The keepalive and user-timeout settings in force on a socket, read back from the kernel. */
+export interface KeepAliveState {
+  enabled: boolean;
+  idleS: number;
+  intervalS: number;
+  count: number;
+  userTimeoutMs: number;
+}
+
+/** Reads SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT and TCP_USER_TIMEOUT back (Linux). */
+export function keepAliveState(socket: Socket): KeepAliveState | undefined {
+  const enabled = getInt(socket, SOL_SOCKET, SO_KEEPALIVE);
+  const idleS = getInt(socket, IPPROTO_TCP, TCP_KEEPIDLE);
+  const intervalS = getInt(socket, IPPROTO_TCP, TCP_KEEPINTVL);
+  const count = getInt(socket, IPPROTO_TCP, TCP_KEEPCNT);
+  const userTimeoutMs = getInt(socket, IPPROTO_TCP, TCP_USER_TIMEOUT);
+  if (enabled === undefined || idleS === undefined || intervalS === undefined || count === undefined)
+    return undefined;
+  return { enabled: enabled !== 0, idleS, intervalS, count, userTimeoutMs: userTimeoutMs ?? 0 };
 }
 
 /** Reads `struct tcp_info` (Linux). Undefined where unavailable. */

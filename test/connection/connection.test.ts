@@ -7,6 +7,7 @@ import { lengthFieldFraming, parseFraming } from '../../src/codec/index.js';
 import type { CloseInfo } from '../../src/connection/close-reason.js';
 import { Connection } from '../../src/connection/connection.js';
 import { ConnectError, ConnectionClosedError, LonglinkError } from '../../src/errors.js';
+import { keepAliveState, nativeSocketOptions } from '../../src/sys/sockopt.js';
 import { drain, kernelEntry, listen, sleep, type TestServer, waitFor } from '../helpers.js';
 
 const framing = parseFraming('u32be');
@@ -341,5 +342,73 @@ describe('Connection', () => {
     assert.equal(got.length, 10_000);
     assert.equal(got[0], 'm0');
     assert.equal(got[9999], 'm9999');
+  });
+});
+
+describe('socket options and write path', () => {
+  const servers: TestServer[] = [];
+  after(async () => {
+    for (const s of servers) await s.close();
+  });
+
+  test('TCP keepalive is on by default with all three knobs, and TCP_USER_TIMEOUT when asked', {
+    skip: nativeSocketOptions().available ? false : `no native helper: ${nativeSocketOptions().reason}`,
+  }, async () => {
+    const srv = await listen();
+    servers.push(srv);
+    const def = await Connection.connect({ port: srv.port, framing });
+    assert.deepEqual(keepAliveState(def.socket), {
+      enabled: true,
+      idleS: 60,
+      intervalS: 10,
+      count: 6,
+      userTimeoutMs: 0,
+    });
+    def.abort();
+    const tuned = await Connection.connect({
+      port: srv.port,
+      framing,
+      keepAlive: { idleMs: 5000, intervalMs: 1500, count: 3 },
+      userTimeoutMs: 3000,
+    });
+    // Sub-second values round up to whole seconds: the kernel counts keepalive in seconds.
+    assert.deepEqual(keepAliveState(tuned.socket), {
+      enabled: true,
+      idleS: 5,
+      intervalS: 2,
+      count: 3,
+      userTimeoutMs: 3000,
+    });
+    tuned.abort();
+    const off = await Connection.connect({ port: srv.port, framing, keepAlive: false });
+    assert.equal(keepAliveState(off.socket)?.enabled, false);
+    off.abort();
+  });
+
+  test('a thousand small sends in one tick leave in one write, not a thousand', async () => {
+    const srv = await listen();
+    servers.push(srv);
+    const conn = await Connection.connect({ port: srv.port, framing });
+    const peer = await srv.nextSocket();
+    // Count the write requests that reach libuv (each is one write/writev syscall or more).
+    let writes = 0;
+    const handle = (conn.socket as unknown as { _handle: Record<string, (...a: unknown[]) => unknown> })
+      ._handle;
+    for (const name of ['writeBuffer', 'writev', 'writeLatin1String', 'writeUtf8String']) {
+      const original = handle[name];
+      if (typeof original !== 'function') continue;
+      handle[name] = function (this: unknown, ...args: unknown[]) {
+        writes++;
+        return original.apply(this, args);
+      };
+    }
+    let bytes = 0;
+    peer.on('data', (d: Buffer) => {
+      bytes += d.length;
+    });
+    for (let i = 0; i < 1000; i++) conn.send(Buffer.from(`message ${i}`));
+    await waitFor(() => bytes >= 1000 * 4 + 1000 * 'message 0'.length);
+    assert.ok(writes <= 2, `${writes} socket writes for 1000 frames`);
+    conn.abort();
   });
 });
