@@ -74,6 +74,37 @@ export {
   TruncatedFrameError,
   UnsupportedError,
 } from './errors.js';
+export type {
+  AcquireOptions,
+  BreakerState,
+  ConnectionPoolEvents,
+  ConnectionPoolOptions,
+  ConnectionPoolStats,
+  EndpointAddress,
+  EndpointStats,
+  LeakInfo,
+  PoolEvents,
+  PoolFactory,
+  PoolOptions,
+  PoolStats,
+} from './pool/index.js';
+export {
+  AcquireTimeoutError,
+  Balancer,
+  ConnectionLease,
+  ConnectionPool,
+  createConnectionPool,
+  DestroyReason,
+  EndpointUnavailableError,
+  isConnectionError,
+  Lease,
+  LeaseDestroyReason,
+  LeaseReclaimedError,
+  Pool,
+  PoolClosedError,
+  PoolError,
+  PoolFullError,
+} from './pool/index.js';
 export { ErrorCode, ProtocolError, RemoteError } from './protocol/errors.js';
 export type { PayloadCodec } from './protocol/payload.js';
 export { jsonCodec, PayloadCodecRegistry, rawCodec } from './protocol/payload.js';

@@ -9,6 +9,7 @@ export * from './codec/index.js';
 export * from './connection/close-reason.js';
 export * from './connection/connection.js';
 export * from './errors.js';
+export * from './pool/index.js';
 export * from './protocol/index.js';
 export * from './server/server.js';
 export * from './server/server-peer.js';

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { connect } from '../client/client.js';
 import { readTcpTable } from '../sys/tcp-table.js';
 import { demo } from './demo.js';
+import { closeExperiment, EXPERIMENT_MODES, type ExperimentMode } from './experiment.js';
 import { serve } from './serve.js';
 
 const USAGE = `usage: longlink <command> [options]
@@ -20,6 +21,9 @@ const USAGE = `usage: longlink <command> [options]
           A server process and clients doing real work, with a graceful server restart under load.
   inspect [--port P]
           The kernel's TCP table (state, send/receive queues) for sockets on a port, like netstat.
+  experiment close [--mode graceful|abort|linger|linger-reading] [--bytes N] [--linger MS]
+          The sources' close experiment: N bytes (default 200000) to a peer that does not read,
+          then the close mode, with the kernel's TCP table printed at each step.
 `;
 
 function fail(message: string): number {
@@ -128,6 +132,26 @@ async function main(argv: string[]): Promise<number> {
         );
       }
       return 0;
+    }
+    case 'experiment': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          mode: { type: 'string', default: 'graceful' },
+          bytes: { type: 'string', default: '200000' },
+          linger: { type: 'string', default: '2000' },
+        },
+      });
+      if (positionals[0] !== 'close') return fail(`experiment needs a name: close\n\n${USAGE}`);
+      const mode = values.mode as ExperimentMode;
+      if (!EXPERIMENT_MODES.includes(mode))
+        return fail(`--mode must be one of ${EXPERIMENT_MODES.join(', ')}`);
+      return closeExperiment(mode, {
+        bytes: Math.max(4, int(values.bytes, 200_000, 'bytes')),
+        lingerMs: int(values.linger, 2000, 'linger'),
+        log,
+      });
     }
     case undefined:
     case 'help':

@@ -494,6 +494,14 @@ export class Connection extends EventEmitter {
     return this.outBytes + this.socket.writableLength;
   }
 
+  /**
+   * Bytes of a frame received only in part (held by the decoder). Non-zero means the stream is
+   * mid-message: a pool must not hand such a connection to the next borrower as clean.
+   */
+  get pendingFrameBytes(): number {
+    return this.decoder.bufferedBytes;
+  }
+
   get remoteAddress(): string | undefined {
     return this.socket.remoteAddress;
   }

@@ -135,6 +135,28 @@ describe('longlink CLI', () => {
     assert.match(report, /client closes .*going-away/);
   });
 
+  test("experiment close reproduces the sources' netstat observations for graceful and abort", {
+    skip: process.platform === 'linux' ? false : 'needs /proc/net/tcp',
+  }, async () => {
+    const g = run(['experiment', 'close', '--mode', 'graceful']);
+    assert.equal(await g.exit, 0);
+    const graceful = g.out.join('\n');
+    // The sources' netstat: the closer in FIN_WAIT1 with data queued, the peer ESTABLISHED with data unread.
+    assert.match(
+      graceful,
+      /2\. right after close\(\):\n.*\n\s+client\s+FIN_WAIT1 .* [1-9]\d*\s+0\n\s+server\s+ESTABLISHED .* 0\s+[1-9]\d*/,
+    );
+    assert.match(graceful, /received 200000 of 200000 bytes, then clean end/);
+    assert.match(graceful, /reason=local-graceful .* graceful=true unsentBytes=0/);
+
+    const a = run(['experiment', 'close', '--mode', 'abort']);
+    assert.equal(await a.exit, 0);
+    const abort = a.out.join('\n');
+    assert.match(abort, /2\. right after abort\(\):\n.*\n\s+\(no connection left in the kernel\)/);
+    assert.match(abort, /reason=local-abort .* unsentBytes=[1-9]\d*/);
+    assert.match(abort, /then error ECONNRESET/);
+  });
+
   test('unknown command prints usage and exits 2', async () => {
     const r = run(['frobnicate']);
     assert.equal(await r.exit, 2);

@@ -1,0 +1,846 @@
+/**
+ * Lease mode: a pool of framed connections for peers whose protocol has no request ids (the
+ * sources' legacy "length header + body" services). A borrower gets a connection to itself,
+ * sends, reads its reply, and gives it back; the pool makes sure the next borrower gets a clean
+ * one.
+ *
+ * "Clean" is the whole point of lease mode. A connection handed back with a reply still on its
+ * way, half a frame in the decoder, unread bytes in the kernel, or the peer's FIN already in
+ * would hand the *next* borrower somebody else's answer or a dead socket. Each of these is
+ * checked on release and the connection is destroyed with a reason instead. Idle connections are
+ * watched as events arrive: a FIN, an RST or an unsolicited frame evicts them at once (stale
+ * pooled sockets are undici's most reported failure, undici#3492).
+ *
+ * Several endpoints: one Pool per endpoint (its own min/max, backoff and circuit breaker) and a
+ * Balancer (power of two choices, outlier ejection) in front.
+ */
+
+import { EventEmitter } from 'node:events';
+import type tls from 'node:tls';
+import type { Framing } from '../codec/types.js';
+import type { CloseInfo } from '../connection/close-reason.js';
+import { Connection, type ConnectOptions } from '../connection/connection.js';
+import { AbortedError, ConnectionClosedError, InvalidArgumentError, LonglinkError } from '../errors.js';
+import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
+import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
+import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
+import {
+  type AcquireOptions,
+  type DestroyDetail,
+  fastNow,
+  type LeakInfo,
+  type Lease,
+  Pool,
+  type PoolOptions,
+  type PoolStats,
+} from './pool.js';
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+
+/** One server to connect to. */
+export interface EndpointAddress {
+  /** Default 127.0.0.1. */
+  host?: string;
+  port: number;
+}
+
+/** Options of {@link createConnectionPool}. Pool sizes apply to each endpoint. */
+export interface ConnectionPoolOptions extends Omit<PoolOptions, 'name'> {
+  /** How frames are delimited (parseFraming('ascii:20'), lengthFieldFraming(...), …). */
+  framing: Framing;
+  /** The server, when there is one (or use `endpoints`). */
+  host?: string;
+  port?: number;
+  /** Several servers; `min`/`max` apply to each. Endpoints can be added and removed later. */
+  endpoints?: EndpointAddress[];
+  /**
+   * A round-trip check for a connection idle longer than `validateAfterIdleMs` (e.g. send a ping
+   * frame, await the pong). Runs after the built-in kernel check (TCP state ESTABLISHED, nothing
+   * unread). Also used for keepalive when `keepaliveIntervalMs` is set.
+   */
+  validate?: (connection: Connection) => boolean | Promise<boolean>;
+  /** Deadline of the graceful close when the pool retires a connection (idle, lifetime, drain). Default 5 000 ms. */
+  retireTimeoutMs?: number;
+  /** Outlier ejection across endpoints. */
+  outlier?: OutlierOptions;
+  // Connection options, passed to Connection.connect for every connection.
+  connectTimeoutMs?: number;
+  localAddress?: string;
+  tls?: tls.ConnectionOptions;
+  highWaterMark?: number;
+  lowWaterMark?: number;
+  closeTimeoutMs?: number;
+  remoteEndTimeoutMs?: number;
+  noDelay?: boolean;
+  keepAlive?: KeepAliveOptions | false;
+  userTimeoutMs?: number;
+}
+
+/** Options of a lease-mode request. */
+export interface LeaseRequestOptions {
+  /** Aborts the wait for the reply (AbortedError); the connection is then destroyed on release. */
+  signal?: AbortSignal;
+}
+
+/** Per-endpoint stats. */
+export interface EndpointStats extends PoolStats {
+  endpoint: string;
+  ejected: boolean;
+  ejectedForMs: number;
+  /** Removed with removeEndpoint() and still draining. */
+  removed: boolean;
+}
+
+/** Totals over every endpoint, and each endpoint's own. */
+export interface ConnectionPoolStats {
+  size: number;
+  idle: number;
+  borrowed: number;
+  validating: number;
+  pending: number;
+  creating: number;
+  endpoints: EndpointStats[];
+}
+
+/** The events a ConnectionPool emits; `endpoint` is `host:port`. */
+export interface ConnectionPoolEvents {
+  acquire: [connection: Connection, endpoint: string];
+  release: [connection: Connection, endpoint: string];
+  create: [connection: Connection, endpoint: string];
+  /** Every connection the pool closes, with why and whether gracefully (close) or not (abort). */
+  destroy: [connection: Connection, reason: string, detail: DestroyDetail, endpoint: string];
+  createError: [error: unknown, consecutiveFailures: number, endpoint: string];
+  leak: [info: LeakInfo<Connection> & { endpoint: string }];
+  breakerOpen: [info: { error: unknown; consecutiveFailures: number; retryInMs: number; endpoint: string }];
+  breakerHalfOpen: [endpoint: string];
+  breakerClose: [endpoint: string];
+  eject: [info: EjectionInfo];
+  readmit: [endpoint: string];
+  endpointAdded: [endpoint: string];
+  endpointRemoved: [endpoint: string];
+  drained: [];
+}
+
+/** Pool destroy reasons specific to lease mode (release checks and connection events). */
+export const LeaseDestroyReason = {
+  /** Released while a `lease.request()` still waited for its reply. */
+  REQUEST_IN_FLIGHT: 'request-in-flight',
+  /** A `lease.request()` was aborted: its reply may still arrive. */
+  REQUEST_ABORTED: 'request-aborted',
+  /** Frames arrived during the lease that nobody listened to. */
+  UNREAD_FRAMES: 'unread-frames',
+  /** The decoder holds part of a frame: the stream is mid-message. */
+  PARTIAL_FRAME: 'partial-frame',
+  /** Bytes wait unread (Node's buffer or the kernel's receive queue). */
+  UNREAD_DATA: 'unread-data',
+  /** Released with reading paused (`connection.pause()`): what is queued behind is unknown. */
+  PAUSED: 'paused',
+  /** Released while a `connection.write()` still waited for 'drain'. */
+  WRITE_IN_FLIGHT: 'write-in-flight',
+  /** Released after the connection stopped being open (peer FIN, close() by the borrower…). */
+  NOT_OPEN: 'not-open',
+  /** An idle connection received a frame nobody asked for. */
+  UNSOLICITED_DATA: 'unsolicited-data',
+  /** The peer sent FIN while the connection was idle. */
+  PEER_FIN: 'peer-fin',
+  /** The endpoint was removed with removeEndpoint(). */
+  ENDPOINT_REMOVED: 'endpoint-removed',
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Per-connection bookkeeping
+
+interface PendingRequest {
+  resolve: (frame: Buffer) => void;
+  reject: (err: unknown) => void;
+}
+
+const kMeta = Symbol('longlink.pool.connection');
+
+class ConnMeta {
+  borrowed = false;
+  unread = 0;
+  request: PendingRequest | undefined = undefined;
+  dirty: string | undefined = undefined;
+  closingByPool = false;
+  /**
+   * socket.bytesWritten if the lease only sent through `lease.request()` (set at lend, grown by
+   * each request). A lease that did nothing else needs no kernel look at release (see inspectRelease).
+   */
+  expectWritten = 0;
+  constructor(
+    readonly owner: ConnectionPool,
+    readonly ep: Endpoint,
+  ) {}
+}
+
+type Pooled = Connection & { [kMeta]?: ConnMeta };
+
+function metaOf(conn: Connection): ConnMeta | undefined {
+  return (conn as Pooled)[kMeta];
+}
+
+// Connection listeners at module scope, reaching their bookkeeping through the connection.
+function onPooledFrame(this: Connection, frame: Buffer): void {
+  const m = metaOf(this);
+  if (m === undefined) return;
+  const r = m.request;
+  if (r !== undefined) {
+    m.request = undefined;
+    r.resolve(frame);
+    return;
+  }
+  if (this.listenerCount('frame') > 1) return; // the borrower (or a validator) listens
+  m.unread++;
+  if (!m.borrowed && !m.closingByPool) m.ep.pool.evict(this, LeaseDestroyReason.UNSOLICITED_DATA);
+}
+
+function onPooledEnd(this: Connection): void {
+  const m = metaOf(this);
+  // Connection answers the FIN with its own close; take an idle one out of the pool right now.
+  if (m !== undefined && !m.borrowed && !m.closingByPool) m.ep.pool.evict(this, LeaseDestroyReason.PEER_FIN);
+}
+
+function onPooledClose(this: Connection, info: CloseInfo): void {
+  const m = metaOf(this);
+  if (m === undefined) return;
+  const r = m.request;
+  if (r !== undefined) {
+    m.request = undefined;
+    r.reject(
+      new ConnectionClosedError(
+        `connection ${this.id} closed (${info.reason}) before the reply`,
+        info.reason,
+        {
+          cause: info.error,
+        },
+      ),
+    );
+  }
+  if (!m.closingByPool) {
+    m.ep.pool.evict(this, `closed-${info.reason}`);
+    m.owner.connectionLost(m, info);
+  }
+}
+
+const OWN_LISTENERS: ReadonlySet<unknown> = new Set([onPooledFrame, onPooledEnd, onPooledClose]);
+const BORROWER_EVENTS = ['frame', 'end', 'close', 'drain', 'protocol-error', 'warning', 'state'] as const;
+
+const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ERR_CONNECTION_CLOSED',
+  'ERR_CONNECTION_RESET',
+  'ERR_SOCKET',
+  'ERR_CLOSE_TIMEOUT',
+  'ERR_LINGER_EXPIRED',
+  'ERR_FRAME_TOO_LARGE',
+  'ERR_BAD_FRAME_HEADER',
+  'ERR_FRAME_TRUNCATED',
+  'ERR_LEASE_RECLAIMED',
+  // Raw socket errors, for borrowers that use connection.socket directly.
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/** Whether an error thrown while using a connection means the connection is broken. */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && CONNECTION_ERROR_CODES.has(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+class Endpoint implements BalancedTarget {
+  removed = false;
+  pool!: Pool<Connection>;
+  constructor(
+    readonly key: string,
+    readonly host: string,
+    readonly port: number,
+  ) {}
+  load(): number {
+    return this.pool.load;
+  }
+  capacity(): number {
+    return this.pool.max;
+  }
+  idle(): number {
+    return this.pool.idleCount;
+  }
+  breaker(): 'closed' | 'open' | 'half-open' {
+    return this.pool.breakerState;
+  }
+  accepting(): boolean {
+    return !this.removed;
+  }
+}
+
+function endpointKey(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+const CONNECT_KEYS = [
+  'connectTimeoutMs',
+  'localAddress',
+  'tls',
+  'highWaterMark',
+  'lowWaterMark',
+  'closeTimeoutMs',
+  'remoteEndTimeoutMs',
+  'noDelay',
+  'keepAlive',
+  'userTimeoutMs',
+] as const;
+const POOL_KEYS = [
+  'min',
+  'max',
+  'acquireTimeoutMs',
+  'maxWaiters',
+  'maxConcurrentCreates',
+  'createTimeoutMs',
+  'validateAfterIdleMs',
+  'idleTimeoutMs',
+  'keepaliveIntervalMs',
+  'maxLifetimeMs',
+  'maxLifetimeJitter',
+  'leakDetectionMs',
+  'reclaimLeaked',
+  'createRetryInitialMs',
+  'createRetryMaxMs',
+  'breakerThreshold',
+  'breakerCooldownMs',
+  'housekeepingIntervalMs',
+  'clock',
+  'random',
+] as const;
+
+type ConnectBase = Omit<ConnectOptions, 'host' | 'port' | 'signal'>;
+
+// ---------------------------------------------------------------------------------------------
+// Lease
+
+/**
+ * An exclusive loan of one connection. `release()` gives it back (the pool checks that it is
+ * clean), `destroy()` closes it. In lease mode one request is outstanding at a time; use
+ * {@link ConnectionLease.request} or talk to `connection` directly.
+ */
+export class ConnectionLease {
+  readonly connection: Connection;
+  /** `host:port` of the server. */
+  readonly endpoint: string;
+  constructor(
+    private readonly owner: ConnectionPool,
+    private readonly ep: Endpoint,
+    private readonly inner: Lease<Connection>,
+  ) {
+    this.connection = inner.resource;
+    this.endpoint = ep.key;
+  }
+
+  /** True until released, destroyed, or reclaimed by the pool. */
+  get active(): boolean {
+    return this.inner.active;
+  }
+
+  /** Gives the connection back. Idempotent (false when no longer active). */
+  release(): boolean {
+    if (!this.inner.release()) return false;
+    this.owner.released(this.ep, this.connection);
+    return true;
+  }
+
+  /**
+   * Closes the connection instead of returning it (abortively: it is presumed broken) and frees
+   * its place in the pool. Counts as a failure of the endpoint for outlier detection.
+   */
+  destroy(reason = 'destroyed-by-borrower'): boolean {
+    if (!this.inner.destroy(reason)) return false;
+    this.owner.failed(this.ep);
+    return true;
+  }
+
+  /**
+   * Sends one frame and resolves with the next frame that arrives: the request/reply of a
+   * protocol without request ids. Rejects with ConnectionClosedError (reason and cause from the
+   * close) if the connection closes first, or AbortedError from `signal` — the connection is then
+   * destroyed on release, since the reply may still come.
+   */
+  request(frame: Buffer, options: LeaseRequestOptions = {}): Promise<Buffer> {
+    if (!this.inner.active) {
+      return Promise.reject(new InvalidArgumentError('this lease was released; acquire a new one'));
+    }
+    const m = metaOf(this.connection) as ConnMeta;
+    if (m.request !== undefined) {
+      return Promise.reject(
+        new InvalidArgumentError('lease mode carries one request at a time per connection'),
+      );
+    }
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(new AbortedError('request aborted', { cause: signal.reason }));
+    try {
+      this.connection.send(frame);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    m.expectWritten += frame.length + this.connection.framing.encoder.overhead(frame.length);
+    return new Promise<Buffer>((resolve, reject) => {
+      if (signal === undefined) {
+        m.request = { resolve, reject };
+        return;
+      }
+      const onAbort = () => {
+        if (m.request !== req) return;
+        m.request = undefined;
+        m.dirty = LeaseDestroyReason.REQUEST_ABORTED;
+        reject(new AbortedError('request aborted', { cause: signal.reason }));
+      };
+      const req: PendingRequest = {
+        resolve: (f) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(f);
+        },
+        reject: (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
+      m.request = req;
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pool
+
+/**
+ * A lease-mode pool of framed connections over one or several endpoints.
+ *
+ * @example
+ * ```ts
+ * import { createConnectionPool, parseFraming } from 'longlink';
+ * const pool = createConnectionPool({ port: 9000, framing: parseFraming('ascii:20'), min: 2, max: 10 });
+ * const reply = await pool.use((conn, lease) => lease.request(Buffer.from('{"op":"ping"}')));
+ * await pool.drain();
+ * ```
+ */
+export class ConnectionPool extends EventEmitter {
+  private readonly balancer: Balancer<Endpoint>;
+  private readonly byKey = new Map<string, Endpoint>();
+  private readonly leaving = new Set<Promise<void>>();
+  private readonly poolOptions: PoolOptions;
+  private readonly connectOptions: ConnectBase;
+  private readonly userValidate: ((c: Connection) => boolean | Promise<boolean>) | undefined;
+  private readonly retireTimeoutMs: number;
+  private readonly acquireTimeoutMs: number;
+  private readonly clock: () => number;
+  private closed = false;
+  private paused = false;
+  private drainPromise: Promise<void> | undefined;
+
+  constructor(options: ConnectionPoolOptions) {
+    super();
+    if (typeof options?.framing?.createDecoder !== 'function') {
+      throw new InvalidArgumentError('framing must be a Framing (e.g. parseFraming("ascii:20"))');
+    }
+    const list: EndpointAddress[] = options.endpoints ? [...options.endpoints] : [];
+    if (options.port !== undefined) {
+      list.unshift(
+        options.host === undefined ? { port: options.port } : { host: options.host, port: options.port },
+      );
+    }
+    if (list.length === 0) throw new InvalidArgumentError('give port (and host) or endpoints');
+
+    const connect: Record<string, unknown> = { framing: options.framing, allowHalfOpen: false };
+    for (const k of CONNECT_KEYS) if (options[k] !== undefined) connect[k] = options[k];
+    this.connectOptions = connect as unknown as ConnectBase;
+    const poolOpts: Record<string, unknown> = {};
+    for (const k of POOL_KEYS) if (options[k] !== undefined) poolOpts[k] = options[k];
+    this.poolOptions = poolOpts as PoolOptions;
+    this.userValidate = options.validate;
+    this.retireTimeoutMs = options.retireTimeoutMs ?? 5_000;
+    this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
+    this.clock = options.clock ?? fastNow;
+    this.balancer = new Balancer<Endpoint>(
+      options.outlier ?? {},
+      this.clock,
+      options.random ?? Math.random,
+      (ep, info) => this.ejected(ep, info),
+      (ep) => this.emit('readmit', ep.key),
+    );
+    for (const e of list) this.addEndpoint(e);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Endpoints
+
+  /** Adds a server; it starts filling to `min` at once. Throws if it is already in the pool. */
+  addEndpoint(address: EndpointAddress): void {
+    if (this.closed) throw new PoolClosedError();
+    if (!Number.isInteger(address?.port) || address.port < 1 || address.port > 65535) {
+      throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(address?.port)}`);
+    }
+    const host = address.host ?? '127.0.0.1';
+    const key = endpointKey(host, address.port);
+    if (this.byKey.has(key)) throw new InvalidArgumentError(`endpoint ${key} is already in the pool`);
+    const ep = new Endpoint(key, host, address.port);
+    ep.pool = this.makePool(ep);
+    this.byKey.set(key, ep);
+    this.balancer.add(ep);
+    if (this.paused) ep.pool.pause();
+    this.emit('endpointAdded', key);
+  }
+
+  /**
+   * Removes a server: it gets no new work at once; its idle connections are closed gracefully
+   * and borrowed ones when they are returned. Resolves when all are closed.
+   */
+  async removeEndpoint(address: EndpointAddress): Promise<void> {
+    const key = endpointKey(address.host ?? '127.0.0.1', address.port);
+    const ep = this.byKey.get(key);
+    if (ep === undefined) return;
+    ep.removed = true;
+    this.byKey.delete(key);
+    this.balancer.remove(ep);
+    ep.pool.rejectWaiters(new EndpointUnavailableError(key, 0, { cause: new Error('endpoint removed') }));
+    const p = ep.pool.drain();
+    this.leaving.add(p);
+    try {
+      await p;
+    } finally {
+      this.leaving.delete(p);
+    }
+    this.emit('endpointRemoved', key);
+  }
+
+  /** The endpoints currently taking work, as `host:port`. */
+  endpoints(): string[] {
+    return this.balancer.list().map((e) => e.key);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Borrowing
+
+  /**
+   * Borrows a connection: from the less loaded of two random healthy endpoints (one endpoint:
+   * that one). An endpoint whose breaker opens while we wait is skipped and the next one tried.
+   * Rejects with AcquireTimeoutError, EndpointUnavailableError (every endpoint is down),
+   * PoolFullError, PoolClosedError or AbortedError.
+   */
+  acquire(options?: AcquireOptions): Promise<ConnectionLease> {
+    if (this.closed) return Promise.reject(new PoolClosedError());
+    const list = this.balancer.list();
+    if (list.length === 1) {
+      const ep = list[0] as Endpoint;
+      return ep.pool.acquire(options).then((lease) => new ConnectionLease(this, ep, lease));
+    }
+    return this.acquireBalanced(options);
+  }
+
+  /**
+   * Runs `fn` with a borrowed connection and always gives it back: released when `fn` settles,
+   * destroyed instead when `fn` threw a connection-level error (closed, reset, framing…) or left
+   * the connection unclean.
+   */
+  async use<R>(
+    fn: (connection: Connection, lease: ConnectionLease) => R | Promise<R>,
+    options?: AcquireOptions,
+  ): Promise<R> {
+    const lease = await this.acquire(options);
+    let result: R;
+    try {
+      result = await fn(lease.connection, lease);
+    } catch (err) {
+      if (lease.active) {
+        if (isConnectionError(err) || lease.connection.state !== 'open') {
+          const code = (err as { code?: unknown })?.code;
+          lease.destroy(typeof code === 'string' ? `broken:${code}` : 'broken');
+        } else {
+          lease.release();
+        }
+      }
+      throw err;
+    }
+    lease.release();
+    return result;
+  }
+
+  /**
+   * One request/reply on a borrowed connection: acquire, send `frame`, await the next frame,
+   * release. `signal` aborts the wait for a connection and for the reply.
+   */
+  request(frame: Buffer, options?: AcquireOptions): Promise<Buffer> {
+    const signal = options?.signal;
+    return this.use((_conn, lease) => lease.request(frame, signal === undefined ? {} : { signal }), options);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Control
+
+  /** Stops lending on every endpoint (acquirers wait) until resume(). */
+  pause(): void {
+    this.paused = true;
+    for (const ep of this.balancer.list()) ep.pool.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const ep of this.balancer.list()) ep.pool.resume();
+  }
+
+  /** Closes every idle connection now (gracefully, reason `clear`); pools refill to `min`. */
+  async clear(): Promise<void> {
+    await Promise.all(this.balancer.list().map((ep) => ep.pool.clear()));
+  }
+
+  /**
+   * Stops lending, waits for borrowed connections to come back and closes everything gracefully
+   * (FIN, the peer's EOF, release). With `timeoutMs`, connections still borrowed then are
+   * aborted. Idempotent.
+   */
+  drain(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.drainPromise) return this.drainPromise;
+    this.closed = true;
+    const all = this.balancer.list().map((ep) => ep.pool.drain(options));
+    this.drainPromise = Promise.all([...all, ...this.leaving]).then(() => {
+      this.emit('drained');
+    });
+    return this.drainPromise;
+  }
+
+  stats(): ConnectionPoolStats {
+    const now = this.clock();
+    const endpoints: EndpointStats[] = [];
+    const total = { size: 0, idle: 0, borrowed: 0, validating: 0, pending: 0, creating: 0 };
+    for (const ep of this.balancer.list()) {
+      const s = ep.pool.stats();
+      total.size += s.size;
+      total.idle += s.idle;
+      total.borrowed += s.borrowed;
+      total.validating += s.validating;
+      total.pending += s.pending;
+      total.creating += s.creating;
+      const ejectedForMs = this.balancer.ejectedForMs(ep, now);
+      endpoints.push({
+        ...s,
+        endpoint: ep.key,
+        ejected: ejectedForMs > 0,
+        ejectedForMs,
+        removed: ep.removed,
+      });
+    }
+    return { ...total, endpoints };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  /** @internal A lease came back clean: the endpoint works. */
+  released(ep: Endpoint, conn: Connection): void {
+    if (conn.state === 'open') this.balancer.recordSuccess(ep);
+  }
+
+  /** @internal A borrower gave up on a connection. */
+  failed(ep: Endpoint): void {
+    if (!ep.removed) this.balancer.recordFailure(ep);
+  }
+
+  /** @internal A connection closed without the pool asking. */
+  connectionLost(m: ConnMeta, info: CloseInfo): void {
+    if (m.ep.removed || info.initiator !== 'remote') return;
+    // The peer dropping a connection mid-lease, or resetting one, is the endpoint's failure; a
+    // graceful FIN on an idle connection is a server's idle timeout, not an outlier signal.
+    if (m.borrowed || !info.graceful) this.balancer.recordFailure(m.ep);
+  }
+
+  private async acquireBalanced(options: AcquireOptions | undefined): Promise<ConnectionLease> {
+    const timeoutMs = options?.timeoutMs ?? this.acquireTimeoutMs;
+    const deadline = this.clock() + timeoutMs;
+    let tried: Set<Endpoint> | undefined;
+    let lastError: unknown;
+    for (;;) {
+      const ep = this.balancer.pick(tried);
+      if (ep === undefined) throw lastError ?? this.allUnavailable();
+      const remaining = deadline - this.clock();
+      if (remaining <= 0) throw new AcquireTimeoutError(timeoutMs, { cause: lastError });
+      try {
+        const lease = await ep.pool.acquire({ ...options, timeoutMs: remaining });
+        return new ConnectionLease(this, ep, lease);
+      } catch (err) {
+        if (err instanceof EndpointUnavailableError && !this.closed) {
+          tried ??= new Set();
+          tried.add(ep);
+          lastError = err;
+          continue;
+        }
+        if (err instanceof AcquireTimeoutError)
+          throw new AcquireTimeoutError(timeoutMs, { cause: err.cause });
+        throw err;
+      }
+    }
+  }
+
+  private allUnavailable(): EndpointUnavailableError {
+    let best: EndpointUnavailableError | undefined;
+    for (const ep of this.balancer.list()) {
+      const e = ep.pool.unavailableError();
+      if (e !== undefined && (best === undefined || e.retryInMs < best.retryInMs)) best = e;
+    }
+    return best ?? new EndpointUnavailableError(undefined, 0, { cause: new Error('no endpoints') });
+  }
+
+  private ejected(ep: Endpoint, info: EjectionInfo): void {
+    this.emit('eject', info);
+    // Its waiters would wait on a failing endpoint: send them elsewhere (acquireBalanced retries).
+    ep.pool.rejectWaiters(
+      new EndpointUnavailableError(ep.key, info.ejectedForMs, {
+        cause: new Error('endpoint ejected as an outlier'),
+      }),
+    );
+  }
+
+  private makePool(ep: Endpoint): Pool<Connection> {
+    const connectOptions = this.connectOptions;
+    const userValidate = this.userValidate;
+    const retireTimeoutMs = this.retireTimeoutMs;
+    const pool = new Pool<Connection>(
+      {
+        create: async (signal) => {
+          const conn = await Connection.connect({ ...connectOptions, host: ep.host, port: ep.port, signal });
+          (conn as Pooled)[kMeta] = new ConnMeta(this, ep);
+          conn.on('frame', onPooledFrame);
+          conn.on('end', onPooledEnd);
+          conn.on('close', onPooledClose);
+          return conn;
+        },
+        destroy: (conn, _reason, detail) => {
+          const m = metaOf(conn);
+          if (m !== undefined) m.closingByPool = true;
+          if (conn.state === 'closed') return undefined;
+          if (detail.graceful) return conn.close({ timeoutMs: retireTimeoutMs }).then(noop);
+          conn.abort(detail.error instanceof LonglinkError ? detail.error : undefined);
+          return conn.closed.then(noop);
+        },
+        isUsable: (conn) => {
+          const m = metaOf(conn);
+          return conn.state === 'open' && m !== undefined && m.unread === 0 && m.dirty === undefined;
+        },
+        // The built-in check is a syscall, not a round trip: the kernel may already hold the
+        // peer's FIN or RST (or stray bytes) that Node has not read yet.
+        validate: (conn) => {
+          const info = tcpInfo(conn.socket);
+          if (info !== undefined && info.state !== 'ESTABLISHED') return false;
+          const unread = kernelUnread(conn.socket);
+          if (unread !== undefined && unread > 0) return false;
+          return userValidate === undefined ? true : userValidate(conn);
+        },
+        inspectRelease: inspectRelease,
+        isBroken: (err) => isConnectionError(err),
+      },
+      { ...this.poolOptions, name: ep.key },
+    );
+    const key = ep.key;
+    pool.on('acquire', (conn) => {
+      const m = metaOf(conn);
+      if (m !== undefined) {
+        m.borrowed = true;
+        m.expectWritten = conn.socket.bytesWritten;
+      }
+      this.emit('acquire', conn, key);
+    });
+    pool.on('release', (conn) => {
+      const m = metaOf(conn);
+      if (m !== undefined) m.borrowed = false;
+      this.emit('release', conn, key);
+    });
+    pool.on('create', (conn) => this.emit('create', conn, key));
+    pool.on('destroy', (conn, reason, detail) => this.emit('destroy', conn, reason, detail, key));
+    pool.on('createError', (err, n) => {
+      this.emit('createError', err, n, key);
+      // A refused connect is a failure of the endpoint, as far as the other endpoints go.
+      if (!ep.removed && this.balancer.size > 1) this.balancer.recordFailure(ep);
+    });
+    pool.on('leak', (info) => this.emit('leak', { ...info, endpoint: key }));
+    pool.on('breakerOpen', (info) => this.emit('breakerOpen', { ...info, endpoint: key }));
+    pool.on('breakerHalfOpen', () => this.emit('breakerHalfOpen', key));
+    pool.on('breakerClose', () => this.emit('breakerClose', key));
+    return pool;
+  }
+}
+
+function noop(): void {}
+
+/**
+ * The release check of lease mode: is this connection fit for the next borrower? Order matters
+ * only for which reason is reported; any one of them destroys the connection.
+ */
+function inspectRelease(conn: Connection): string | undefined {
+  const m = metaOf(conn);
+  if (m === undefined) return LeaseDestroyReason.NOT_OPEN;
+  if (conn.state !== 'open') return LeaseDestroyReason.NOT_OPEN;
+  if (m.dirty !== undefined) return m.dirty;
+  if (m.request !== undefined) return LeaseDestroyReason.REQUEST_IN_FLIGHT;
+  if (m.unread > 0) return LeaseDestroyReason.UNREAD_FRAMES;
+  if (conn.pendingFrameBytes > 0) return LeaseDestroyReason.PARTIAL_FRAME;
+  const socket = conn.socket;
+  if (socket.isPaused()) return LeaseDestroyReason.PAUSED;
+  if (socket.readableLength > 0) return LeaseDestroyReason.UNREAD_DATA;
+  for (const l of conn.rawListeners('drain')) {
+    if (!OWN_LISTENERS.has(l)) return LeaseDestroyReason.WRITE_IN_FLIGHT;
+  }
+  // Bytes the kernel holds that Node has not read yet: a reply on its way in when the borrower
+  // let go. Only a borrower that wrote more than its lease.request() round trips can have one
+  // pending (a reply's stray second frame arrives with the reply and is counted as unread), so
+  // the syscall is skipped for those — it is a tenth of a lease's CPU on loopback.
+  if (socket.bytesWritten !== m.expectWritten) {
+    const unread = kernelUnread(socket);
+    if (unread !== undefined && unread > 0) return LeaseDestroyReason.UNREAD_DATA;
+  }
+  // Clean. Drop what the borrower attached, so the next one does not inherit its listeners.
+  for (const event of BORROWER_EVENTS) {
+    for (const l of conn.rawListeners(event)) {
+      if (!OWN_LISTENERS.has(l)) conn.removeListener(event, l as (...args: unknown[]) => void);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Creates a lease-mode connection pool.
+ *
+ * @example
+ * ```ts
+ * const pool = createConnectionPool({
+ *   endpoints: [{ port: 9001 }, { port: 9002 }],
+ *   framing: parseFraming('ascii:20'),
+ *   min: 1, max: 8, leakDetectionMs: 30_000,
+ * });
+ * const lease = await pool.acquire();
+ * try { const reply = await lease.request(Buffer.from('hello')); } finally { lease.release(); }
+ * ```
+ */
+export function createConnectionPool(options: ConnectionPoolOptions): ConnectionPool {
+  return new ConnectionPool(options);
+}
+
+// Typed events: merged into the class's instance type.
+export interface ConnectionPool {
+  on<K extends keyof ConnectionPoolEvents>(
+    event: K,
+    listener: (...args: ConnectionPoolEvents[K]) => void,
+  ): this;
+  once<K extends keyof ConnectionPoolEvents>(
+    event: K,
+    listener: (...args: ConnectionPoolEvents[K]) => void,
+  ): this;
+  off<K extends keyof ConnectionPoolEvents>(
+    event: K,
+    listener: (...args: ConnectionPoolEvents[K]) => void,
+  ): this;
+  emit<K extends keyof ConnectionPoolEvents>(event: K, ...args: ConnectionPoolEvents[K]): boolean;
+}

@@ -1,0 +1,46 @@
+/**
+ * Pooling: the generic pool core, lease-mode connection pools over one or several endpoints, and
+ * the endpoint balancer (power of two choices, outlier ejection) that shared mode will reuse.
+ * See docs/pool.md.
+ */
+
+export {
+  type BalancedTarget,
+  Balancer,
+  type EjectionInfo,
+  type OutlierOptions,
+} from './balancer.js';
+export {
+  ConnectionLease,
+  ConnectionPool,
+  type ConnectionPoolEvents,
+  type ConnectionPoolOptions,
+  type ConnectionPoolStats,
+  createConnectionPool,
+  type EndpointAddress,
+  type EndpointStats,
+  isConnectionError,
+  LeaseDestroyReason,
+  type LeaseRequestOptions,
+} from './connection-pool.js';
+export {
+  AcquireTimeoutError,
+  EndpointUnavailableError,
+  LeaseReclaimedError,
+  PoolClosedError,
+  PoolError,
+  PoolFullError,
+} from './errors.js';
+export {
+  type AcquireOptions,
+  type BreakerState,
+  type DestroyDetail,
+  DestroyReason,
+  type LeakInfo,
+  Lease,
+  Pool,
+  type PoolEvents,
+  type PoolFactory,
+  type PoolOptions,
+  type PoolStats,
+} from './pool.js';
