@@ -9,7 +9,7 @@ import { CloseReason } from '../connection/close-reason.js';
 import type { Connection } from '../connection/connection.js';
 import { ConnectionClosedError, type LonglinkError } from '../errors.js';
 import { remoteErrorFromMessage } from '../protocol/error-message.js';
-import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
+import { ErrorCode, ProtocolError, RemoteError } from '../protocol/errors.js';
 import { acceptHello, type HelloAgreement } from '../protocol/hello.js';
 import { RequestIdAllocator } from '../protocol/request-id.js';
 import {
@@ -20,6 +20,19 @@ import {
   PROTOCOL_VERSION,
 } from '../protocol/types.js';
 import { Peer } from '../session/peer.js';
+
+/**
+ * The server refused the connection before HELLO with a GOAWAY: `code` is its reason
+ * (ERR_TOO_MANY_CONNECTIONS, ERR_SHUTTING_DOWN …), `retryAfterMs` its hint (0 for none).
+ */
+export class RefusedError extends RemoteError {
+  static override readonly brand: string = 'RefusedError';
+  readonly retryAfterMs: number;
+  constructor(code: string, message: string, retryAfterMs: number) {
+    super(code, message, { details: { retryAfterMs } });
+    this.retryAfterMs = retryAfterMs;
+  }
+}
 
 /** A request as the Client tracks it, across connections (GOAWAY may move it). */
 export interface OutgoingRequest {
@@ -144,12 +157,11 @@ export class ClientPeer extends Peer {
       case MessageKind.GOAWAY: {
         if (!this.ready) {
           // Refused before HELLO (limit, shutdown): the reason is the answer to connect().
-          const e = new ConnectionClosedError(
-            `server refused the connection: ${msg.reason} ${msg.message}`,
-            'going-away',
+          const e = new RefusedError(
+            msg.reason,
+            `server refused the connection: ${msg.message}`,
+            msg.retryAfterMs,
           );
-          (e as { retryAfterMs?: number }).retryAfterMs = msg.retryAfterMs;
-          Object.defineProperty(e, 'code', { value: msg.reason });
           this.helloReject?.(e);
           this.helloReject = this.helloResolve = undefined;
           void this.closeConnection(CloseReason.GOING_AWAY);

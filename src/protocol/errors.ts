@@ -68,7 +68,7 @@ export interface ProtocolErrorOptions extends LonglinkErrorOptions {
  * ```
  */
 export class ProtocolError extends LonglinkError {
-  static override readonly brand = 'ProtocolError';
+  static override readonly brand: string = 'ProtocolError';
   /** Structured details for the peer (JSON-encodable), or undefined. */
   readonly details: unknown;
   constructor(code: string, message: string, options?: ProtocolErrorOptions) {
@@ -98,7 +98,7 @@ export interface RemoteErrorOptions extends LonglinkErrorOptions {
  * ```
  */
 export class RemoteError extends LonglinkError {
-  static override readonly brand = 'RemoteError';
+  static override readonly brand: string = 'RemoteError';
   /** Id of the request this error answered; 0 when the error is about the whole connection. */
   readonly requestId: number;
   /** The details the peer attached, decoded with the agreed payload codec; undefined if none. */

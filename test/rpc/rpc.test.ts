@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { type Client, connect, RequestTimeoutError } from '../../src/client/client.js';
+import { RefusedError } from '../../src/client/client-peer.js';
 import { ConnectionClosedError } from '../../src/errors.js';
 import { RemoteError } from '../../src/protocol/errors.js';
 import { MessageKind, PROTOCOL_VERSION } from '../../src/protocol/types.js';
@@ -316,8 +317,9 @@ describe('limits and garbage', () => {
     await client(port);
     await client(port);
     await assert.rejects(connect({ port, reconnect: false }), (e: unknown) => {
-      assert.equal((e as { code?: string }).code, 'ERR_TOO_MANY_CONNECTIONS');
-      assert.equal((e as { retryAfterMs?: number }).retryAfterMs, 250);
+      assert.ok(e instanceof RefusedError && e instanceof RemoteError);
+      assert.equal(e.code, 'ERR_TOO_MANY_CONNECTIONS');
+      assert.equal(e.retryAfterMs, 250);
       return true;
     });
   });
