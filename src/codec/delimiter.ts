@@ -17,7 +17,8 @@
  */
 
 import { Buffer } from 'node:buffer';
-import { FrameTooLargeError, InvalidArgumentError, TruncatedFrameError } from '../errors.js';
+import { FrameTooLargeError, InvalidArgumentError } from '../errors.js';
+import { GuardedDecoder } from './guarded-decoder.js';
 import { checkMaxFrameLength, checkOptions, optionalBoolean } from './options.js';
 import type { FrameDecoder, FrameEncoder, Framing } from './types.js';
 
@@ -55,7 +56,7 @@ interface DelimiterConfig {
   readonly maxFrameLength: number;
 }
 
-class DelimiterDecoder implements FrameDecoder {
+class DelimiterDecoder extends GuardedDecoder {
   private readonly delimiter: Buffer;
   private readonly d: number;
   /** The delimiter as a number when it is one byte: `indexOf(number)` is a plain memchr. */
@@ -81,9 +82,9 @@ class DelimiterDecoder implements FrameDecoder {
   private scratchStart = 0;
   /** Around a chunk boundary: the last d-1 bytes held plus the first d-1 bytes of the chunk. */
   private bridge: Buffer | null = null;
-  private error: Error | null = null;
 
   constructor(config: DelimiterConfig) {
+    super();
     this.delimiter = config.delimiter;
     this.d = config.delimiter.length;
     this.single = this.d === 1 ? config.delimiter[0]! : -1;
@@ -95,31 +96,11 @@ class DelimiterDecoder implements FrameDecoder {
     this.smallPiece = Math.min(SMALL_PIECE, this.scratchSize);
   }
 
-  get bufferedBytes(): number {
+  override get bufferedBytes(): number {
     return this.pendingLength;
   }
 
-  push(chunk: Buffer): Buffer[] {
-    if (this.error !== null) throw this.error;
-    try {
-      return this.decode(chunk);
-    } catch (err) {
-      this.poison(err);
-      throw err;
-    }
-  }
-
-  end(): void {
-    if (this.error !== null) throw this.error;
-    if (this.pendingLength > 0) {
-      const err = new TruncatedFrameError(this.pendingLength);
-      this.poison(err);
-      throw err;
-    }
-  }
-
-  private poison(err: unknown): void {
-    this.error = err instanceof Error ? err : new Error(String(err));
+  protected discard(): void {
     this.parts.length = 0;
     this.pendingLength = 0;
     this.scratch = null;
@@ -129,7 +110,7 @@ class DelimiterDecoder implements FrameDecoder {
     return this.single >= 0 ? chunk.indexOf(this.single, from) : chunk.indexOf(this.delimiter, from);
   }
 
-  private decode(chunk: Buffer): Buffer[] {
+  protected decode(chunk: Buffer): Buffer[] {
     const frames: Buffer[] = [];
     const end = chunk.length;
     let p = 0;

@@ -20,13 +20,14 @@
 
 // The global `Buffer` is an accessor property in Node 20; reading it per frame shows in profiles.
 import { Buffer } from 'node:buffer';
-import { BadFrameHeaderError, FrameTooLargeError, TruncatedFrameError } from '../errors.js';
-import type { FrameDecoder, FrameEncoder } from './types.js';
+import { BadFrameHeaderError, FrameTooLargeError } from '../errors.js';
+import { GuardedDecoder } from './guarded-decoder.js';
+import type { FrameEncoder } from './types.js';
 
 /** Returned by {@link LengthPrefixedDecoder.parseHeader} when the header is not complete yet. */
 export const NEED_MORE = -1;
 
-export abstract class LengthPrefixedDecoder implements FrameDecoder {
+export abstract class LengthPrefixedDecoder extends GuardedDecoder {
   /**
    * Bytes at the start of the frame that are not emitted. Fixed-header codecs set it once;
    * variable-header codecs (varint) set it in every `parseHeader` call that returns a length.
@@ -46,10 +47,9 @@ export abstract class LengthPrefixedDecoder implements FrameDecoder {
   private skip = 0;
   /** Bytes of the frame in progress received so far, header included (for `bufferedBytes`). */
   private received = 0;
-  /** The error that poisoned the decoder; every later call throws it again. */
-  private error: Error | null = null;
 
   constructor(headerMax: number, maxFrameLength: number) {
+    super();
     this.headerMax = headerMax;
     this.maxFrameLength = maxFrameLength;
   }
@@ -64,39 +64,17 @@ export abstract class LengthPrefixedDecoder implements FrameDecoder {
    */
   protected abstract parseHeader(buf: Buffer, start: number, end: number): number;
 
-  get bufferedBytes(): number {
+  override get bufferedBytes(): number {
     return this.frame !== null ? this.received : this.headerLength;
   }
 
-  push(chunk: Buffer): Buffer[] {
-    if (this.error !== null) throw this.error;
-    try {
-      return this.decode(chunk);
-    } catch (err) {
-      this.poison(err);
-      throw err;
-    }
-  }
-
-  end(): void {
-    if (this.error !== null) throw this.error;
-    const pending = this.bufferedBytes;
-    if (pending > 0) {
-      const err = new TruncatedFrameError(pending);
-      this.poison(err);
-      throw err;
-    }
-  }
-
-  private poison(err: unknown): void {
-    this.error = err instanceof Error ? err : new Error(String(err));
-    // The stream position is lost; drop what was buffered so the memory goes now.
+  protected discard(): void {
     this.header = null;
     this.headerLength = 0;
     this.frame = null;
   }
 
-  private decode(chunk: Buffer): Buffer[] {
+  protected decode(chunk: Buffer): Buffer[] {
     const frames: Buffer[] = [];
     const end = chunk.length;
     let p = 0;
