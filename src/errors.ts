@@ -140,9 +140,27 @@ export class ConnectTimeoutError extends LonglinkError {
 export class ConnectionClosedError extends LonglinkError {
   static override readonly brand: string = 'ConnectionClosedError';
   readonly reason: string | undefined;
-  constructor(message: string, reason?: string, options?: LonglinkErrorOptions) {
-    super('ERR_CONNECTION_CLOSED', message, options);
+  constructor(
+    message: string,
+    reason?: string,
+    options?: LonglinkErrorOptions,
+    code = 'ERR_CONNECTION_CLOSED',
+  ) {
+    super(code, message, options);
     this.reason = reason;
+  }
+}
+
+/**
+ * A request no server processed: it was never written, or the server handed it back with its
+ * GOAWAY (id above the last it read), and the client could not send it again (client closed,
+ * reconnect off or exhausted, `whenDisconnected: 'fail'`). Safe to retry anywhere, even when the
+ * request is not idempotent. `cause` holds the last connection error, if any.
+ */
+export class RequestNotSentError extends ConnectionClosedError {
+  static override readonly brand: string = 'RequestNotSentError';
+  constructor(message: string, options?: LonglinkErrorOptions) {
+    super(message, undefined, options, 'ERR_NOT_SENT');
   }
 }
 

@@ -14,6 +14,7 @@ import {
   InvalidArgumentError,
   LonglinkError,
   type LonglinkErrorOptions,
+  RequestNotSentError,
 } from '../errors.js';
 import { HELLO_DEFAULTS } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
@@ -367,7 +368,7 @@ export class Client extends EventEmitter {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const p of this.queue.splice(0))
-      p.settle(new ConnectionClosedError('client closed', 'local-graceful'), undefined);
+      p.settle(new RequestNotSentError('client closed before the request was sent'), undefined);
     const graceMs = options.graceMs ?? 5000;
     if (this.inflight > 0) {
       await new Promise<void>((resolve) => {
@@ -388,6 +389,22 @@ export class Client extends EventEmitter {
     for (const q of this.notifyQueues) q.end();
     for (const q of this.statusQueues) q.end();
     this.emit('close');
+  }
+
+  /**
+   * Forced close: every connection aborted (RST), pending requests fail at once with reason
+   * `local-abort`, queued ones with RequestNotSentError. For graceful, see {@link close}.
+   */
+  destroy(error?: LonglinkError): void {
+    const first = !this.closed;
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const p of this.queue.splice(0)) p.settle(new RequestNotSentError('client destroyed'), undefined);
+    for (const peer of this.peers) peer.connection.abort(error);
+    this.deadlines.clear();
+    for (const q of this.notifyQueues) q.end();
+    for (const q of this.statusQueues) q.end();
+    if (first) this.emit('close');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -428,7 +445,7 @@ export class Client extends EventEmitter {
       return;
     }
     if (this.options.whenDisconnected === 'fail' && this.connecting === undefined) {
-      p.settle(new ConnectionClosedError('not connected', undefined, { cause: this.lastError }), undefined);
+      p.settle(new RequestNotSentError('not connected', { cause: this.lastError }), undefined);
       return;
     }
     this.queue.push(p);
@@ -512,7 +529,7 @@ export class Client extends EventEmitter {
     if (this.connecting || this.closed || this.peer?.usable) return;
     const policy = this.reconnectPolicy;
     if (policy === undefined) {
-      const err = new ConnectionClosedError('not connected and reconnect is off', undefined, {
+      const err = new RequestNotSentError('not connected and reconnect is off', {
         cause: this.lastError,
       });
       for (const p of this.queue.splice(0)) p.settle(err, undefined);
@@ -543,14 +560,14 @@ export class Client extends EventEmitter {
           this.lastError = err instanceof LonglinkError ? err : new LonglinkError('ERR_CONNECT', String(err));
           attempt++;
           if (attempt >= policy.maxAttempts) {
-            const e = new ConnectionClosedError(`gave up reconnecting after ${attempt} attempts`, undefined, {
+            const e = new RequestNotSentError(`gave up reconnecting after ${attempt} attempts`, {
               cause: this.lastError,
             });
             for (const p of this.queue.splice(0)) p.settle(e, undefined);
             break;
           }
           if (this.options.whenDisconnected === 'fail') {
-            const e = new ConnectionClosedError('not connected', undefined, { cause: this.lastError });
+            const e = new RequestNotSentError('not connected', { cause: this.lastError });
             for (const p of this.queue.splice(0)) p.settle(e, undefined);
           }
           const ceiling = Math.min(

@@ -30,6 +30,13 @@ export interface BalancedTarget {
   breaker(): 'closed' | 'open' | 'half-open';
   /** False once the endpoint is draining (removed, or it announced GOAWAY): no new work. */
   accepting(): boolean;
+  /**
+   * Optional: true while the endpoint should only be used when nothing healthy is left (it sent
+   * GOAWAY and has not been reached again, or it lost its connections and has none back). Ranked
+   * with the ejected endpoints: skipped while a healthy one exists, but a pool whose only server
+   * is restarting waits for it instead of failing.
+   */
+  degraded?(): boolean;
 }
 
 /** Outlier detection options. */
@@ -123,20 +130,20 @@ export class Balancer<E extends BalancedTarget> {
 
   /**
    * Picks an endpoint: two random candidates among the healthy ones (accepting, breaker closed,
-   * not ejected), the less loaded wins. Falls back to ejected endpoints with a closed breaker,
-   * then to half-open ones, before giving up (undefined).
+   * not ejected, not degraded), the less loaded wins. Falls back to ejected or degraded endpoints
+   * with a closed breaker, then to half-open ones, before giving up (undefined).
    */
   pick(exclude?: ReadonlySet<E>): E | undefined {
     const now = this.clock();
     const c = this.scratch;
     c.length = 0;
     let bestTier = 3;
-    // tier 0 = healthy, 1 = ejected (breaker closed), 2 = half-open breaker.
+    // tier 0 = healthy, 1 = ejected or degraded (breaker closed), 2 = half-open breaker.
     for (const t of this.targets) {
       if (exclude?.has(t) || !t.accepting()) continue;
       const br = t.breaker();
       if (br === 'open') continue;
-      const tier = br === 'half-open' ? 2 : this.isEjected(t, now) ? 1 : 0;
+      const tier = br === 'half-open' ? 2 : this.isEjected(t, now) || t.degraded?.() === true ? 1 : 0;
       if (tier < bestTier) {
         bestTier = tier;
         c.length = 0;

@@ -1,7 +1,7 @@
 /**
- * Pooling: the generic pool core, lease-mode connection pools over one or several endpoints, and
- * the endpoint balancer (power of two choices, outlier ejection) that shared mode will reuse.
- * See docs/pool.md.
+ * Pooling: the generic pool core, lease-mode connection pools over one or several endpoints,
+ * shared-mode pools of longlink clients, and the endpoint balancer (power of two choices, outlier
+ * ejection) both modes use. See docs/pool.md.
  */
 
 export {
@@ -10,6 +10,16 @@ export {
   type EjectionInfo,
   type OutlierOptions,
 } from './balancer.js';
+export {
+  ClientPool,
+  type ClientPoolEvents,
+  type ClientPoolOptions,
+  type ClientPoolStats,
+  createClientPool,
+  type PoolRequestOptions,
+  type SharedConnectionStats,
+  type SharedEndpointStats,
+} from './client-pool.js';
 export {
   ConnectionLease,
   ConnectionPool,

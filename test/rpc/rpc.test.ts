@@ -5,7 +5,7 @@ import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { type Client, connect, RequestTimeoutError } from '../../src/client/client.js';
 import { RefusedError } from '../../src/client/client-peer.js';
-import { ConnectionClosedError } from '../../src/errors.js';
+import { ConnectionClosedError, RequestNotSentError } from '../../src/errors.js';
 import { RemoteError } from '../../src/protocol/errors.js';
 import { MessageKind, PROTOCOL_VERSION } from '../../src/protocol/types.js';
 import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
@@ -221,6 +221,21 @@ describe('connection loss', () => {
     }
   });
 
+  test('destroy() aborts at once: pending requests fail with local-abort, the server sees a reset', async () => {
+    const { server, port } = await start({ handlers: { never: () => new Promise(() => {}) } });
+    const c = await client(port);
+    const pending = c.request('never');
+    await waitFor(() => server.inflightCount === 1);
+    const serverSaw = new Promise<string>((r) => server.once('disconnect', (_c, info) => r(info.reason)));
+    c.destroy();
+    await assert.rejects(
+      pending,
+      (e: unknown) => e instanceof ConnectionClosedError && e.reason === 'local-abort',
+    );
+    assert.equal(await serverSaw, 'remote-reset');
+    await assert.rejects(c.request('never'), { code: 'ERR_CONNECTION_CLOSED' });
+  });
+
   test('requests made while disconnected wait for the reconnect (bounded) or fail fast, as chosen', async () => {
     const { server, port } = await start({ handlers: { echo: (p) => p } });
     const waiting = await client(port, { reconnect: { initialDelayMs: 20, maxDelayMs: 50 } });
@@ -231,7 +246,12 @@ describe('connection loss', () => {
     server.destroy();
     await waitFor(() => !waiting.connected && !failing.connected);
     const later = waiting.request('echo', 'back', { timeoutMs: 5000 });
-    await assert.rejects(failing.request('echo', 1), { code: 'ERR_CONNECTION_CLOSED' });
+    await assert.rejects(failing.request('echo', 1), (e: unknown) => {
+      // Never processed by any server: its own code, still a ConnectionClosedError.
+      assert.ok(e instanceof RequestNotSentError && e instanceof ConnectionClosedError);
+      assert.equal(e.code, 'ERR_NOT_SENT');
+      return true;
+    });
     await assert.rejects(waiting.request('echo', 'x', { timeoutMs: 100 }), { code: 'ERR_REQUEST_TIMEOUT' });
     const s2 = createServer({ handlers: { echo: (p) => p } });
     servers.push(s2);
