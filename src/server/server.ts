@@ -416,16 +416,17 @@ export class Server extends EventEmitter {
     };
     // Frames of one connection are handled in order: an async handler holds the next frame back.
     connection.on('frame', (frame) => {
-      const owned = Buffer.from(frame); // the view would be overwritten by later reads
-      if (session.legacyBusy) {
-        session.legacyBusy = session.legacyBusy.then(() => handle(owned));
-        return;
-      }
-      const p = handle(frame);
-      if (p)
-        session.legacyBusy = p.finally(() => {
-          if (session.legacyBusy === p) session.legacyBusy = undefined;
-        });
+      const busy = session.legacyBusy;
+      // Neither `handle` nor its promise ever rejects: failures close the connection instead.
+      const p = busy
+        ? // A view would pin its whole read chunk while it waits: keep a copy of just the frame.
+          ((owned) => busy.then(() => handle(owned)))(Buffer.from(frame))
+        : handle(frame);
+      if (p === undefined) return;
+      session.legacyBusy = p;
+      void p.finally(() => {
+        if (session.legacyBusy === p) session.legacyBusy = undefined;
+      });
     });
   }
 

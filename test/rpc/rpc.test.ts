@@ -468,4 +468,34 @@ describe("legacy mode (the sources' 20-digit ASCII header + JSON)", () => {
     assert.deepEqual(replies, [{ echo: { a: 1 } }, { echo: { b: 'two' } }, { echo: { c: [3] } }]);
     s.destroy();
   });
+
+  test('an async handler that answers out of order still replies in request order (id-less protocol)', async () => {
+    const { port } = await start({
+      legacy: {
+        framing: 'u32be',
+        handler: async (frame) => {
+          const n = Number((frame as Buffer).toString());
+          await sleep(n % 2 === 0 ? 20 : 1); // even frames take longer
+          return String(n * 10);
+        },
+      },
+    });
+    const s = await rawConnect(port);
+    const replies: string[] = [];
+    let buf = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        replies.push(buf.subarray(4, 4 + buf.readUInt32BE(0)).toString());
+        buf = buf.subarray(4 + buf.readUInt32BE(0));
+      }
+    });
+    s.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => framed(Buffer.from(String(i))))));
+    await waitFor(() => replies.length === 10, 5000);
+    assert.deepEqual(
+      replies,
+      Array.from({ length: 10 }, (_, i) => String(i * 10)),
+    );
+    s.destroy();
+  });
 });
