@@ -11,10 +11,10 @@ import { ConnectionClosedError, type LonglinkError } from '../errors.js';
 import { remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, RemoteError } from '../protocol/errors.js';
 import { acceptHello, type HelloAgreement } from '../protocol/hello.js';
-import { RequestIdAllocator } from '../protocol/request-id.js';
 import {
   type HelloMessage,
   type HelloParams,
+  MAX_REQUEST_ID,
   type Message,
   MessageKind,
   PROTOCOL_VERSION,
@@ -43,13 +43,23 @@ export interface OutgoingRequest {
   /** Set while the request sits on a connection. */
   peer: ClientPeer | undefined;
   id: number;
+  /** Send order on its connection (GOAWAY's lastId splits by it). */
+  seq: number;
   /** The caller gave up (timeout, abort): the answer is awaited only to free the id. */
   abandoned: boolean;
 }
 
 export class ClientPeer extends Peer {
-  private readonly ids = new RequestIdAllocator();
+  /**
+   * Outstanding requests by id. A Map iterates in insertion order, which is send order: GOAWAY's
+   * split needs nothing more. Ids are u32, never 0, and skip ids still outstanding (an abandoned
+   * request keeps its id until its answer comes, so a late answer cannot match a newer request).
+   */
   private readonly pending = new Map<number, OutgoingRequest>();
+  private nextId = 1;
+  private nextSeq = 1;
+  /** The highest send sequence number of any answered request. */
+  private answeredSeq = 0;
   private readonly offer: HelloMessage;
   private helloResolve: ((a: HelloAgreement) => void) | undefined;
   private helloReject: ((e: LonglinkError) => void) | undefined;
@@ -94,10 +104,16 @@ export class ClientPeer extends Peer {
   request(r: OutgoingRequest): boolean {
     // Reusing a connection that sat silent for a heartbeat interval: probe it now, so a peer that
     // died meanwhile is found within the timeout rather than at the request's own deadline.
+    // (With requests outstanding, answers are on their way: only an idle connection needs it.)
     const a = this.agreement;
-    if (a !== undefined && this.heartbeatOn) this.connection.pingIfIdle(a.heartbeatIntervalMs);
-    const id = this.ids.allocate();
+    if (this.pending.size === 0 && a !== undefined && this.heartbeatOn) {
+      this.connection.pingIfIdle(a.heartbeatIntervalMs);
+    }
+    let id = this.nextId;
+    while (this.pending.has(id)) id = id === MAX_REQUEST_ID ? 1 : id + 1;
+    this.nextId = id === MAX_REQUEST_ID ? 1 : id + 1;
     r.id = id;
+    r.seq = this.nextSeq++;
     r.peer = this;
     this.pending.set(id, r);
     return this.send({ kind: MessageKind.REQUEST, id, method: r.method, payload: r.payload });
@@ -145,7 +161,7 @@ export class ClientPeer extends Peer {
         const r = this.pending.get(msg.id);
         if (r === undefined) return; // answered after a GOAWAY moved it, or a stray answer
         this.pending.delete(msg.id);
-        this.ids.release(msg.id);
+        if (r.seq > this.answeredSeq) this.answeredSeq = r.seq;
         r.peer = undefined;
         if (!r.abandoned) {
           if (msg.kind === MessageKind.RESPONSE) r.settle(undefined, msg.payload);
@@ -167,16 +183,19 @@ export class ClientPeer extends Peer {
           void this.closeConnection(CloseReason.GOING_AWAY);
           return;
         }
-        const { notProcessed } = this.ids.splitOnGoaway(msg.lastId);
+        // The server read every request up to lastId, in send order. If lastId was answered
+        // already, the latest answered request marks the same point (nothing sent after lastId
+        // was read, so nothing after it can have been answered).
+        const last = msg.lastId === 0 ? undefined : this.pending.get(msg.lastId);
+        const cutoff = last !== undefined && last.seq > this.answeredSeq ? last.seq : this.answeredSeq;
         const moved: OutgoingRequest[] = [];
-        for (const id of notProcessed) {
-          const r = this.pending.get(id);
-          if (r === undefined) continue;
+        for (const [id, r] of this.pending) {
+          if (r.seq <= cutoff) continue;
           this.pending.delete(id);
           r.peer = undefined;
           if (!r.abandoned) moved.push(r);
         }
-        // Ids stay allocated: the server may still answer them with ERR_SHUTTING_DOWN, ignored.
+        // A late ERR_SHUTTING_DOWN for a moved id finds nothing pending and is ignored.
         if (moved.length > 0) this.onUnprocessed?.(moved);
         this.maybeFinish();
         return;

@@ -142,6 +142,7 @@ export interface ClientEvents {
 class Pending implements OutgoingRequest {
   peer: ClientPeer | undefined;
   id = 0;
+  seq = 0;
   abandoned = false;
   deadline: Deadline | undefined;
   private done = false;
@@ -170,12 +171,13 @@ class Pending implements OutgoingRequest {
       );
     }
   }
-  onAbort = (): void => {
-    this.client.giveUp(
-      this,
-      new AbortedError(`request ${this.method} aborted`, { cause: this.signal?.reason }),
-    );
-  };
+  /** Made only for requests that carry a signal: most do not, and a closure each is not free. */
+  onAbort: (() => void) | undefined;
+}
+
+function abortListener(p: Pending): () => void {
+  return () =>
+    p.client.giveUp(p, new AbortedError(`request ${p.method} aborted`, { cause: p.signal?.reason }));
 }
 
 function onRequestTimeout(arg: unknown): void {
@@ -307,7 +309,10 @@ export class Client extends EventEmitter {
       this.inflight++;
       if (timeoutMs > 0 && Number.isFinite(timeoutMs))
         p.deadline = this.deadlines.add(timeoutMs, onRequestTimeout, p);
-      signal?.addEventListener('abort', p.onAbort, { once: true });
+      if (signal !== undefined) {
+        p.onAbort = abortListener(p);
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
       this.dispatch(p);
     });
   }
@@ -417,7 +422,7 @@ export class Client extends EventEmitter {
   finished(p: Pending): void {
     this.inflight--;
     if (p.deadline !== undefined) this.deadlines.cancel(p.deadline);
-    p.signal?.removeEventListener('abort', p.onAbort);
+    if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort);
     if (this.inflight === 0) this.emit('idle');
   }
 

@@ -111,7 +111,10 @@ class AsciiEncoder extends LengthPrefixedEncoder {
     const spellable = Math.min(10 ** config.digits - 1, Number.MAX_SAFE_INTEGER);
     this.maxPayload = Math.min(config.maxFrameLength, spellable - (config.includesHeader ? config.width : 0));
     this.padByte = config.space ? SPACE : ZERO;
+    this.prefixLength = config.width;
   }
+
+  override readonly prefixLength: number;
 
   protected header(length: number): Buffer {
     const { width, prefix, includesHeader } = this.config;

@@ -175,9 +175,18 @@ class LengthFieldEncoder extends LengthPrefixedEncoder {
         ? `cannot encode with lengthFieldOffset ${config.offset}: the bytes before the length field ` +
           'belong to the application; build that header yourself and use an offset-0 framing'
         : null;
+    this.prefixLength = this.unsupported === null ? config.fieldLength : undefined;
   }
 
+  override readonly prefixLength: number | undefined;
+
   protected header(length: number): Buffer {
+    const header = Buffer.allocUnsafe(this.config.fieldLength);
+    this.writePrefix(header, length);
+    return header;
+  }
+
+  override writePrefix(header: Buffer, length: number): void {
     if (this.unsupported !== null) throw new InvalidArgumentError(this.unsupported);
     if (length > this.maxPayload) throw new FrameTooLargeError(length, this.maxPayload);
     const value = length - this.config.adjustment;
@@ -186,7 +195,6 @@ class LengthFieldEncoder extends LengthPrefixedEncoder {
         `payload of ${length} bytes is shorter than lengthAdjustment ${this.config.adjustment}`,
       );
     }
-    const header = Buffer.allocUnsafe(this.config.fieldLength);
     switch (this.kind) {
       case 2:
       case 3:
@@ -218,7 +226,6 @@ class LengthFieldEncoder extends LengthPrefixedEncoder {
         header.writeUInt32LE(value >>> 0, 0);
         header.writeUInt32LE(Math.floor(value / TWO_32), 4);
     }
-    return header;
   }
 
   overhead(): number {

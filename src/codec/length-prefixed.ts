@@ -204,8 +204,16 @@ export abstract class LengthPrefixedEncoder implements FrameEncoder {
   protected abstract header(length: number): Buffer;
   abstract overhead(payloadLength: number): number;
 
+  /** Fixed header width, or undefined when it varies with the length (varint). */
+  readonly prefixLength: number | undefined = undefined;
+
   encode(payload: Buffer): Buffer[] {
     return [this.header(payload.length), payload];
+  }
+
+  /** Writes the header in place; subclasses with a fixed width override it to skip the copy. */
+  writePrefix(target: Buffer, payloadLength: number): void {
+    this.header(payloadLength).copy(target, 0);
   }
 
   encodeParts(parts: readonly Buffer[]): Buffer[] {

@@ -39,6 +39,15 @@ export interface FrameEncoder {
   encodeParts(parts: readonly Buffer[]): Buffer[];
   /** Bytes the framing adds to a payload of `payloadLength` bytes. */
   overhead(payloadLength: number): number;
+  /**
+   * For framings whose header is a fixed-width prefix: its width. A caller may then build the
+   * frame in one buffer, reserving this many bytes in front of the payload and filling them with
+   * {@link writePrefix} (one allocation and one write per small frame instead of two). Undefined
+   * for framings without a fixed prefix (varint, delimiters).
+   */
+  readonly prefixLength?: number | undefined;
+  /** Writes the prefix for a payload of `payloadLength` bytes into `target[0, prefixLength)`. Same limits as `encode`. */
+  writePrefix?(target: Buffer, payloadLength: number): void;
 }
 
 /**

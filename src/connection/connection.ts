@@ -356,6 +356,8 @@ export class Connection extends EventEmitter {
   private idleFired = 0;
   private timerMs = -1;
 
+  private frameHandler: ((frame: Buffer) => void) | undefined;
+
   private readonly flushBound = () => this.flush();
   private readonly onBatchWritten = () => this.maybeDrain();
 
@@ -533,6 +535,42 @@ export class Connection extends EventEmitter {
     if (!this.writable) throw this.notWritable();
     if (parts.length === 1) return this.enqueue(this.encoder.encode(parts[0] as Buffer));
     return this.enqueue(this.encoder.encodeParts(parts));
+  }
+
+  /**
+   * The framing's fixed prefix width, when it has one (u32be: 4). A layer above can then build
+   * each message with that many bytes reserved in front and send it with {@link sendPrefixed}:
+   * one buffer per small message instead of a payload plus a separate header.
+   */
+  get prefixLength(): number | undefined {
+    return this.encoder.prefixLength;
+  }
+
+  /**
+   * Queues one frame built in place: `parts[0]` starts with {@link prefixLength} reserved bytes,
+   * filled here with the framing's header for the rest of `parts`. Same contract as
+   * {@link send}; throws InvalidArgumentError when the framing has no fixed prefix.
+   */
+  sendPrefixed(parts: Buffer[]): boolean {
+    if (!this.writable) throw this.notWritable();
+    const enc = this.encoder;
+    const n = enc.prefixLength;
+    if (n === undefined || enc.writePrefix === undefined || parts.length === 0) {
+      throw new InvalidArgumentError(`framing ${this.framing.name} has no fixed prefix to write in place`);
+    }
+    let length = -n;
+    for (const p of parts) length += p.length;
+    enc.writePrefix(parts[0] as Buffer, length);
+    return this.enqueue(parts);
+  }
+
+  /**
+   * Hands frames to `handler` instead of emitting `'frame'` events: a protocol layer's hot path
+   * (an event emit costs more than the rest of a small frame's delivery). Pass undefined to go
+   * back to events.
+   */
+  setFrameHandler(handler: ((frame: Buffer) => void) | undefined): void {
+    this.frameHandler = handler;
   }
 
   private enqueue(chunks: Buffer[]): boolean {
@@ -1056,9 +1094,11 @@ export class Connection extends EventEmitter {
       this.protocolError(err);
       return;
     }
+    const handler = this.frameHandler;
     for (const f of frames) {
       this.framesRead++;
-      this.emit('frame', f);
+      if (handler !== undefined) handler(f);
+      else this.emit('frame', f);
       // A listener may have aborted the connection: deliver nothing after the close.
       if ((this._state as ConnectionState) === S.CLOSED) return;
     }

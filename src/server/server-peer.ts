@@ -321,10 +321,6 @@ export class ServerPeer extends Peer {
       return;
     }
     const r = new Inflight(this, msg);
-    this.inflight.set(id, r);
-    if (this.options.handlerTimeoutMs > 0) {
-      r.deadline = this.options.deadlines.add(this.options.handlerTimeoutMs, onHandlerTimeout, r);
-    }
     let result: unknown;
     try {
       result = handler(params, r);
@@ -333,17 +329,22 @@ export class ServerPeer extends Peer {
       return;
     }
     if (
-      result !== null &&
-      typeof result === 'object' &&
-      typeof (result as PromiseLike<unknown>).then === 'function'
+      result === null ||
+      typeof result !== 'object' ||
+      typeof (result as PromiseLike<unknown>).then !== 'function'
     ) {
-      (result as PromiseLike<unknown>).then(
-        (value) => this.finishWithResult(r, value),
-        (err: unknown) => this.finishWithError(r, err),
-      );
-    } else {
+      // Answered synchronously: never in flight, so no bookkeeping and no deadline.
       this.finishWithResult(r, result);
+      return;
     }
+    this.inflight.set(id, r);
+    if (this.options.handlerTimeoutMs > 0) {
+      r.deadline = this.options.deadlines.add(this.options.handlerTimeoutMs, onHandlerTimeout, r);
+    }
+    (result as PromiseLike<unknown>).then(
+      (value) => this.finishWithResult(r, value),
+      (err: unknown) => this.finishWithError(r, err),
+    );
   }
 
   private onCancel(msg: CancelMessage): void {

@@ -68,6 +68,8 @@ export abstract class Peer extends EventEmitter {
   /** Smoothed round-trip time from PING/PONG (RFC 6298 weights), ms; undefined before the first. */
   srttMs: number | undefined;
 
+  /** The framing's in-place prefix width (0: none): messages are encoded with that headroom. */
+  private readonly prefix: number;
   private pings: PingWaiter[] = [];
   private pingSeq = 0n;
   /** The heartbeat PING outstanding (its sequence and send time), for RTT without a promise. */
@@ -77,7 +79,8 @@ export abstract class Peer extends EventEmitter {
   constructor(connection: Connection) {
     super();
     this.connection = connection;
-    connection.on('frame', (frame) => this.onFrame(frame));
+    connection.setFrameHandler((frame) => this.onFrame(frame));
+    this.prefix = connection.prefixLength ?? 0;
     connection.on('protocol-error', (err) => {
       // A framing error (oversize, bad header): tell the peer why before the FIN.
       this.trySend(errorToMessage({ code: codeForFraming(err), message: err.message }));
@@ -97,6 +100,8 @@ export abstract class Peer extends EventEmitter {
 
   /** Sends one message; false means backpressure (see Connection#send). Throws once closed. */
   send(msg: Message): boolean {
+    const prefix = this.prefix;
+    if (prefix > 0) return this.connection.sendPrefixed(encodeMessage(msg, prefix));
     return this.connection.sendParts(encodeMessage(msg));
   }
 

@@ -152,3 +152,33 @@ function rebuild(framing: Framing, maxFrameLength: number): Framing {
   assert.equal(rebuilt.maxFrameLength, maxFrameLength);
   return rebuilt;
 }
+
+describe('writePrefix: the header written in place', () => {
+  test('for every fixed-prefix framing, [prefix | payload] in one buffer equals encode()', async () => {
+    const { parseFraming } = await import('../../src/codec/index.js');
+    for (const spec of [
+      'u8',
+      'u16be',
+      'u16le',
+      'u24be',
+      'u32be',
+      'u32le',
+      'u64be',
+      'ascii:20',
+      'ascii:8:space',
+    ]) {
+      const enc = parseFraming(spec).encoder;
+      const n = enc.prefixLength;
+      assert.equal(typeof n, 'number', spec);
+      for (const len of [0, 1, 200]) {
+        const payload = Buffer.alloc(len, 7);
+        const one = Buffer.alloc((n as number) + len);
+        enc.writePrefix?.(one, len);
+        payload.copy(one, n as number);
+        assert.deepEqual(one, Buffer.concat(enc.encode(payload)), `${spec} ${len}`);
+      }
+    }
+    for (const spec of ['varint', 'line', 'crlf'])
+      assert.equal(parseFraming(spec).encoder.prefixLength, undefined, spec);
+  });
+});

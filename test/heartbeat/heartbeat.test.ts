@@ -117,7 +117,8 @@ describe('protocol heartbeat', () => {
     while (performance.now() - t0 < 400) await c.request('echo', 1); // every byte read is liveness
     assert.equal(beats, 0, 'no PING while answers keep arriving');
     await sleep(450);
-    assert.ok(beats >= 3 && beats <= 5, `about one PING per 100 ms of silence, got ${beats}`);
+    // About one PING per 100 ms interval (not one per 1 s timeout); loose for a loaded machine.
+    assert.ok(beats >= 2 && beats <= 6, `about one PING per 100 ms of silence, got ${beats}`);
     assert.equal(c.connected, true);
   });
 
