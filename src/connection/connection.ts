@@ -879,7 +879,7 @@ export class Connection extends EventEmitter {
     this.lastWriteAt = this.now();
     if (this.idleFired !== 0) this.activity(IDLE_WRITER | IDLE_ALL);
     if (n === 1) {
-      s.write(q[0] as Buffer, this.onBatchWritten);
+      s.write(q[0] as Buffer, this.needDrain ? this.onBatchWritten : undefined);
       return;
     }
     const out: Buffer[] = [];
@@ -900,7 +900,9 @@ export class Connection extends EventEmitter {
     const last = out.length - 1;
     if (last > 0) s.cork();
     for (let i = 0; i < last; i++) s.write(out[i] as Buffer);
-    s.write(out[last] as Buffer, this.onBatchWritten);
+    // A completion callback costs a nextTick per write: only when someone waits for 'drain'
+    // (otherwise the socket's own 'drain' covers a queue that grows past its watermark later).
+    s.write(out[last] as Buffer, this.needDrain ? this.onBatchWritten : undefined);
     if (last > 0) s.uncork();
   }
 

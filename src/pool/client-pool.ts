@@ -44,7 +44,7 @@ import {
 import { RemoteError } from '../protocol/errors.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
-import type { EndpointAddress } from './connection-pool.js';
+import { type EndpointAddress, EndpointRegistry } from './endpoints.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError, PoolFullError } from './errors.js';
 import {
   type DestroyDetail,
@@ -658,10 +658,6 @@ class SharedEndpoint implements BalancedTarget {
   }
 }
 
-function endpointKey(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 function count(name: string, v: number | undefined, fallback: number, min: number): number {
   if (v === undefined) return fallback;
   if (!Number.isInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
@@ -709,8 +705,7 @@ export class ClientPool extends EventEmitter {
   private readonly maxLifetimeJitter: number;
   private readonly retireTimeoutMs: number;
   private readonly poolOptions: PoolOptions;
-  private readonly byKey = new Map<string, SharedEndpoint>();
-  private readonly leaving = new Set<Promise<void>>();
+  private readonly registry: EndpointRegistry<SharedEndpoint>;
   private readonly timer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
   private readonly totals = { requests: 0, resent: 0, retried: 0 };
@@ -789,6 +784,7 @@ export class ClientPool extends EventEmitter {
       (ep, info) => this.ejected(ep, info),
       (ep) => this.emit('readmit', ep.key),
     );
+    this.registry = new EndpointRegistry(this.balancer);
     let hk = 1000;
     if (this.idleTimeoutMs > 0) hk = Math.min(hk, this.idleTimeoutMs / 4);
     if (this.maxLifetimeMs > 0) hk = Math.min(hk, this.maxLifetimeMs / 8);
@@ -928,17 +924,12 @@ export class ClientPool extends EventEmitter {
   /** Adds a server; it opens `minConnectionsPerEndpoint` connections at once. Throws if already present. */
   addEndpoint(address: EndpointAddress): void {
     if (this.closed) throw new PoolClosedError('the client pool is closed');
-    if (!Number.isInteger(address?.port) || address.port < 1 || address.port > 65535) {
-      throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(address?.port)}`);
-    }
-    const host = address.host ?? '127.0.0.1';
-    const key = endpointKey(host, address.port);
-    if (this.byKey.has(key)) throw new InvalidArgumentError(`endpoint ${key} is already in the pool`);
-    const ep = new SharedEndpoint(this, key, host, address.port);
-    ep.pool = this.makePool(ep);
-    this.byKey.set(key, ep);
-    this.balancer.add(ep);
-    this.emit('endpointAdded', key);
+    const ep = this.registry.add(address, (key, host, port) => {
+      const e = new SharedEndpoint(this, key, host, port);
+      e.pool = this.makePool(e);
+      return e;
+    });
+    this.emit('endpointAdded', ep.key);
   }
 
   /**
@@ -946,21 +937,11 @@ export class ClientPool extends EventEmitter {
    * connections close gracefully once their requests are answered. Resolves when all are closed.
    */
   async removeEndpoint(address: EndpointAddress): Promise<void> {
-    const key = endpointKey(address.host ?? '127.0.0.1', address.port);
-    const ep = this.byKey.get(key);
-    if (ep === undefined) return;
-    ep.removed = true;
-    this.byKey.delete(key);
-    this.balancer.remove(ep);
-    ep.rejectWaiters(ep.removedError());
-    const p = ep.shutdown(undefined);
-    this.leaving.add(p);
-    try {
-      await p;
-    } finally {
-      this.leaving.delete(p);
-    }
-    this.emit('endpointRemoved', key);
+    const key = await this.registry.remove(address, (ep) => {
+      ep.rejectWaiters(ep.removedError());
+      return ep.shutdown(undefined);
+    });
+    if (key !== undefined) this.emit('endpointRemoved', key);
   }
 
   /** The endpoints in the pool, as `host:port`. */
@@ -986,7 +967,7 @@ export class ClientPool extends EventEmitter {
       ep.rejectWaiters(err);
       return ep.shutdown(options.timeoutMs);
     });
-    this.closing = Promise.all([...all, ...this.leaving]).then(() => {
+    this.closing = Promise.all([...all, ...this.registry.closing()]).then(() => {
       this.deadlines.clear();
       this.emit('close');
     });

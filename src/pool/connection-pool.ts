@@ -23,6 +23,7 @@ import { Connection, type ConnectOptions } from '../connection/connection.js';
 import { AbortedError, ConnectionClosedError, InvalidArgumentError, LonglinkError } from '../errors.js';
 import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
 import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
+import { type EndpointAddress, EndpointRegistry } from './endpoints.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
 import {
   type AcquireOptions,
@@ -38,12 +39,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Public types
 
-/** One server to connect to. */
-export interface EndpointAddress {
-  /** Default 127.0.0.1. */
-  host?: string;
-  port: number;
-}
+export type { EndpointAddress } from './endpoints.js';
 
 /** Options of {@link createConnectionPool}. Pool sizes apply to each endpoint. */
 export interface ConnectionPoolOptions extends Omit<PoolOptions, 'name'> {
@@ -280,10 +276,6 @@ class Endpoint implements BalancedTarget {
   }
 }
 
-function endpointKey(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 const CONNECT_KEYS = [
   'connectTimeoutMs',
   'localAddress',
@@ -431,8 +423,7 @@ export class ConnectionLease {
  */
 export class ConnectionPool extends EventEmitter {
   private readonly balancer: Balancer<Endpoint>;
-  private readonly byKey = new Map<string, Endpoint>();
-  private readonly leaving = new Set<Promise<void>>();
+  private readonly registry: EndpointRegistry<Endpoint>;
   private readonly poolOptions: PoolOptions;
   private readonly connectOptions: ConnectBase;
   private readonly userValidate: ((c: Connection) => boolean | Promise<boolean>) | undefined;
@@ -473,6 +464,7 @@ export class ConnectionPool extends EventEmitter {
       (ep, info) => this.ejected(ep, info),
       (ep) => this.emit('readmit', ep.key),
     );
+    this.registry = new EndpointRegistry(this.balancer);
     for (const e of list) this.addEndpoint(e);
   }
 
@@ -482,18 +474,13 @@ export class ConnectionPool extends EventEmitter {
   /** Adds a server; it starts filling to `min` at once. Throws if it is already in the pool. */
   addEndpoint(address: EndpointAddress): void {
     if (this.closed) throw new PoolClosedError();
-    if (!Number.isInteger(address?.port) || address.port < 1 || address.port > 65535) {
-      throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(address?.port)}`);
-    }
-    const host = address.host ?? '127.0.0.1';
-    const key = endpointKey(host, address.port);
-    if (this.byKey.has(key)) throw new InvalidArgumentError(`endpoint ${key} is already in the pool`);
-    const ep = new Endpoint(key, host, address.port);
-    ep.pool = this.makePool(ep);
-    this.byKey.set(key, ep);
-    this.balancer.add(ep);
+    const ep = this.registry.add(address, (key, host, port) => {
+      const e = new Endpoint(key, host, port);
+      e.pool = this.makePool(e);
+      return e;
+    });
     if (this.paused) ep.pool.pause();
-    this.emit('endpointAdded', key);
+    this.emit('endpointAdded', ep.key);
   }
 
   /**
@@ -501,21 +488,13 @@ export class ConnectionPool extends EventEmitter {
    * and borrowed ones when they are returned. Resolves when all are closed.
    */
   async removeEndpoint(address: EndpointAddress): Promise<void> {
-    const key = endpointKey(address.host ?? '127.0.0.1', address.port);
-    const ep = this.byKey.get(key);
-    if (ep === undefined) return;
-    ep.removed = true;
-    this.byKey.delete(key);
-    this.balancer.remove(ep);
-    ep.pool.rejectWaiters(new EndpointUnavailableError(key, 0, { cause: new Error('endpoint removed') }));
-    const p = ep.pool.drain();
-    this.leaving.add(p);
-    try {
-      await p;
-    } finally {
-      this.leaving.delete(p);
-    }
-    this.emit('endpointRemoved', key);
+    const key = await this.registry.remove(address, (ep) => {
+      ep.pool.rejectWaiters(
+        new EndpointUnavailableError(ep.key, 0, { cause: new Error('endpoint removed') }),
+      );
+      return ep.pool.drain();
+    });
+    if (key !== undefined) this.emit('endpointRemoved', key);
   }
 
   /** The endpoints currently taking work, as `host:port`. */
@@ -607,7 +586,7 @@ export class ConnectionPool extends EventEmitter {
     if (this.drainPromise) return this.drainPromise;
     this.closed = true;
     const all = this.balancer.list().map((ep) => ep.pool.drain(options));
-    this.drainPromise = Promise.all([...all, ...this.leaving]).then(() => {
+    this.drainPromise = Promise.all([...all, ...this.registry.closing()]).then(() => {
       this.emit('drained');
     });
     return this.drainPromise;

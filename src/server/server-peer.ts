@@ -251,7 +251,16 @@ export class ServerPeer extends Peer {
       this.ready = true;
       this.trySend(answered.reply);
       if (this.options.heartbeat) {
-        this.startHeartbeat(answered.agreement.heartbeatIntervalMs, answered.agreement.heartbeatTimeoutMs);
+        // The client leads: it PINGs at the agreed interval, and each PING it sends is a read here.
+        // The server waits half an interval longer before pinging itself, so while the client is
+        // alive only one PING/PONG pair crosses per interval instead of one from each side. The
+        // bound is unchanged: death is still declared `timeoutMs` after the last read (≥ 2 ×
+        // interval, so the server's own PING, at 1.5 ×, still has half an interval for its PONG).
+        const a = answered.agreement;
+        this.startHeartbeat(
+          Math.min(a.heartbeatIntervalMs * 1.5, a.heartbeatTimeoutMs - 1),
+          a.heartbeatTimeoutMs,
+        );
       }
       this.emit('ready');
     };
