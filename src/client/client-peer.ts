@@ -12,6 +12,7 @@ import { remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, RemoteError } from '../protocol/errors.js';
 import { acceptHello, type HelloAgreement } from '../protocol/hello.js';
 import {
+  type GoawayMessage,
   type HelloMessage,
   type HelloParams,
   MAX_REQUEST_ID,
@@ -32,6 +33,16 @@ export class RefusedError extends RemoteError {
     super(code, message, { details: { retryAfterMs } });
     this.retryAfterMs = retryAfterMs;
   }
+}
+
+/** What a ClientPeer tells its Client. */
+export interface ClientPeerOwner {
+  peerNotify(topic: string, payload: unknown): void;
+  peerRtt(rttMs: number): void;
+  peerGoaway(peer: ClientPeer, msg: GoawayMessage): void;
+  peerClosed(peer: ClientPeer, info: CloseInfo): void;
+  /** Requests the server never read, handed back on GOAWAY: safe to send again. */
+  peerUnprocessed(requests: OutgoingRequest[]): void;
 }
 
 /** A request as the Client tracks it, across connections (GOAWAY may move it). */
@@ -63,8 +74,8 @@ export class ClientPeer extends Peer {
   private readonly offer: HelloMessage;
   private helloResolve: ((a: HelloAgreement) => void) | undefined;
   private helloReject: ((e: LonglinkError) => void) | undefined;
-  /** Requests the server never read, handed back on GOAWAY. */
-  onUnprocessed: ((requests: OutgoingRequest[]) => void) | undefined;
+  /** The Client this connection works for; told of everything directly. */
+  owner: ClientPeerOwner | undefined;
 
   /** Run the heartbeat with the agreed timing (false: answer PINGs, send none). */
   private readonly heartbeatOn: boolean;
@@ -196,13 +207,30 @@ export class ClientPeer extends Peer {
           if (!r.abandoned) moved.push(r);
         }
         // A late ERR_SHUTTING_DOWN for a moved id finds nothing pending and is ignored.
-        if (moved.length > 0) this.onUnprocessed?.(moved);
+        if (moved.length > 0) this.owner?.peerUnprocessed(moved);
         this.maybeFinish();
         return;
       }
       default:
         return;
     }
+  }
+
+  protected override notified(topic: string, payload: unknown): void {
+    super.notified(topic, payload);
+    this.owner?.peerNotify(topic, payload);
+  }
+  protected override measured(rttMs: number): void {
+    super.measured(rttMs);
+    this.owner?.peerRtt(rttMs);
+  }
+  protected override goneAway(msg: GoawayMessage): void {
+    super.goneAway(msg);
+    this.owner?.peerGoaway(this, msg);
+  }
+  protected override ended(info: CloseInfo): void {
+    super.ended(info);
+    this.owner?.peerClosed(this, info);
   }
 
   protected override onRemoteConnectionError(err: RemoteError): void {

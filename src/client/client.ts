@@ -16,13 +16,13 @@ import {
   type LonglinkErrorOptions,
   RequestNotSentError,
 } from '../errors.js';
-import { HELLO_DEFAULTS } from '../protocol/hello.js';
-import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
-import type { HelloParams } from '../protocol/types.js';
+import { HELLO_DEFAULTS, isValidCodecName } from '../protocol/hello.js';
+import { jsonCodec, type PayloadCodec, rawCodec } from '../protocol/payload.js';
+import type { GoawayMessage, HelloParams } from '../protocol/types.js';
 import { type HeartbeatSetting, type HeartbeatTiming, resolveHeartbeat } from '../session/heartbeat.js';
 import { AsyncQueue } from '../util/async-queue.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
-import { ClientPeer, type OutgoingRequest } from './client-peer.js';
+import { ClientPeer, type ClientPeerOwner, type OutgoingRequest } from './client-peer.js';
 
 /** A request's own deadline passed before its answer came. The server was asked to cancel it. */
 export class RequestTimeoutError extends LonglinkError {
@@ -139,6 +139,8 @@ export interface ClientEvents {
   idle: [];
 }
 
+const sharedDeadlines = new Deadlines();
+
 class Pending implements OutgoingRequest {
   peer: ClientPeer | undefined;
   id = 0;
@@ -196,11 +198,11 @@ function onRequestTimeout(arg: unknown): void {
  * client.on('notify', (topic, payload) => console.log(topic, payload));
  * ```
  */
-export class Client extends EventEmitter {
+export class Client extends EventEmitter implements ClientPeerOwner {
   readonly codec: PayloadCodec;
   private readonly options: ClientOptions;
-  private readonly registry: PayloadCodecRegistry;
-  private readonly deadlines = new Deadlines();
+  /** Request deadlines of every client share one queue and one timer. */
+  private readonly deadlines = sharedDeadlines;
   private readonly requestTimeoutMs: number;
   private readonly reconnectPolicy: Required<ReconnectOptions> | undefined;
   private peer: ClientPeer | undefined;
@@ -212,8 +214,9 @@ export class Client extends EventEmitter {
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private inflight = 0;
-  private readonly notifyQueues = new Set<AsyncQueue<Notification>>();
-  private readonly statusQueues = new Set<AsyncQueue<ClientStatus>>();
+  /** Made on first use: most clients never iterate. */
+  private notifyQueues: Set<AsyncQueue<Notification>> | undefined;
+  private statusQueues: Set<AsyncQueue<ClientStatus>> | undefined;
   private readonly heartbeat: HeartbeatTiming | undefined;
   /** Doubled each time the server says we ping too often (gRPC's client backoff on ENHANCE_YOUR_CALM). */
   private heartbeatScale = 1;
@@ -229,8 +232,11 @@ export class Client extends EventEmitter {
     if (typeof this.codec?.encode !== 'function' || typeof this.codec.decode !== 'function') {
       throw new InvalidArgumentError('codec must be "json", "raw" or a PayloadCodec');
     }
-    this.registry = new PayloadCodecRegistry([jsonCodec, rawCodec]);
-    if (!this.registry.has(this.codec.name)) this.registry.register(this.codec);
+    if (!isValidCodecName(this.codec.name)) {
+      throw new InvalidArgumentError(
+        `codec name ${JSON.stringify(this.codec.name)} is not a valid codec name`,
+      );
+    }
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
     this.heartbeat = hb.timing;
@@ -334,17 +340,23 @@ export class Client extends EventEmitter {
    * between two `next()` calls are buffered (up to 10 000; then the oldest are dropped).
    */
   notifications(): AsyncIterableIterator<Notification> {
-    const q: AsyncQueue<Notification> = new AsyncQueue(10_000, () => this.notifyQueues.delete(q));
+    const q: AsyncQueue<Notification> = new AsyncQueue(10_000, () => this.notifyQueues?.delete(q));
     if (this.closed) q.end();
-    else this.notifyQueues.add(q);
+    else {
+      this.notifyQueues ??= new Set();
+      this.notifyQueues.add(q);
+    }
     return q;
   }
 
   /** Connection status changes (disconnected, reconnecting, reconnected, goaway) as an async iterator. */
   status(): AsyncIterableIterator<ClientStatus> {
-    const q: AsyncQueue<ClientStatus> = new AsyncQueue(1_000, () => this.statusQueues.delete(q));
+    const q: AsyncQueue<ClientStatus> = new AsyncQueue(1_000, () => this.statusQueues?.delete(q));
     if (this.closed) q.end();
-    else this.statusQueues.add(q);
+    else {
+      this.statusQueues ??= new Set();
+      this.statusQueues.add(q);
+    }
     return q;
   }
 
@@ -390,9 +402,8 @@ export class Client extends EventEmitter {
       return peer.connection.closed;
     });
     await Promise.all(closing);
-    this.deadlines.clear();
-    for (const q of this.notifyQueues) q.end();
-    for (const q of this.statusQueues) q.end();
+    for (const q of this.notifyQueues ?? []) q.end();
+    for (const q of this.statusQueues ?? []) q.end();
     this.emit('close');
   }
 
@@ -406,9 +417,8 @@ export class Client extends EventEmitter {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const p of this.queue.splice(0)) p.settle(new RequestNotSentError('client destroyed'), undefined);
     for (const peer of this.peers) peer.connection.abort(error);
-    this.deadlines.clear();
-    for (const q of this.notifyQueues) q.end();
-    for (const q of this.statusQueues) q.end();
+    for (const q of this.notifyQueues ?? []) q.end();
+    for (const q of this.statusQueues ?? []) q.end();
     if (first) this.emit('close');
   }
 
@@ -494,7 +504,7 @@ export class Client extends EventEmitter {
     );
     timer.unref();
     try {
-      await peer.handshake((name) => this.registry.get(name));
+      await peer.handshake((name) => (name === this.codec.name ? this.codec : undefined));
     } finally {
       clearTimeout(timer);
     }
@@ -505,28 +515,42 @@ export class Client extends EventEmitter {
   private adopt(peer: ClientPeer): void {
     this.peer = peer;
     this.peers.add(peer);
-    peer.on('notify', (topic, payload) => this.onNotify(topic, payload));
-    peer.on('rtt', (rtt) => this.emit('rtt', rtt));
-    peer.onUnprocessed = (requests) => {
-      // The server never read these: safe to send again, in order, ahead of newer ones.
-      this.queue = (requests as Pending[]).concat(this.queue);
-      this.ensureConnected();
-    };
-    peer.on('goaway', (msg) => {
-      if (this.peer === peer) this.peer = undefined;
-      if (msg.reason === 'ERR_TOO_MANY_PINGS') this.heartbeatScale *= 2;
-      this.emit('goaway', msg.reason, msg.retryAfterMs);
-      this.pushStatus({ type: 'goaway', reason: msg.reason, retryAfterMs: msg.retryAfterMs });
-      if (!this.closed && this.reconnectPolicy) this.ensureConnected(msg.retryAfterMs);
-    });
-    peer.on('close', (info) => {
-      this.peers.delete(peer);
-      if (this.peer === peer) this.peer = undefined;
-      this.lastError = info.error;
-      this.emit('disconnect', info);
-      this.pushStatus({ type: 'disconnected', info });
-      if (!this.closed && this.reconnectPolicy && info.reason !== 'going-away') this.ensureConnected();
-    });
+    peer.owner = this;
+  }
+
+  /** @internal ClientPeerOwner */
+  peerNotify(topic: string, payload: unknown): void {
+    this.onNotify(topic, payload);
+  }
+
+  /** @internal ClientPeerOwner */
+  peerRtt(rttMs: number): void {
+    this.emit('rtt', rttMs);
+  }
+
+  /** @internal ClientPeerOwner: the server never read these; send them again, in order, ahead of newer ones. */
+  peerUnprocessed(requests: OutgoingRequest[]): void {
+    this.queue = (requests as Pending[]).concat(this.queue);
+    this.ensureConnected();
+  }
+
+  /** @internal ClientPeerOwner */
+  peerGoaway(peer: ClientPeer, msg: GoawayMessage): void {
+    if (this.peer === peer) this.peer = undefined;
+    if (msg.reason === 'ERR_TOO_MANY_PINGS') this.heartbeatScale *= 2;
+    this.emit('goaway', msg.reason, msg.retryAfterMs);
+    this.pushStatus({ type: 'goaway', reason: msg.reason, retryAfterMs: msg.retryAfterMs });
+    if (!this.closed && this.reconnectPolicy) this.ensureConnected(msg.retryAfterMs);
+  }
+
+  /** @internal ClientPeerOwner */
+  peerClosed(peer: ClientPeer, info: CloseInfo): void {
+    this.peers.delete(peer);
+    if (this.peer === peer) this.peer = undefined;
+    this.lastError = info.error;
+    this.emit('disconnect', info);
+    this.pushStatus({ type: 'disconnected', info });
+    if (!this.closed && this.reconnectPolicy && info.reason !== 'going-away') this.ensureConnected();
   }
 
   /** Single-flight reconnect with exponential backoff and full jitter. */
@@ -590,13 +614,14 @@ export class Client extends EventEmitter {
 
   private onNotify(topic: string, payload: unknown): void {
     this.emit('notify', topic, payload);
-    if (this.notifyQueues.size === 0) return;
+    const queues = this.notifyQueues;
+    if (queues === undefined || queues.size === 0) return;
     const n = { topic, payload };
-    for (const q of this.notifyQueues) q.push(n);
+    for (const q of queues) q.push(n);
   }
 
   private pushStatus(s: ClientStatus): void {
-    for (const q of this.statusQueues) q.push(s);
+    for (const q of this.statusQueues ?? []) q.push(s);
   }
 }
 

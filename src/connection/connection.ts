@@ -239,6 +239,33 @@ const GRACEFUL_REASONS: ReadonlySet<CloseReason> = new Set([
  */
 const EARLY_FLUSH_BYTES = 16 * 1024;
 
+/** The default clock: one function for every connection, not a closure each. */
+function defaultNow(): number {
+  return performance.now();
+}
+
+/*
+ * One flush queue for the process: connections with frames queued this tick, flushed together by
+ * one microtask. A queueMicrotask per connection costs an AsyncResource scope each, and a bound
+ * flush closure per connection costs memory on idle connections.
+ */
+let flushQueue: Connection[] = [];
+function flushAll(): void {
+  const q = flushQueue;
+  flushQueue = [];
+  for (let i = 0; i < q.length; i++) (q[i] as Connection).flushNow();
+}
+
+/** What a layer above (the protocol) hooks into, instead of event listeners on every connection. */
+export interface ConnectionHandler {
+  /** Each frame, instead of a `'frame'` event. */
+  handleFrame(frame: Buffer): void;
+  /** Before the `'protocol-error'` event. */
+  handleProtocolError?(error: FramingError): void;
+  /** Before the `'close'` event. */
+  handleClose?(info: CloseInfo): void;
+}
+
 /** Chunks below this size are copied together on flush; larger ones are written uncopied. */
 const COPY_MAX = 4096;
 
@@ -325,7 +352,8 @@ export class Connection extends EventEmitter {
   readonly socket: net.Socket;
   readonly framing: Framing;
   /** Resolves once, with the close info, when the socket is released. Never rejects. */
-  readonly closed: Promise<CloseInfo>;
+  /** Made on first use (most connections never await it); see the `closed` getter. */
+  private closedPromise: Promise<CloseInfo> | undefined;
 
   private _state: ConnectionState = S.OPEN;
   private readonly decoder: FrameDecoder;
@@ -351,7 +379,7 @@ export class Connection extends EventEmitter {
   private writeFinished = false;
   private pending: PendingClose | undefined;
   private closeInfo: CloseInfo | undefined;
-  private resolveClosed!: (info: CloseInfo) => void;
+  private resolveClosed: ((info: CloseInfo) => void) | undefined;
 
   /** The one timer of this connection; its meaning depends on the phase. */
   private timer: NodeJS.Timeout | undefined;
@@ -372,10 +400,10 @@ export class Connection extends EventEmitter {
   private idleFired = 0;
   private timerMs = -1;
 
-  private frameHandler: ((frame: Buffer) => void) | undefined;
+  private handler: ConnectionHandler | undefined;
 
-  private readonly flushBound = () => this.flush();
-  private readonly onBatchWritten = () => this.maybeDrain();
+  /** The write callback that checks for 'drain'; made the first time someone waits for it. */
+  private onBatchWritten: (() => void) | undefined;
 
   /**
    * Wraps an already connected socket. The socket is switched to half-open mode so that the
@@ -408,10 +436,7 @@ export class Connection extends EventEmitter {
     this.decoder = options.framing.createDecoder();
     this.encoder = options.framing.encoder;
     this.socket = socket;
-    this.closed = new Promise((resolve) => {
-      this.resolveClosed = resolve;
-    });
-    this.now = options.clock ?? (() => performance.now());
+    this.now = options.clock ?? defaultNow;
     this.lastReadAt = this.lastWriteAt = this.now();
     this.idle = options.idle;
     if (this.idle) {
@@ -503,6 +528,25 @@ export class Connection extends EventEmitter {
     return this._state;
   }
 
+  /** Resolves once, with the close info, when the socket is released. Never rejects. */
+  get closed(): Promise<CloseInfo> {
+    if (this.closedPromise === undefined) {
+      const info = this.closeInfo;
+      this.closedPromise =
+        info !== undefined
+          ? Promise.resolve(info)
+          : new Promise((resolve) => {
+              this.resolveClosed = resolve;
+            });
+    }
+    return this.closedPromise;
+  }
+
+  private drainCallback(): () => void {
+    this.onBatchWritten ??= () => this.maybeDrain();
+    return this.onBatchWritten;
+  }
+
   /** True while `send()` accepts frames. */
   get writable(): boolean {
     return this._state === S.OPEN || this._state === S.READ_CLOSED;
@@ -582,12 +626,17 @@ export class Connection extends EventEmitter {
   }
 
   /**
-   * Hands frames to `handler` instead of emitting `'frame'` events: a protocol layer's hot path
-   * (an event emit costs more than the rest of a small frame's delivery). Pass undefined to go
-   * back to events.
+   * Hands frames to `handler.handleFrame` instead of emitting `'frame'` events, and calls its
+   * `handleProtocolError` and `handleClose` before those events: a protocol layer's hooks, cheaper than an
+   * emit per frame and than listener tables on every connection. Undefined goes back to events.
    */
-  setFrameHandler(handler: ((frame: Buffer) => void) | undefined): void {
-    this.frameHandler = handler;
+  setHandler(handler: ConnectionHandler | undefined): void {
+    this.handler = handler;
+  }
+
+  /** @internal Runs the queued flush (from the process-wide flush queue). */
+  flushNow(): void {
+    if (this.flushScheduled) this.flush();
   }
 
   private enqueue(chunks: Buffer[]): boolean {
@@ -602,7 +651,7 @@ export class Connection extends EventEmitter {
       this.flush();
     } else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(this.flushBound);
+      if (flushQueue.push(this) === 1) queueMicrotask(flushAll);
     }
     if (this.bufferedAmount >= this.highWaterMark) {
       this.needDrain = true;
@@ -879,7 +928,7 @@ export class Connection extends EventEmitter {
     this.lastWriteAt = this.now();
     if (this.idleFired !== 0) this.activity(IDLE_WRITER | IDLE_ALL);
     if (n === 1) {
-      s.write(q[0] as Buffer, this.needDrain ? this.onBatchWritten : undefined);
+      s.write(q[0] as Buffer, this.needDrain ? this.drainCallback() : undefined);
       return;
     }
     const out: Buffer[] = [];
@@ -902,7 +951,7 @@ export class Connection extends EventEmitter {
     for (let i = 0; i < last; i++) s.write(out[i] as Buffer);
     // A completion callback costs a nextTick per write: only when someone waits for 'drain'
     // (otherwise the socket's own 'drain' covers a queue that grows past its watermark later).
-    s.write(out[last] as Buffer, this.needDrain ? this.onBatchWritten : undefined);
+    s.write(out[last] as Buffer, this.needDrain ? this.drainCallback() : undefined);
     if (last > 0) s.uncork();
   }
 
@@ -1117,10 +1166,10 @@ export class Connection extends EventEmitter {
       this.protocolError(err);
       return;
     }
-    const handler = this.frameHandler;
+    const handler = this.handler;
     for (const f of frames) {
       this.framesRead++;
-      if (handler !== undefined) handler(f);
+      if (handler !== undefined) handler.handleFrame(f);
       else this.emit('frame', f);
       // A listener may have aborted the connection: deliver nothing after the close.
       if ((this._state as ConnectionState) === S.CLOSED) return;
@@ -1138,6 +1187,7 @@ export class Connection extends EventEmitter {
     // The stream position is lost: read no further. Queued sends (and any last frame a listener
     // sends from 'protocol-error') are flushed before the FIN; the deadline bounds it.
     this.socket.pause();
+    this.handler?.handleProtocolError?.(error);
     this.emit('protocol-error', error);
     if (this._state === S.CLOSED || this._state === S.LINGERING) return;
     if (this._state !== S.CLOSING) {
@@ -1248,7 +1298,8 @@ export class Connection extends EventEmitter {
     this.closeInfo = info;
     this.transition(this._state, S.CLOSED);
     if (closeChannel.hasSubscribers) closeChannel.publish({ connection: this, info });
-    this.resolveClosed(info);
+    this.resolveClosed?.(info);
+    this.handler?.handleClose?.(info);
     this.emit('close', info);
   }
 

@@ -118,9 +118,13 @@ function onHelloTimeout(arg: unknown): void {
   peer.helloTimedOut();
 }
 
+/** Never written to: set() happens only after swapping in a connection's own map. */
+const NO_INFLIGHT: Map<number, Inflight> = new Map();
+
 export class ServerPeer extends Peer {
   private readonly options: ServerPeerOptions;
-  private readonly inflight = new Map<number, Inflight>();
+  /** Requests being handled; the shared empty map until the first async one (most connections idle). */
+  private inflight: Map<number, Inflight> = NO_INFLIGHT;
   private helloDeadline: Deadline | undefined;
   /** The id of the last REQUEST read (what GOAWAY reports). */
   lastReadId = 0;
@@ -346,6 +350,7 @@ export class ServerPeer extends Peer {
       this.finishWithResult(r, result);
       return;
     }
+    if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
     this.inflight.set(id, r);
     if (this.options.handlerTimeoutMs > 0) {
       r.deadline = this.options.deadlines.add(this.options.handlerTimeoutMs, onHandlerTimeout, r);

@@ -18,7 +18,7 @@ import { HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
 import { Deadlines } from '../util/deadlines.js';
-import { type Handler, type Router, ServerPeer } from './server-peer.js';
+import { type Handler, type Router, ServerPeer, type ServerPeerOptions } from './server-peer.js';
 
 /** Legacy mode: a plain framing, no longlink protocol; every frame goes to one handler. */
 export interface LegacyOptions {
@@ -144,6 +144,8 @@ export class Server extends EventEmitter {
   private readonly heartbeatOn: boolean;
   private readonly minPingIntervalMs: number;
   private closing: Promise<ShutdownReport> | undefined;
+  /** One options object for every connection's ServerPeer. */
+  private readonly peerOptions: ServerPeerOptions;
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -198,6 +200,19 @@ export class Server extends EventEmitter {
     this.netServer = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
       this.accept(socket),
     );
+    this.peerOptions = {
+      router: this.router,
+      codecs: this.codecs,
+      hello: this.hello,
+      authenticate: options.authenticate,
+      handlerTimeoutMs: options.handlerTimeoutMs ?? 0,
+      helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+      deadlines: this.deadlines,
+      heartbeat: this.heartbeatOn,
+      // A client at the agreed interval pings at most once per interval; allow for jitter.
+      minPingIntervalMs: this.minPingIntervalMs / 2,
+      maxPingStrikes: 2,
+    };
   }
 
   /**
@@ -338,19 +353,7 @@ export class Server extends EventEmitter {
       this.acceptLegacy(session, this.legacy);
       return;
     }
-    const peer = new ServerPeer(connection, {
-      router: this.router,
-      codecs: this.codecs,
-      hello: this.hello,
-      authenticate: this.opts.authenticate,
-      handlerTimeoutMs: this.opts.handlerTimeoutMs ?? 0,
-      helloTimeoutMs: this.opts.helloTimeoutMs ?? 10_000,
-      deadlines: this.deadlines,
-      heartbeat: this.heartbeatOn,
-      // A client at the agreed interval pings at most once per interval; allow for jitter.
-      minPingIntervalMs: this.minPingIntervalMs / 2,
-      maxPingStrikes: 2,
-    });
+    const peer = new ServerPeer(connection, this.peerOptions);
     session.peer = peer;
     if (this.closing) {
       peer.refuse(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.opts.retryAfterMs ?? 1000);

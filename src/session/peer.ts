@@ -10,8 +10,8 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import type { Connection } from '../connection/connection.js';
-import { type LonglinkError, TruncatedFrameError } from '../errors.js';
+import type { Connection, ConnectionHandler } from '../connection/connection.js';
+import { type FramingError, type LonglinkError, TruncatedFrameError } from '../errors.js';
 import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
 import type { HelloAgreement } from '../protocol/hello.js';
@@ -51,7 +51,7 @@ interface PingWaiter {
  * Base of ClientPeer and ServerPeer. Subclasses handle HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0),
  * CANCEL and GOAWAY in {@link onMessage}; everything else is handled here.
  */
-export abstract class Peer extends EventEmitter {
+export abstract class Peer extends EventEmitter implements ConnectionHandler {
   readonly connection: Connection;
   /** The agreed parameters, once HELLO is done. */
   agreement: HelloAgreement | undefined;
@@ -79,18 +79,41 @@ export abstract class Peer extends EventEmitter {
   constructor(connection: Connection) {
     super();
     this.connection = connection;
-    connection.setFrameHandler((frame) => this.onFrame(frame));
+    connection.setHandler(this);
     this.prefix = connection.prefixLength ?? 0;
-    connection.on('protocol-error', (err) => {
-      // A framing error (oversize, bad header): tell the peer why before the FIN.
-      this.trySend(errorToMessage({ code: codeForFraming(err), message: err.message }));
-    });
-    connection.on('close', (info) => {
-      for (const p of this.pings) p.resolve(Number.NaN);
-      this.pings = [];
-      this.onClose(info);
-      this.emit('close', info);
-    });
+  }
+
+  /** @internal ConnectionHandler: each frame. */
+  handleFrame(frame: Buffer): void {
+    this.onFrame(frame);
+  }
+
+  /** @internal ConnectionHandler: a framing error (oversize, bad header): tell the peer why before the FIN. */
+  handleProtocolError(err: FramingError): void {
+    this.trySend(errorToMessage({ code: codeForFraming(err), message: err.message }));
+  }
+
+  /** @internal ConnectionHandler: the connection closed. */
+  handleClose(info: CloseInfo): void {
+    for (const p of this.pings) p.resolve(Number.NaN);
+    this.pings = [];
+    this.onClose(info);
+    this.ended(info);
+  }
+
+  // Hooks where the roles learn what happened; by default they are events. A subclass may call
+  // its owner directly instead (no listener table, no closures per connection).
+  protected notified(topic: string, payload: unknown): void {
+    this.emit('notify', topic, payload);
+  }
+  protected measured(rttMs: number): void {
+    this.emit('rtt', rttMs);
+  }
+  protected goneAway(msg: GoawayMessage): void {
+    this.emit('goaway', msg);
+  }
+  protected ended(info: CloseInfo): void {
+    this.emit('close', info);
   }
 
   /** True while the connection takes messages. */
@@ -235,7 +258,7 @@ export abstract class Peer extends EventEmitter {
       case MessageKind.GOAWAY:
         this.goawayReceived = msg;
         this.onMessage(msg);
-        this.emit('goaway', msg);
+        this.goneAway(msg);
         return;
       default:
         this.onMessage(msg);
@@ -252,7 +275,7 @@ export abstract class Peer extends EventEmitter {
       );
       return;
     }
-    this.emit('notify', msg.topic, payload);
+    this.notified(msg.topic, payload);
   }
 
   private onPong(data: Buffer): void {
@@ -275,7 +298,7 @@ export abstract class Peer extends EventEmitter {
   private recordRtt(rtt: number): void {
     // Smoothed as TCP does (RFC 6298: SRTT = 7/8 SRTT + 1/8 R).
     this.srttMs = this.srttMs === undefined ? rtt : 0.875 * this.srttMs + 0.125 * rtt;
-    this.emit('rtt', rtt);
+    this.measured(rtt);
   }
 
   private onConnectionError(msg: ErrorMessage): void {
