@@ -44,7 +44,7 @@ import {
 import { RemoteError } from '../protocol/errors.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
-import { type EndpointAddress, EndpointRegistry } from './endpoints.js';
+import { type EndpointAddress, type EndpointEvents, EndpointRegistry } from './endpoints.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError, PoolFullError } from './errors.js';
 import {
   type DestroyDetail,
@@ -169,7 +169,7 @@ export interface ClientPoolStats {
 }
 
 /** The events a ClientPool emits; `endpoint` is `host:port`. */
-export interface ClientPoolEvents {
+export interface ClientPoolEvents extends EndpointEvents {
   /** A new connection (Client) to the endpoint is up. */
   connect: [client: Client, endpoint: string];
   /** A connection closed without the pool asking (lost, or after the server's GOAWAY). */
@@ -181,13 +181,6 @@ export interface ClientPoolEvents {
   /** Every connection the pool closes, with why. */
   destroy: [client: Client, reason: string, detail: DestroyDetail, endpoint: string];
   createError: [error: unknown, consecutiveFailures: number, endpoint: string];
-  breakerOpen: [info: { error: unknown; consecutiveFailures: number; retryInMs: number; endpoint: string }];
-  breakerHalfOpen: [endpoint: string];
-  breakerClose: [endpoint: string];
-  eject: [info: EjectionInfo];
-  readmit: [endpoint: string];
-  endpointAdded: [endpoint: string];
-  endpointRemoved: [endpoint: string];
   /** A server push, from any connection. */
   notify: [topic: string, payload: unknown, endpoint: string];
   /** Settings that contradict each other (heartbeat vs. idle budget …). */

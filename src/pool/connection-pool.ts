@@ -23,7 +23,7 @@ import { Connection, type ConnectOptions } from '../connection/connection.js';
 import { AbortedError, ConnectionClosedError, InvalidArgumentError, LonglinkError } from '../errors.js';
 import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
 import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
-import { type EndpointAddress, EndpointRegistry } from './endpoints.js';
+import { type EndpointAddress, type EndpointEvents, EndpointRegistry } from './endpoints.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
 import {
   type AcquireOptions,
@@ -100,7 +100,7 @@ export interface ConnectionPoolStats {
 }
 
 /** The events a ConnectionPool emits; `endpoint` is `host:port`. */
-export interface ConnectionPoolEvents {
+export interface ConnectionPoolEvents extends EndpointEvents {
   acquire: [connection: Connection, endpoint: string];
   release: [connection: Connection, endpoint: string];
   create: [connection: Connection, endpoint: string];
@@ -108,13 +108,6 @@ export interface ConnectionPoolEvents {
   destroy: [connection: Connection, reason: string, detail: DestroyDetail, endpoint: string];
   createError: [error: unknown, consecutiveFailures: number, endpoint: string];
   leak: [info: LeakInfo<Connection> & { endpoint: string }];
-  breakerOpen: [info: { error: unknown; consecutiveFailures: number; retryInMs: number; endpoint: string }];
-  breakerHalfOpen: [endpoint: string];
-  breakerClose: [endpoint: string];
-  eject: [info: EjectionInfo];
-  readmit: [endpoint: string];
-  endpointAdded: [endpoint: string];
-  endpointRemoved: [endpoint: string];
   drained: [];
 }
 

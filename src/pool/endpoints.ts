@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import type { BalancedTarget, Balancer } from './balancer.js';
+import type { BalancedTarget, Balancer, EjectionInfo } from './balancer.js';
 
 /** A server of a pool. */
 export interface EndpointAddress {
@@ -16,6 +16,18 @@ export interface EndpointAddress {
 /** `host:port`, with IPv6 hosts in brackets. */
 export function endpointKey(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The endpoint and breaker events both pools emit, with the same arguments. */
+export interface EndpointEvents {
+  /** The endpoint's breaker opened: creates failed `consecutiveFailures` times in a row. */
+  breakerOpen: [info: { error: unknown; consecutiveFailures: number; retryInMs: number; endpoint: string }];
+  breakerHalfOpen: [endpoint: string];
+  breakerClose: [endpoint: string];
+  eject: [info: EjectionInfo];
+  readmit: [endpoint: string];
+  endpointAdded: [endpoint: string];
+  endpointRemoved: [endpoint: string];
 }
 
 /** What every pool endpoint has besides what the balancer needs. */

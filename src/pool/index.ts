@@ -33,6 +33,7 @@ export {
   LeaseDestroyReason,
   type LeaseRequestOptions,
 } from './connection-pool.js';
+export type { EndpointEvents } from './endpoints.js';
 export {
   AcquireTimeoutError,
   EndpointUnavailableError,
