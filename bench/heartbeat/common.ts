@@ -49,6 +49,8 @@ export interface Window {
   seconds: number;
   /** This process's CPU over the window, % of one core. */
   cpuPct: number;
+  /** The user-space part of cpuPct (the rest is the kernel: syscalls, and on loopback the peer's receive path). */
+  userPct: number;
   /** monitorEventLoopDelay (resolution 10 ms) over the window, ms; includes the 10 ms interval. */
   lagP50Ms: number;
   lagP99Ms: number;

@@ -235,7 +235,7 @@ async function main(): Promise<void> {
         results.get(system)?.push(r);
         const cl = r.clients;
         process.stderr.write(
-          `  ${system} #${rep + 1}: connect ${fixed(r.connectMs / 1000)} s; CPU server ${fixed(r.server.cpuPct)} % client ${fixed(sum(cl.map((c) => c.cpuPct)))} %; lag p99 ${fixed(r.server.lagP99Ms)} / ${fixed(Math.max(...cl.map((c) => c.lagP99Ms)))} ms, max ${fixed(r.server.lagMaxMs)} / ${fixed(Math.max(...cl.map((c) => c.lagMaxMs)))} ms; server frames in ${int(framesIn(r.server) / r.server.seconds)}/s out ${int(framesOut(r.server) / r.server.seconds)}/s; open ${r.server.open}; others ${fixed(r.othersCores, 2)} cores (before: ${fixed(load, 2)})\n`,
+          `  ${system} #${rep + 1}: connect ${fixed(r.connectMs / 1000)} s; CPU server ${fixed(r.server.cpuPct)} % (user ${fixed(r.server.userPct)}) client ${fixed(sum(cl.map((c) => c.cpuPct)))} % (user ${fixed(sum(cl.map((c) => c.userPct)))}); lag p99 ${fixed(r.server.lagP99Ms)} / ${fixed(Math.max(...cl.map((c) => c.lagP99Ms)))} ms, max ${fixed(r.server.lagMaxMs)} / ${fixed(Math.max(...cl.map((c) => c.lagMaxMs)))} ms; server frames in ${int(framesIn(r.server) / r.server.seconds)}/s out ${int(framesOut(r.server) / r.server.seconds)}/s; open ${r.server.open}; others ${fixed(r.othersCores, 2)} cores (before: ${fixed(load, 2)})\n`,
         );
       } catch (err) {
         failures.get(system)?.push(String((err as Error).message));

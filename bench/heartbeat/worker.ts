@@ -330,6 +330,7 @@ async function measure(
   return {
     seconds,
     cpuPct: ((c1.user + c1.system) / 1e6 / seconds) * 100,
+    userPct: (c1.user / 1e6 / seconds) * 100,
     lagP50Ms: h.p50 / 1e6,
     lagP99Ms: h.p99 / 1e6,
     lagMaxMs: h.max / 1e6,

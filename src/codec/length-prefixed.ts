@@ -90,6 +90,16 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
     // frame in Node 20, measurable on 16-byte frames.
     const memory = chunk.buffer;
     const base = chunk.byteOffset;
+    // The commonest chunk is one whole frame (a heartbeat, a lone request): answer it with an
+    // exact-size array. An empty array's first push allocates room for 17.
+    if (p === 0 && frames.length === 0) {
+      const total = this.parseHeader(chunk, 0, end);
+      if (total === end) {
+        const strip = this.strip;
+        this.checkLength(total, strip);
+        return [Buffer.from(memory, base + strip, total - strip)];
+      }
+    }
     while (p < end) {
       const total = this.parseHeader(chunk, p, end);
       if (total === NEED_MORE) {

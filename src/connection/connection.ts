@@ -37,6 +37,7 @@ import {
   type TcpInfo,
   tcpInfo,
 } from '../sys/sockopt.js';
+import { type TimerWheel, type WheelEntry, wheelFor } from '../util/wheel.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
 
 /** A connection's lifecycle states. Transitions are listed in {@link TRANSITIONS}. */
@@ -249,11 +250,17 @@ function defaultNow(): number {
  * one microtask. A queueMicrotask per connection costs an AsyncResource scope each, and a bound
  * flush closure per connection costs memory on idle connections.
  */
-let flushQueue: Connection[] = [];
+const flushQueue: Array<Connection | undefined> = [];
+let flushCount = 0;
 function flushAll(): void {
-  const q = flushQueue;
-  flushQueue = [];
-  for (let i = 0; i < q.length; i++) (q[i] as Connection).flushNow();
+  // The same array every time (a new one per flush was an allocation per heartbeat on a server,
+  // which flushes once per read). A flush that queues another connection appends to it.
+  for (let i = 0; i < flushCount; i++) {
+    const c = flushQueue[i] as Connection;
+    flushQueue[i] = undefined;
+    c.flushNow();
+  }
+  flushCount = 0;
 }
 
 /** What a layer above (the protocol) hooks into, instead of event listeners on every connection. */
@@ -296,7 +303,7 @@ interface PendingClose {
   unsentKnown?: boolean;
 }
 
-type TimerKind = 'liveness' | 'close-deadline' | 'linger-poll' | 'half-open-warn';
+type TimerKind = 'close-deadline' | 'linger-poll' | 'half-open-warn';
 
 const IDLE_READER = 1;
 const IDLE_WRITER = 2;
@@ -347,7 +354,7 @@ function resetSocket(socket: net.Socket): boolean {
  * console.log(info.reason); // 'local-graceful'
  * ```
  */
-export class Connection extends EventEmitter {
+export class Connection extends EventEmitter implements WheelEntry {
   readonly id: string;
   readonly socket: net.Socket;
   readonly framing: Framing;
@@ -368,7 +375,9 @@ export class Connection extends EventEmitter {
   private readonly openedAt = performance.now();
 
   /** Frames encoded but not yet handed to the socket: flushed once per microtask. */
-  private outq: Buffer[] = [];
+  /** The one queued chunk (the usual case: no array); once a second comes, all of them are in outq. */
+  private out1: Buffer | undefined;
+  private outq: Buffer[] | undefined;
   private outBytes = 0;
   private flushScheduled = false;
   private needDrain = false;
@@ -381,7 +390,14 @@ export class Connection extends EventEmitter {
   private closeInfo: CloseInfo | undefined;
   private resolveClosed: ((info: CloseInfo) => void) | undefined;
 
-  /** The one timer of this connection; its meaning depends on the phase. */
+  /** Heartbeat and idle checks run on a shared wheel (no timer per connection); see checkLiveness. */
+  private wheel: TimerWheel | undefined;
+  /** @internal The wheel's bookkeeping (WheelEntry). */
+  wheelTick = -1;
+  /** @internal */
+  wheelIndex = -1;
+
+  /** The one timer of a closing connection; its meaning depends on the phase. */
   private timer: NodeJS.Timeout | undefined;
   private timerKind: TimerKind | undefined;
   private deadline = 0;
@@ -441,6 +457,7 @@ export class Connection extends EventEmitter {
     this.idle = options.idle;
     if (this.idle) {
       for (const k of ['readerMs', 'writerMs', 'allMs'] as const) positive(`idle.${k}`, this.idle[k], 0);
+      this.pickWheel();
     }
     if (options.heartbeat) {
       const hb = options.heartbeat;
@@ -624,6 +641,22 @@ export class Connection extends EventEmitter {
     enc.writePrefix(parts[0] as Buffer, length);
     return this.enqueue(parts);
   }
+  /**
+   * {@link sendPrefixed} for a frame that is one buffer: `frame` starts with
+   * {@link prefixLength} bytes of room, filled in place. No array, one queued chunk: what the
+   * heartbeat's PING and PONG use.
+   */
+  sendPrefixedOne(frame: Buffer): boolean {
+    if (!this.writable) throw this.notWritable();
+    const enc = this.encoder;
+    const n = enc.prefixLength;
+    if (n === undefined || enc.writePrefix === undefined) {
+      throw new InvalidArgumentError(`framing ${this.framing.name} has no fixed prefix to write in place`);
+    }
+    enc.writePrefix(frame, frame.length - n);
+    this.queueChunk(frame);
+    return this.queued();
+  }
 
   /**
    * Hands frames to `handler.handleFrame` instead of emitting `'frame'` events, and calls its
@@ -640,10 +673,22 @@ export class Connection extends EventEmitter {
   }
 
   private enqueue(chunks: Buffer[]): boolean {
-    for (const c of chunks) {
-      this.outq.push(c);
-      this.outBytes += c.length;
+    for (let i = 0; i < chunks.length; i++) this.queueChunk(chunks[i] as Buffer);
+    return this.queued();
+  }
+
+  private queueChunk(c: Buffer): void {
+    if (this.outq !== undefined) this.outq.push(c);
+    else if (this.out1 === undefined) this.out1 = c;
+    else {
+      this.outq = [this.out1, c];
+      this.out1 = undefined;
     }
+    this.outBytes += c.length;
+  }
+
+  /** After a frame's chunks are queued: schedule (or do) the flush, report backpressure. */
+  private queued(): boolean {
     this.framesWritten++;
     if (this.outBytes >= this.earlyFlushBytes) {
       // A full window of small messages: send what we have now rather than at the end of the
@@ -651,13 +696,20 @@ export class Connection extends EventEmitter {
       this.flush();
     } else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      if (flushQueue.push(this) === 1) queueMicrotask(flushAll);
+      if (flushCount === 0) queueMicrotask(flushAll);
+      flushQueue[flushCount++] = this;
     }
     if (this.bufferedAmount >= this.highWaterMark) {
       this.needDrain = true;
       return false;
     }
     return true;
+  }
+
+  private dropQueue(): void {
+    this.out1 = undefined;
+    this.outq = undefined;
+    this.outBytes = 0;
   }
 
   /**
@@ -808,7 +860,9 @@ export class Connection extends EventEmitter {
    *   last read ──── intervalMs ────▶ heartbeat sent ──── … ────▶ timeoutMs: RST, 'heartbeat-timeout'
    *        └── any read in between restarts both clocks
    *
-   * Detection bound: timeoutMs after the last byte read, plus timer slack (≤ ~1 ms here).
+   * Detection bound: timeoutMs after the last byte read, plus up to one tick of the shared wheel
+   * (intervalMs / 25 rounded down to a power of two, ≤ 1,024 ms: 32 ms for a 1 s interval), plus
+   * event-loop lag.
    */
   /**
    * Installs (or with undefined removes) a heartbeat: `ping()` is called when nothing was read
@@ -825,6 +879,7 @@ export class Connection extends EventEmitter {
     }
     this.heartbeat = hook;
     this.heartbeatOutstanding = false;
+    this.pickWheel();
     this.checkLiveness();
   }
 
@@ -872,6 +927,8 @@ export class Connection extends EventEmitter {
     }
     this._state = to;
     if (stateChannel.hasSubscribers) stateChannel.publish({ connection: this, from, to });
+    // Liveness is checked only while open: leave the wheel (it would hold a closed connection).
+    if (from === S.OPEN) this.wheel?.cancel(this);
     switch (to) {
       case S.READ_CLOSED:
         this.halfOpenSince = performance.now();
@@ -918,19 +975,19 @@ export class Connection extends EventEmitter {
    */
   private flush(): void {
     this.flushScheduled = false;
+    const one = this.out1;
     const q = this.outq;
-    const n = q.length;
-    if (n === 0) return;
-    this.outq = [];
-    this.outBytes = 0;
+    if (one === undefined && q === undefined) return;
+    this.dropQueue();
     const s = this.socket;
     if (s.destroyed || s.writableEnded) return;
     this.lastWriteAt = this.now();
     if (this.idleFired !== 0) this.activity(IDLE_WRITER | IDLE_ALL);
-    if (n === 1) {
-      s.write(q[0] as Buffer, this.needDrain ? this.drainCallback() : undefined);
+    if (q === undefined) {
+      s.write(one as Buffer, this.needDrain ? this.drainCallback() : undefined);
       return;
     }
+    const n = q.length;
     const out: Buffer[] = [];
     let runStart = 0;
     let runBytes = 0;
@@ -996,8 +1053,7 @@ export class Connection extends EventEmitter {
       unsentBytes: userSpace + (kernel ?? 0),
       unsentKnown: kernel !== undefined,
     };
-    this.outq = [];
-    this.outBytes = 0;
+    this.dropQueue();
     resetSocket(this.socket);
   }
 
@@ -1032,9 +1088,6 @@ export class Connection extends EventEmitter {
     this.timer = undefined;
     this.timerKind = undefined;
     switch (kind) {
-      case 'liveness':
-        this.checkLiveness();
-        return;
       case 'close-deadline': {
         if (this._state !== S.CLOSING) return;
         const p = this.pending;
@@ -1083,13 +1136,34 @@ export class Connection extends EventEmitter {
     }
   }
 
-  /** Runs when the liveness timer fires (and when settings change): heartbeat, death, idleness. */
+  /** The wheel for the shortest liveness period: its tick (≤ 4% of the period) is the checks' precision. */
+  private pickWheel(): void {
+    let period = this.heartbeat?.intervalMs ?? Number.POSITIVE_INFINITY;
+    const idle = this.idle;
+    if (idle !== undefined) {
+      for (const ms of [idle.readerMs, idle.writerMs, idle.allMs]) {
+        if (ms !== undefined && ms > 0 && ms < period) period = ms;
+      }
+    }
+    const wheel = period === Number.POSITIVE_INFINITY ? undefined : wheelFor(period);
+    if (wheel !== this.wheel) {
+      this.wheel?.cancel(this);
+      this.wheel = wheel;
+    }
+  }
+
+  /** @internal The wheel's callback (WheelEntry). */
+  onWheel(): void {
+    this.checkLiveness();
+  }
+
+  /** Runs when the liveness tick comes (and when settings change): heartbeat, death, idleness. */
   private checkLiveness(): void {
     if (this._state !== S.OPEN) return;
     const hb = this.heartbeat;
     const idle = this.idle;
     if (hb === undefined && idle === undefined) {
-      if (this.timerKind === 'liveness') this.disarm();
+      this.wheel?.cancel(this);
       return;
     }
     const now = this.now();
@@ -1138,8 +1212,10 @@ export class Connection extends EventEmitter {
         }
       }
     }
-    if (next !== Number.POSITIVE_INFINITY) this.arm('liveness', next - now);
-    else if (this.timerKind === 'liveness') this.disarm();
+    const wheel = this.wheel;
+    if (wheel === undefined) return;
+    if (next !== Number.POSITIVE_INFINITY) wheel.schedule(this, next - now);
+    else wheel.cancel(this);
   }
 
   /** Re-arms the idle checks that activity cleared (cheap: only when an idle event had fired). */
@@ -1280,8 +1356,7 @@ export class Connection extends EventEmitter {
       unsentKnown: false,
     };
     const unsentBytes = p.unsentBytes ?? this.outBytes + this.socket.writableLength;
-    this.outq = [];
-    this.outBytes = 0;
+    this.dropQueue();
     const info: CloseInfo = {
       reason: p.reason,
       initiator: p.initiator,

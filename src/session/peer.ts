@@ -42,7 +42,7 @@ export interface PeerEvents {
 }
 
 interface PingWaiter {
-  seq: bigint;
+  seq: number;
   sentAt: number;
   resolve(rttMs: number): void;
 }
@@ -71,9 +71,10 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
   /** The framing's in-place prefix width (0: none): messages are encoded with that headroom. */
   private readonly prefix: number;
   private pings: PingWaiter[] = [];
-  private pingSeq = 0n;
+  /** PING data is this sequence number as a u64 (two u32 halves: no BigInt on the hot path). */
+  private pingSeq = 0;
   /** The heartbeat PING outstanding (its sequence and send time), for RTT without a promise. */
-  private hbSeq = -1n;
+  private hbSeq = -1;
   private hbSentAt = 0;
 
   constructor(connection: Connection) {
@@ -150,11 +151,9 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
    */
   ping(): Promise<number> {
     const seq = ++this.pingSeq;
-    const data = Buffer.allocUnsafe(PING_DATA_BYTES);
-    data.writeBigUInt64BE(seq);
     return new Promise((resolve) => {
       this.pings.push({ seq, sentAt: performance.now(), resolve });
-      if (!this.trySend({ kind: MessageKind.PING, data })) {
+      if (!this.sendPingFrame(MessageKind.PING, seq, undefined)) {
         this.pings.pop();
         resolve(Number.NaN);
       }
@@ -172,11 +171,34 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
 
   private heartbeatPing(): void {
     const seq = ++this.pingSeq;
-    const data = Buffer.allocUnsafe(PING_DATA_BYTES);
-    data.writeBigUInt64BE(seq);
     this.hbSeq = seq;
     this.hbSentAt = performance.now();
-    this.trySend({ kind: MessageKind.PING, data });
+    this.sendPingFrame(MessageKind.PING, seq, undefined);
+  }
+
+  /*
+   * PING and PONG skip the Message objects: a heartbeat is the one message every idle connection
+   * sends, so its cost is counted in CPU per ten thousand connections (bench/heartbeat). The frame
+   * is one buffer with the framing's prefix room, the data written (PING) or copied from the PING
+   * answered (PONG) in place: one allocation per heartbeat on each side.
+   */
+  private sendPingFrame(kind: 7 | 8, seq: number, answering: Buffer | undefined): boolean {
+    const c = this.connection;
+    if (!c.writable) return false;
+    const p = this.prefix;
+    const buf = Buffer.allocUnsafe(p + 2 + PING_DATA_BYTES);
+    buf[p] = kind;
+    buf[p + 1] = 0;
+    if (answering !== undefined) answering.copy(buf, p + 2, 2, 2 + PING_DATA_BYTES);
+    else {
+      buf.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), p + 2);
+      buf.writeUInt32BE(seq >>> 0, p + 6);
+    }
+    try {
+      return p > 0 ? c.sendPrefixedOne(buf) : c.send(buf);
+    } catch {
+      return false;
+    }
   }
 
   /** Called for each PING received; return false to not answer it (rate limiting). */
@@ -216,6 +238,18 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
   }
 
   private onFrame(frame: Buffer): void {
+    // The heartbeat's fast path (see sendPingFrame); anything unusual takes the full decode below.
+    const kind = frame[0];
+    if (
+      (kind === MessageKind.PING || kind === MessageKind.PONG) &&
+      frame.length === 2 + PING_DATA_BYTES &&
+      this.ready
+    ) {
+      if (kind === MessageKind.PONG)
+        this.onPong(frame.readUInt32BE(2) * 0x1_0000_0000 + frame.readUInt32BE(6));
+      else if (this.onPing()) this.sendPingFrame(MessageKind.PONG, 0, frame);
+      return;
+    }
     let msg: Message;
     try {
       msg = decodeMessage(frame);
@@ -243,7 +277,7 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
         if (this.onPing()) this.trySend({ kind: MessageKind.PONG, data: msg.data });
         return;
       case MessageKind.PONG:
-        this.onPong(msg.data);
+        this.onPong(msg.data.readUInt32BE(0) * 0x1_0000_0000 + msg.data.readUInt32BE(4));
         return;
       case MessageKind.NOTIFY:
         this.onNotify(msg);
@@ -278,11 +312,9 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
     this.notified(msg.topic, payload);
   }
 
-  private onPong(data: Buffer): void {
-    if (data.length !== PING_DATA_BYTES) return;
-    const seq = data.readBigUInt64BE(0);
+  private onPong(seq: number): void {
     if (seq === this.hbSeq) {
-      this.hbSeq = -1n;
+      this.hbSeq = -1;
       this.recordRtt(performance.now() - this.hbSentAt);
       return;
     }

@@ -1,0 +1,147 @@
+/** The shared timer wheel behind heartbeat and idle checks: ordering, precision, cancel, batching. */
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { MAX_PER_TURN, TimerWheel, type WheelEntry, wheelFor } from '../../src/util/wheel.js';
+
+interface Probe extends WheelEntry {
+  name: string;
+  firedAt: number[];
+}
+
+function probe(name: string, log: string[], onFire?: (p: Probe) => void): Probe {
+  const p: Probe = {
+    name,
+    firedAt: [],
+    wheelTick: -1,
+    wheelIndex: -1,
+    onWheel() {
+      p.firedAt.push(performance.now());
+      log.push(name);
+      onFire?.(p);
+    },
+  };
+  return p;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('TimerWheel', () => {
+  test('fires each entry once, never early and at most about one tick late, in deadline order', async () => {
+    const wheel = new TimerWheel(8);
+    const log: string[] = [];
+    const t0 = performance.now();
+    const probes = [70, 10, 40, 25].map((ms) => ({ ms, p: probe(String(ms), log) }));
+    for (const { ms, p } of probes) wheel.schedule(p, ms);
+    assert.equal(wheel.size, 4);
+    await sleep(130);
+    assert.deepEqual(log, ['10', '25', '40', '70']);
+    for (const { ms, p } of probes) {
+      assert.equal(p.firedAt.length, 1);
+      const late = (p.firedAt[0] as number) - t0 - ms;
+      assert.ok(late >= -1, `${ms} ms entry fired ${-late} ms early`);
+      assert.ok(late < 8 + 25, `${ms} ms entry fired ${late} ms late (tick 8 ms + loop slack)`);
+    }
+    assert.equal(wheel.size, 0);
+  });
+
+  test('cancel and reschedule: a cancelled entry never fires; a rescheduled one fires at its new time only', async () => {
+    const wheel = new TimerWheel(4);
+    const log: string[] = [];
+    const a = probe('a', log);
+    const b = probe('b', log);
+    const c = probe('c', log);
+    wheel.schedule(a, 20);
+    wheel.schedule(b, 20);
+    wheel.schedule(c, 20);
+    wheel.cancel(b); // swap-remove from the middle of a slot
+    wheel.cancel(b); // idempotent
+    wheel.schedule(c, 60); // moved later
+    assert.equal(wheel.size, 2);
+    await sleep(40);
+    assert.deepEqual(log, ['a']);
+    await sleep(60);
+    assert.deepEqual(log, ['a', 'c']);
+    assert.equal(b.wheelTick, -1);
+    assert.equal(wheel.size, 0);
+  });
+
+  test('a callback may cancel or reschedule another entry of the same tick, or itself', async () => {
+    const wheel = new TimerWheel(16);
+    const log: string[] = [];
+    const victim = probe('victim', log);
+    const moved = probe('moved', log);
+    const self = probe('self', log, (p) => {
+      if (p.firedAt.length < 3) wheel.schedule(p, 5);
+    });
+    const killer = probe('killer', log, () => {
+      wheel.cancel(victim);
+      wheel.schedule(moved, 40);
+    });
+    // All four in the same tick; the killer is filed first so it runs first.
+    for (const p of [killer, victim, moved, self]) wheel.schedule(p, 1);
+    await sleep(120);
+    assert.deepEqual(
+      log.filter((n) => n !== 'self'),
+      ['killer', 'moved'],
+    );
+    assert.equal(self.firedAt.length, 3);
+    assert.equal(victim.firedAt.length, 0);
+    assert.equal(wheel.size, 0);
+  });
+
+  test('entries due in the same tick fire in one burst (what batches heartbeats)', async () => {
+    const wheel = new TimerWheel(32);
+    const log: string[] = [];
+    const n = MAX_PER_TURN - 6;
+    const ps = Array.from({ length: n }, (_, i) => probe(String(i), log));
+    // Deadlines spread over 20 ms: at most two ticks of 32 ms.
+    for (const [i, p] of ps.entries()) wheel.schedule(p, 40 + (i % 20));
+    await sleep(150);
+    assert.equal(log.length, n);
+    const bursts = new Set(ps.map((p) => Math.round(p.firedAt[0] as number)));
+    assert.ok(bursts.size <= 3, `${n} entries fired in ${bursts.size} distinct milliseconds`);
+  });
+
+  test('a tick with more than MAX_PER_TURN entries fires in slices, the event loop turning in between', async () => {
+    const wheel = new TimerWheel(8);
+    const log: string[] = [];
+    let firedBeforeTurn = -1;
+    const n = MAX_PER_TURN * 3 + 7;
+    const ps: Probe[] = [];
+    for (let i = 0; i < n; i++) {
+      ps.push(
+        probe(String(i), log, () => {
+          if (i !== 0) return;
+          // Runs between the first and the second slice: the tick is half fired.
+          setImmediate(() => {
+            firedBeforeTurn = log.length;
+            // One entry of a later slice is cancelled while its tick is being fired: it must not fire.
+            wheel.cancel(ps[n - 1] as Probe);
+          });
+        }),
+      );
+    }
+    for (const p of ps) wheel.schedule(p, 5);
+    const late = ps[n - 1] as Probe;
+    await sleep(80);
+    assert.equal(firedBeforeTurn, MAX_PER_TURN, 'the first slice ends at MAX_PER_TURN, then the loop turns');
+    assert.equal(log.length, n - 1);
+    assert.equal(late.firedAt.length, 0);
+    assert.equal(wheel.size, 0);
+    // The wheel still works after a sliced tick.
+    const after = probe('after', log);
+    wheel.schedule(after, 10);
+    await sleep(40);
+    assert.equal(after.firedAt.length, 1);
+  });
+
+  test('wheelFor: tick is period/25 rounded down to a power of two, 1..1024 ms, one wheel per tick', () => {
+    assert.equal(wheelFor(1000).tickMs, 32);
+    assert.equal(wheelFor(10_000).tickMs, 256);
+    assert.equal(wheelFor(30_000).tickMs, 1024);
+    assert.equal(wheelFor(3_600_000).tickMs, 1024);
+    assert.equal(wheelFor(20).tickMs, 1);
+    assert.equal(wheelFor(1000), wheelFor(1200));
+  });
+});
