@@ -243,7 +243,7 @@ async function main(): Promise<void> {
     ...systems.map(
       (s) => `- ${s}: ${DESCRIPTIONS[s]}${s === 'longlink' ? ` (${hb.intervalMs}/${hb.timeoutMs} ms)` : ''}`,
     ),
-    '- KB = 1024 bytes; after 4 × global.gc(); medians of the runs. RSS counts the whole process (V8 heap, Node and libuv handles, malloc); kernel socket buffers are not in it. Heap = heapUsed, heap reserved = heapTotal (used + free V8 pages). External memory did not grow in any system (0.00). The harness adds about 150 B per connection to every system (a record and a closure to reset the connection at the end).',
+    '- KB = 1024 bytes; after 4 × global.gc(); medians of the runs. RSS counts the whole process (V8 heap, Node and libuv handles, malloc); kernel socket buffers are not in it. Heap = heapUsed, heap reserved = heapTotal (used + free V8 pages). External memory did not grow in any system (0.00). The harness adds the same to every system: one Set entry per connection (closes are seen by one listener per raw socket, which has a listener table anyway, and by the diagnostics channel for longlink).',
   ];
   const ll = results.get('longlink') ?? [];
   if (ll.length > 0 && raw.length > 0) {

@@ -15,6 +15,7 @@
  * The raw frames are u32be length + one kind byte: PING 'P', PONG 'O' (5 bytes each).
  */
 
+import diagnostics from 'node:diagnostics_channel';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import net from 'node:net';
@@ -40,12 +41,19 @@ function closed(reason: string): void {
   closes[reason] = (closes[reason] ?? 0) + 1;
 }
 
-/** Something this process holds one end of, with its byte counters. */
-interface End {
-  socket: net.Socket;
-  /** RST instead of FIN: a benchmark that ends leaves no TIME_WAIT behind. */
-  abort(): void;
-}
+/**
+ * Something this process holds one end of: a raw socket or a longlink Connection. The set holds
+ * the object itself, and closes are seen by one process-wide hook per system (a 'close' listener
+ * per raw socket, which already has a listener table; the diagnostics channel for longlink),
+ * so the harness adds the same (one Set entry) to every system's per-connection memory.
+ */
+type End = net.Socket | Connection;
+const endSocket = (e: End): net.Socket => (e instanceof Connection ? e.socket : e);
+/** RST instead of FIN: a benchmark that ends leaves no TIME_WAIT behind. */
+const endAbort = (e: End): void => {
+  if (e instanceof Connection) e.abort();
+  else e.resetAndDestroy();
+};
 
 const ends = new Set<End>();
 const clients: Client[] = [];
@@ -62,7 +70,6 @@ const PONG = Buffer.from([0, 0, 0, 1, 0x4f]);
 interface RawSocket extends net.Socket {
   rest?: Buffer | undefined;
   hb?: NodeJS.Timeout | undefined;
-  end_?: End;
 }
 
 /** Module-scope listener (no closure per connection): decodes u32be frames, answers PINGs. */
@@ -96,7 +103,7 @@ function rawPing(s: RawSocket): void {
 
 function rawOnClose(this: RawSocket, hadError: boolean): void {
   if (this.hb !== undefined) clearInterval(this.hb);
-  if (this.end_ !== undefined) ends.delete(this.end_);
+  ends.delete(this);
   closed(hadError ? 'error' : 'closed');
 }
 
@@ -104,9 +111,7 @@ function rawOnError(): void {}
 
 function adoptRaw(s: RawSocket, system: SystemName, hb: Heartbeat): void {
   s.setNoDelay(true);
-  const end: End = { socket: s, abort: () => s.resetAndDestroy() };
-  s.end_ = end;
-  ends.add(end);
+  ends.add(s);
   s.on('data', rawOnData);
   s.on('error', rawOnError);
   s.on('close', rawOnClose);
@@ -115,7 +120,7 @@ function adoptRaw(s: RawSocket, system: SystemName, hb: Heartbeat): void {
   } else if (system === 'raw-wheel' && wheel === undefined) {
     // One timer for the whole process; each tick pings every connection in one go.
     wheel = setInterval(() => {
-      for (const e of ends) rawPing(e.socket);
+      for (const e of ends) rawPing(e as RawSocket);
     }, hb.intervalMs);
   }
 }
@@ -124,14 +129,11 @@ function adoptRaw(s: RawSocket, system: SystemName, hb: Heartbeat): void {
 
 const framing = parseFraming('u32be');
 
-function adoptConnection(c: Connection): void {
-  const end: End = { socket: c.socket, abort: () => c.abort() };
-  ends.add(end);
-  c.on('close', (info) => {
-    ends.delete(end);
-    closed(info.reason);
-  });
-}
+// Every longlink connection's close, server or client side, with no listener per connection.
+diagnostics.subscribe('longlink:connection:close', (message) => {
+  const { connection, info } = message as { connection: Connection; info: { reason: string } };
+  if (ends.delete(connection)) closed(info.reason);
+});
 
 function heartbeatOption(hb: Heartbeat | null): Heartbeat | false {
   return hb === null ? false : { intervalMs: hb.intervalMs, timeoutMs: hb.timeoutMs };
@@ -153,18 +155,13 @@ async function listen(c: ListenCmd): Promise<Record<string, unknown>> {
       heartbeat: heartbeatOption(c.hb),
       maxConnections: 1_000_000,
     });
-    server.on('connection', (conn) => {
-      const end: End = { socket: conn.socket, abort: () => conn.abort() };
-      ends.add(end);
-      conn.on('close', () => ends.delete(end));
-    });
-    server.on('disconnect', (_conn, info) => closed(info.reason));
+    server.on('connection', (conn) => ends.add(conn));
     const addr = await server.listen({ port: c.port ?? 0, host: '127.0.0.1', backlog: 4096 });
     servers.push({ close: () => server.destroy() });
     return { port: addr.port };
   }
   const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    if (c.system === 'conn') adoptConnection(new Connection(socket, { framing }));
+    if (c.system === 'conn') ends.add(new Connection(socket, { framing }));
     else adoptRaw(socket, c.system, hb);
   });
   await new Promise<void>((resolve, reject) => {
@@ -216,18 +213,12 @@ async function openOne(c: ConnectCmd, port: number, localAddress: string): Promi
         connection: { localAddress },
       });
       clients.push(client);
-      const conn = client.connection;
-      if (conn !== undefined) {
-        const end: End = { socket: conn.socket, abort: () => conn.abort() };
-        ends.add(end);
-        conn.on('close', () => ends.delete(end));
-      }
-      client.on('disconnect', (info) => closed(info.reason));
+      if (client.connection !== undefined) ends.add(client.connection);
       return;
     }
     case 'conn': {
       const conn = await Connection.connect({ host: '127.0.0.1', port, localAddress, framing });
-      adoptConnection(conn);
+      ends.add(conn);
       return;
     }
     default: {
@@ -271,8 +262,8 @@ function bytes(): { bytesIn: number; bytesOut: number } {
   let bytesIn = 0;
   let bytesOut = 0;
   for (const e of ends) {
-    bytesIn += e.socket.bytesRead;
-    bytesOut += e.socket.bytesWritten;
+    bytesIn += endSocket(e).bytesRead;
+    bytesOut += endSocket(e).bytesWritten;
   }
   return { bytesIn, bytesOut };
 }
@@ -518,7 +509,7 @@ function status(): Record<string, unknown> {
 let marks = new WeakMap<End, number>();
 function mark(): Record<string, unknown> {
   marks = new WeakMap();
-  for (const e of ends) marks.set(e, e.socket.bytesRead);
+  for (const e of ends) marks.set(e, endSocket(e).bytesRead);
   return { open: ends.size };
 }
 function check(): Record<string, unknown> {
@@ -528,7 +519,7 @@ function check(): Record<string, unknown> {
   for (const e of ends) {
     const b = marks.get(e);
     if (b === undefined) unmarked++;
-    else if (e.socket.bytesRead > b) active++;
+    else if (endSocket(e).bytesRead > b) active++;
     else silent++;
   }
   return { open: ends.size, active, silent, unmarked };
@@ -564,7 +555,7 @@ function shutdown(): Record<string, unknown> {
   if (wheel !== undefined) clearInterval(wheel);
   for (const s of servers) s.close();
   servers = [];
-  for (const e of [...ends]) e.abort();
+  for (const e of [...ends]) endAbort(e);
   setTimeout(() => process.exit(0), 200).unref();
   return { aborted: true };
 }

@@ -60,13 +60,19 @@ export interface OutgoingRequest {
   abandoned: boolean;
 }
 
+/**
+ * Shared by every connection that has not sent a request yet (an empty Map still costs its
+ * 150-byte table); never written to: request() swaps in the connection's own map first.
+ */
+const NO_PENDING: Map<number, OutgoingRequest> = new Map();
+
 export class ClientPeer extends Peer {
   /**
    * Outstanding requests by id. A Map iterates in insertion order, which is send order: GOAWAY's
    * split needs nothing more. Ids are u32, never 0, and skip ids still outstanding (an abandoned
    * request keeps its id until its answer comes, so a late answer cannot match a newer request).
    */
-  private readonly pending = new Map<number, OutgoingRequest>();
+  private pending: Map<number, OutgoingRequest> = NO_PENDING;
   private nextId = 1;
   private nextSeq = 1;
   /** The highest send sequence number of any answered request. */
@@ -126,6 +132,7 @@ export class ClientPeer extends Peer {
     r.id = id;
     r.seq = this.nextSeq++;
     r.peer = this;
+    if (this.pending === NO_PENDING) this.pending = new Map();
     this.pending.set(id, r);
     return this.send({ kind: MessageKind.REQUEST, id, method: r.method, payload: r.payload });
   }

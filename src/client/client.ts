@@ -6,6 +6,7 @@
 
 import { EventEmitter } from 'node:events';
 import { parseFraming } from '../codec/parse.js';
+import type { Framing } from '../codec/types.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { Connection, type ConnectionOptions, type ConnectionStats } from '../connection/connection.js';
 import {
@@ -22,6 +23,7 @@ import type { GoawayMessage, HelloParams } from '../protocol/types.js';
 import { type HeartbeatSetting, type HeartbeatTiming, resolveHeartbeat } from '../session/heartbeat.js';
 import { AsyncQueue } from '../util/async-queue.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
+import { deferListenerTable } from '../util/events.js';
 import { ClientPeer, type ClientPeerOwner, type OutgoingRequest } from './client-peer.js';
 
 /** A request's own deadline passed before its answer came. The server was asked to cancel it. */
@@ -188,6 +190,17 @@ function onRequestTimeout(arg: unknown): void {
   p.client.giveUp(p, new RequestTimeoutError(p.method, p.timeoutMs));
 }
 
+/** Framings are stateless: every Client with the same frame limit shares one (a few hundred bytes each). */
+const framings = new Map<number, Framing>();
+function framingFor(maxFrameLength: number): Framing {
+  let f = framings.get(maxFrameLength);
+  if (f === undefined) {
+    f = parseFraming('u32be', { maxFrameLength });
+    if (framings.size < 64) framings.set(maxFrameLength, f);
+  }
+  return f;
+}
+
 /**
  * A longlink client. Create it with {@link connect}.
  *
@@ -223,6 +236,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
 
   constructor(options: ClientOptions) {
     super();
+    deferListenerTable(this);
     if (!Number.isInteger(options?.port) || options.port < 1 || options.port > 65535) {
       throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`);
     }
@@ -480,7 +494,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
       ...o.connection,
       host: o.host ?? '127.0.0.1',
       port: o.port,
-      framing: parseFraming('u32be', { maxFrameLength }),
+      framing: framingFor(maxFrameLength),
       connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
       ...(o.signal === undefined ? {} : { signal: o.signal }),
     });

@@ -37,6 +37,7 @@ import {
   type TcpInfo,
   tcpInfo,
 } from '../sys/sockopt.js';
+import { deferListenerTable } from '../util/events.js';
 import { type TimerWheel, type WheelEntry, wheelFor } from '../util/wheel.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
 
@@ -240,9 +241,13 @@ const GRACEFUL_REASONS: ReadonlySet<CloseReason> = new Set([
  */
 const EARLY_FLUSH_BYTES = 16 * 1024;
 
-/** The default clock: one function for every connection, not a closure each. */
+/**
+ * The default clock: one function for every connection, not a closure each. Whole milliseconds:
+ * V8 keeps an integer field in the object itself, while a fractional one is a separate 16-byte
+ * number; liveness needs no finer grain.
+ */
 function defaultNow(): number {
-  return performance.now();
+  return Math.floor(performance.now());
 }
 
 /*
@@ -317,6 +322,55 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   return value;
 }
 
+/** A connection's validated options; immutable, so connections with equal options share one. */
+interface Settings {
+  readonly highWaterMark: number;
+  readonly lowWaterMark: number;
+  readonly closeTimeoutMs: number;
+  readonly remoteEndTimeoutMs: number;
+  readonly halfOpenWarnMs: number;
+  readonly allowHalfOpen: boolean;
+  readonly earlyFlushBytes: number;
+  readonly idle: IdleOptions | undefined;
+  readonly now: () => number;
+}
+
+/**
+ * Interned settings: a server's connections (or a pool's) all carry the same nine values, and
+ * nine fields are 72 bytes per connection. Options with their own idle object or clock get
+ * settings of their own.
+ */
+const sharedSettings = new Map<string, Settings>();
+
+function settingsFor(options: ConnectionOptions): Settings {
+  const highWaterMark = positive('highWaterMark', options.highWaterMark, 64 * 1024);
+  const lowWaterMark = positive('lowWaterMark', options.lowWaterMark, Math.min(32 * 1024, highWaterMark));
+  if (lowWaterMark > highWaterMark) {
+    throw new InvalidArgumentError('lowWaterMark must not exceed highWaterMark');
+  }
+  const idle = options.idle;
+  if (idle !== undefined) {
+    for (const k of ['readerMs', 'writerMs', 'allMs'] as const) positive(`idle.${k}`, idle[k], 0);
+  }
+  const settings: Settings = {
+    highWaterMark,
+    lowWaterMark,
+    closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs, 30_000),
+    remoteEndTimeoutMs: positive('remoteEndTimeoutMs', options.remoteEndTimeoutMs, 5_000),
+    halfOpenWarnMs: positive('halfOpenWarnMs', options.halfOpenWarnMs, 30_000),
+    allowHalfOpen: options.allowHalfOpen === true,
+    earlyFlushBytes: positive('coalesceBytes', options.coalesceBytes, EARLY_FLUSH_BYTES),
+    idle,
+    now: options.clock ?? defaultNow,
+  };
+  if (idle !== undefined || settings.now !== defaultNow) return settings;
+  const key = `${highWaterMark},${lowWaterMark},${settings.closeTimeoutMs},${settings.remoteEndTimeoutMs},${settings.halfOpenWarnMs},${settings.allowHalfOpen},${settings.earlyFlushBytes}`;
+  const shared = sharedSettings.get(key);
+  if (shared !== undefined) return shared;
+  if (sharedSettings.size < 256) sharedSettings.set(key, settings);
+  return settings;
+}
+
 /**
  * Resets the connection: RST, send queue discarded (the sources' SO_LINGER {1,0}).
  *
@@ -355,7 +409,8 @@ function resetSocket(socket: net.Socket): boolean {
  * ```
  */
 export class Connection extends EventEmitter implements WheelEntry {
-  readonly id: string;
+  /** The id given in the options, or a process-unique number (made a string only when asked). */
+  private readonly seq: string | number;
   readonly socket: net.Socket;
   readonly framing: Framing;
   /** Resolves once, with the close info, when the socket is released. Never rejects. */
@@ -364,15 +419,10 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   private _state: ConnectionState = S.OPEN;
   private readonly decoder: FrameDecoder;
+  /** Validated options, shared by every connection made with the same values (see settingsFor). */
+  private readonly settings: Settings;
   private readonly encoder: FrameEncoder;
-  private readonly highWaterMark: number;
-  private readonly lowWaterMark: number;
-  private readonly closeTimeoutMs: number;
-  private readonly remoteEndTimeoutMs: number;
-  private readonly allowHalfOpen: boolean;
-  private readonly earlyFlushBytes: number;
-  private readonly halfOpenWarnMs: number;
-  private readonly openedAt = performance.now();
+  private readonly openedAt = Math.floor(performance.now());
 
   /** Frames encoded but not yet handed to the socket: flushed once per microtask. */
   /** The one queued chunk (the usual case: no array); once a second comes, all of them are in outq. */
@@ -407,11 +457,9 @@ export class Connection extends EventEmitter implements WheelEntry {
   /** Liveness bookkeeping: stamped once per read batch / flush; the timer does the arithmetic. */
   lastReadAt: number;
   lastWriteAt: number;
-  private readonly now: () => number;
   private heartbeat: HeartbeatHook | undefined;
   /** A heartbeat was sent and nothing has been read since: at most one outstanding. */
   private heartbeatOutstanding = false;
-  private readonly idle: IdleOptions | undefined;
   /** Idle events fired in the current idle period (IDLE_* bits); cleared by activity. */
   private idleFired = 0;
   private timerMs = -1;
@@ -427,38 +475,23 @@ export class Connection extends EventEmitter implements WheelEntry {
    */
   constructor(socket: net.Socket, options: ConnectionOptions) {
     super();
+    deferListenerTable(this);
     if (!options || typeof options.framing?.createDecoder !== 'function') {
       throw new InvalidArgumentError('options.framing must be a Framing (e.g. lengthFieldFraming(...))');
     }
-    if (socket.destroyed || socket.connecting || socket.remoteAddress === undefined) {
+    // socket.pending, not remoteAddress: asking for the address makes Node cache it on the socket
+    // (an object and two strings per connection, ~110 bytes, for nothing).
+    if (socket.destroyed || socket.pending) {
       throw new InvalidArgumentError('Connection needs a connected socket');
     }
-    this.highWaterMark = positive('highWaterMark', options.highWaterMark, 64 * 1024);
-    this.lowWaterMark = positive(
-      'lowWaterMark',
-      options.lowWaterMark,
-      Math.min(32 * 1024, this.highWaterMark),
-    );
-    if (this.lowWaterMark > this.highWaterMark) {
-      throw new InvalidArgumentError('lowWaterMark must not exceed highWaterMark');
-    }
-    this.closeTimeoutMs = positive('closeTimeoutMs', options.closeTimeoutMs, 30_000);
-    this.remoteEndTimeoutMs = positive('remoteEndTimeoutMs', options.remoteEndTimeoutMs, 5_000);
-    this.halfOpenWarnMs = positive('halfOpenWarnMs', options.halfOpenWarnMs, 30_000);
-    this.allowHalfOpen = options.allowHalfOpen === true;
-    this.earlyFlushBytes = positive('coalesceBytes', options.coalesceBytes, EARLY_FLUSH_BYTES);
-    this.id = options.id ?? String(nextId++);
+    this.settings = settingsFor(options);
+    this.seq = options.id ?? nextId++;
     this.framing = options.framing;
     this.decoder = options.framing.createDecoder();
     this.encoder = options.framing.encoder;
     this.socket = socket;
-    this.now = options.clock ?? defaultNow;
-    this.lastReadAt = this.lastWriteAt = this.now();
-    this.idle = options.idle;
-    if (this.idle) {
-      for (const k of ['readerMs', 'writerMs', 'allMs'] as const) positive(`idle.${k}`, this.idle[k], 0);
-      this.pickWheel();
-    }
+    this.lastReadAt = this.lastWriteAt = this.settings.now();
+    if (this.settings.idle !== undefined) this.pickWheel();
     if (options.heartbeat) {
       const hb = options.heartbeat;
       const frame = hb.frame;
@@ -487,7 +520,7 @@ export class Connection extends EventEmitter implements WheelEntry {
     socket.on('error', Connection.onSocketError);
     socket.on('close', Connection.onSocketClose);
     socket.on('drain', Connection.onSocketDrain);
-    if (this.idle !== undefined && this.heartbeat === undefined) this.checkLiveness();
+    if (this.settings.idle !== undefined && this.heartbeat === undefined) this.checkLiveness();
   }
 
   /**
@@ -580,6 +613,12 @@ export class Connection extends EventEmitter implements WheelEntry {
    */
   get pendingFrameBytes(): number {
     return this.decoder.bufferedBytes;
+  }
+
+  /** A label for logs and diagnostics: `options.id`, or a process-unique number. */
+  get id(): string {
+    const seq = this.seq;
+    return typeof seq === 'string' ? seq : String(seq);
   }
 
   get remoteAddress(): string | undefined {
@@ -690,7 +729,7 @@ export class Connection extends EventEmitter implements WheelEntry {
   /** After a frame's chunks are queued: schedule (or do) the flush, report backpressure. */
   private queued(): boolean {
     this.framesWritten++;
-    if (this.outBytes >= this.earlyFlushBytes) {
+    if (this.outBytes >= this.settings.earlyFlushBytes) {
       // A full window of small messages: send what we have now rather than at the end of the
       // tick, so the peer starts on it while we produce the rest (see EARLY_FLUSH_BYTES).
       this.flush();
@@ -699,7 +738,7 @@ export class Connection extends EventEmitter implements WheelEntry {
       if (flushCount === 0) queueMicrotask(flushAll);
       flushQueue[flushCount++] = this;
     }
-    if (this.bufferedAmount >= this.highWaterMark) {
+    if (this.bufferedAmount >= this.settings.highWaterMark) {
       this.needDrain = true;
       return false;
     }
@@ -775,7 +814,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    * longer than the deadline. Idempotent: later calls return the same promise.
    */
   close(options: CloseOptions = {}): Promise<CloseInfo> {
-    const timeoutMs = positive('timeoutMs', options.timeoutMs, this.closeTimeoutMs);
+    const timeoutMs = positive('timeoutMs', options.timeoutMs, this.settings.closeTimeoutMs);
     switch (this._state) {
       case S.CLOSED:
       case S.CLOSING:
@@ -808,7 +847,7 @@ export class Connection extends EventEmitter implements WheelEntry {
       // The peer already finished: our FIN completes an orderly close.
       this.setPending(CloseReason.REMOTE_FIN, 'remote', undefined);
       this.transition(S.READ_CLOSED, S.CLOSING);
-      this.startDeadline(this.closeTimeoutMs);
+      this.startDeadline(this.settings.closeTimeoutMs);
       this.endWrites();
       this.maybeRelease();
     }
@@ -890,7 +929,7 @@ export class Connection extends EventEmitter implements WheelEntry {
   pingIfIdle(ms: number): void {
     const hb = this.heartbeat;
     if (hb === undefined || this.heartbeatOutstanding || this._state !== S.OPEN) return;
-    if (this.now() - this.lastReadAt >= ms) {
+    if (this.settings.now() - this.lastReadAt >= ms) {
       this.heartbeatOutstanding = true;
       hb.ping();
     }
@@ -932,7 +971,7 @@ export class Connection extends EventEmitter implements WheelEntry {
     switch (to) {
       case S.READ_CLOSED:
         this.halfOpenSince = performance.now();
-        this.arm('half-open-warn', this.halfOpenWarnMs);
+        this.arm('half-open-warn', this.settings.halfOpenWarnMs);
         break;
       case S.CLOSED:
         this.disarm();
@@ -981,7 +1020,7 @@ export class Connection extends EventEmitter implements WheelEntry {
     this.dropQueue();
     const s = this.socket;
     if (s.destroyed || s.writableEnded) return;
-    this.lastWriteAt = this.now();
+    this.lastWriteAt = this.settings.now();
     if (this.idleFired !== 0) this.activity(IDLE_WRITER | IDLE_ALL);
     if (q === undefined) {
       s.write(one as Buffer, this.needDrain ? this.drainCallback() : undefined);
@@ -1015,7 +1054,7 @@ export class Connection extends EventEmitter implements WheelEntry {
   private maybeDrain(): void {
     // A destroyed socket empties its queue by discarding it: that is no drain.
     if (this.socket.destroyed) return;
-    if (this.needDrain && this.bufferedAmount <= this.lowWaterMark) {
+    if (this.needDrain && this.bufferedAmount <= this.settings.lowWaterMark) {
       this.needDrain = false;
       this.emit('drain');
     }
@@ -1128,7 +1167,7 @@ export class Connection extends EventEmitter implements WheelEntry {
           message: `connection ${this.id} has been half-open for ${sinceMs} ms since the peer's FIN; close() it`,
           sinceMs,
         });
-        this.arm('half-open-warn', this.halfOpenWarnMs);
+        this.arm('half-open-warn', this.settings.halfOpenWarnMs);
         return;
       }
       case undefined:
@@ -1139,7 +1178,7 @@ export class Connection extends EventEmitter implements WheelEntry {
   /** The wheel for the shortest liveness period: its tick (≤ 4% of the period) is the checks' precision. */
   private pickWheel(): void {
     let period = this.heartbeat?.intervalMs ?? Number.POSITIVE_INFINITY;
-    const idle = this.idle;
+    const idle = this.settings.idle;
     if (idle !== undefined) {
       for (const ms of [idle.readerMs, idle.writerMs, idle.allMs]) {
         if (ms !== undefined && ms > 0 && ms < period) period = ms;
@@ -1161,12 +1200,12 @@ export class Connection extends EventEmitter implements WheelEntry {
   private checkLiveness(): void {
     if (this._state !== S.OPEN) return;
     const hb = this.heartbeat;
-    const idle = this.idle;
+    const idle = this.settings.idle;
     if (hb === undefined && idle === undefined) {
       this.wheel?.cancel(this);
       return;
     }
-    const now = this.now();
+    const now = this.settings.now();
     let next = Number.POSITIVE_INFINITY;
     if (hb !== undefined) {
       const silentFor = now - this.lastReadAt;
@@ -1228,7 +1267,7 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   private onData(chunk: Buffer): void {
     if (this._state === S.CLOSED) return;
-    this.lastReadAt = this.now();
+    this.lastReadAt = this.settings.now();
     if (this.heartbeatOutstanding) {
       // The answer (or any byte) came: schedule the next heartbeat from this read.
       this.heartbeatOutstanding = false;
@@ -1268,7 +1307,7 @@ export class Connection extends EventEmitter implements WheelEntry {
     if (this._state === S.CLOSED || this._state === S.LINGERING) return;
     if (this._state !== S.CLOSING) {
       this.transition(this._state, S.CLOSING);
-      this.startDeadline(Math.min(this.closeTimeoutMs, this.remoteEndTimeoutMs));
+      this.startDeadline(Math.min(this.settings.closeTimeoutMs, this.settings.remoteEndTimeoutMs));
     }
     this.endWrites();
     this.maybeRelease();
@@ -1288,14 +1327,14 @@ export class Connection extends EventEmitter implements WheelEntry {
     this.emit('end');
     switch (this._state) {
       case S.OPEN:
-        if (this.allowHalfOpen) {
+        if (this.settings.allowHalfOpen) {
           this.transition(S.OPEN, S.READ_CLOSED);
           return;
         }
         // No CLOSE_WAIT leak: answer the peer's FIN with ours as soon as our queue is flushed.
         this.setPending(CloseReason.REMOTE_FIN, 'remote', undefined);
         this.transition(S.OPEN, S.CLOSING);
-        this.startDeadline(this.remoteEndTimeoutMs);
+        this.startDeadline(this.settings.remoteEndTimeoutMs);
         this.endWrites();
         this.maybeRelease();
         return;
@@ -1305,7 +1344,7 @@ export class Connection extends EventEmitter implements WheelEntry {
         this.maybeRelease();
         if (this._state === S.WRITE_CLOSED && !this.socket.destroyed) {
           this.transition(S.WRITE_CLOSED, S.CLOSING);
-          this.startDeadline(this.remoteEndTimeoutMs);
+          this.startDeadline(this.settings.remoteEndTimeoutMs);
         }
         return;
       case S.CLOSING:

@@ -67,6 +67,8 @@ export interface ServerPeerOptions {
    */
   minPingIntervalMs: number;
   maxPingStrikes: number;
+  /** The server's bookkeeping when the connection closes (one function for every peer, no closure each). */
+  onClose?: ((peer: ServerPeer, info: CloseInfo) => void) | undefined;
 }
 
 /** One request being handled. */
@@ -123,6 +125,11 @@ const NO_INFLIGHT: Map<number, Inflight> = new Map();
 
 export class ServerPeer extends Peer {
   private readonly options: ServerPeerOptions;
+
+  protected override ended(info: CloseInfo): void {
+    this.options.onClose?.(this, info);
+    super.ended(info);
+  }
   /** Requests being handled; the shared empty map until the first async one (most connections idle). */
   private inflight: Map<number, Inflight> = NO_INFLIGHT;
   private helloDeadline: Deadline | undefined;

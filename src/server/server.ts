@@ -212,6 +212,7 @@ export class Server extends EventEmitter {
       // A client at the agreed interval pings at most once per interval; allow for jitter.
       minPingIntervalMs: this.minPingIntervalMs / 2,
       maxPingStrikes: 2,
+      onClose: (peer, info) => this.connectionClosed(peer.connection, info),
     };
   }
 
@@ -333,6 +334,11 @@ export class Server extends EventEmitter {
     await this.close();
   }
 
+  private connectionClosed(connection: Connection, info: CloseInfo): void {
+    this.sessions.delete(connection);
+    this.emit('disconnect', connection, info);
+  }
+
   private accept(socket: net.Socket): void {
     let connection: Connection;
     try {
@@ -343,16 +349,14 @@ export class Server extends EventEmitter {
     }
     const session: Session = { peer: undefined, connection };
     this.sessions.set(connection, session);
-    connection.on('close', (info) => {
-      this.sessions.delete(connection);
-      this.emit('disconnect', connection, info);
-    });
-    this.emit('connection', connection);
-
     if (this.legacy) {
+      connection.on('close', (info) => this.connectionClosed(connection, info));
+      this.emit('connection', connection);
       this.acceptLegacy(session, this.legacy);
       return;
     }
+    // A protocol session reports its close through peerOptions.onClose: no listener per connection.
+    this.emit('connection', connection);
     const peer = new ServerPeer(connection, this.peerOptions);
     session.peer = peer;
     if (this.closing) {

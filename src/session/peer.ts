@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import type { Connection, ConnectionHandler } from '../connection/connection.js';
+import type { Connection, ConnectionHandler, HeartbeatHook } from '../connection/connection.js';
 import { type FramingError, type LonglinkError, TruncatedFrameError } from '../errors.js';
 import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
@@ -25,6 +25,7 @@ import {
   PING_DATA_BYTES,
 } from '../protocol/types.js';
 import { decodeMessage, encodeMessage } from '../protocol/wire.js';
+import { deferListenerTable } from '../util/events.js';
 
 /** The events every peer emits. */
 export interface PeerEvents {
@@ -51,6 +52,18 @@ interface PingWaiter {
  * Base of ClientPeer and ServerPeer. Subclasses handle HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0),
  * CANCEL and GOAWAY in {@link onMessage}; everything else is handled here.
  */
+/** The hook a Peer installs on its Connection: one small object, no closure per connection. */
+class PeerHeartbeat implements HeartbeatHook {
+  constructor(
+    readonly intervalMs: number,
+    readonly timeoutMs: number,
+    private readonly peer: Peer,
+  ) {}
+  ping(): void {
+    this.peer.heartbeatPing();
+  }
+}
+
 export abstract class Peer extends EventEmitter implements ConnectionHandler {
   readonly connection: Connection;
   /** The agreed parameters, once HELLO is done. */
@@ -79,6 +92,7 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
 
   constructor(connection: Connection) {
     super();
+    deferListenerTable(this);
     this.connection = connection;
     connection.setHandler(this);
     this.prefix = connection.prefixLength ?? 0;
@@ -166,10 +180,11 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
    * timeout. PONGs give the RTT.
    */
   protected startHeartbeat(intervalMs: number, timeoutMs: number): void {
-    this.connection.setHeartbeat({ intervalMs, timeoutMs, ping: () => this.heartbeatPing() });
+    this.connection.setHeartbeat(new PeerHeartbeat(intervalMs, timeoutMs, this));
   }
 
-  private heartbeatPing(): void {
+  /** @internal Sends the heartbeat PING (called by the Connection's liveness check). */
+  heartbeatPing(): void {
     const seq = ++this.pingSeq;
     this.hbSeq = seq;
     this.hbSentAt = performance.now();
