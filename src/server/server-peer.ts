@@ -138,7 +138,8 @@ export class ServerPeer extends Peer {
   /** Requests answered on this connection (for shutdown reports). */
   completed = 0;
   private drainResolve: (() => void) | undefined;
-  private lastPingAt = Number.NEGATIVE_INFINITY;
+  /** Whole ms since process start; a Smi start value keeps the field unboxed (no heap number). */
+  private lastPingAt = -1_000_000_000;
   private pingStrikes = 0;
 
   constructor(connection: Connection, options: ServerPeerOptions) {
@@ -196,7 +197,8 @@ export class ServerPeer extends Peer {
   }
 
   protected override onPing(): boolean {
-    const now = performance.now();
+    // Whole ms: an integer field costs no separate heap number per connection.
+    const now = Math.floor(performance.now());
     const gap = now - this.lastPingAt;
     this.lastPingAt = now;
     if (gap < this.options.minPingIntervalMs && ++this.pingStrikes > this.options.maxPingStrikes) {

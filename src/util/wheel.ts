@@ -8,7 +8,7 @@
  * What a wheel buys over a setTimeout per connection:
  * - No timer object per entry: an entry is two numbers and a slot in an array.
  * - Entries due within the same tick fire together. For heartbeats that is the point: ten thousand
- *   connections pinging at 1 Hz send their PINGs in ~30 bursts a second, so the peer wakes ~30
+ *   connections pinging at 1 Hz send their PINGs in ~60 bursts a second, so the peer wakes ~60
  *   times a second to read them instead of ten thousand times, and the answers come back in
  *   bursts too. Kernel wake-ups, not JavaScript, are most of a heartbeat's cost.
  *
@@ -193,12 +193,12 @@ const wheels = new Map<number, TimerWheel>();
 
 /**
  * The process's wheel for deadlines of about `periodMs` (a heartbeat interval, an idle
- * threshold): its tick is periodMs / 25 rounded down to a power of two, between 1 ms and
- * 1,024 ms, so it fires up to 4% of the period late. Connections with similar periods share a
+ * threshold): its tick is periodMs / 50 rounded down to a power of two, between 1 ms and
+ * 1,024 ms, so it fires up to 2% of the period late (16 ms for a 1 s heartbeat). Connections with similar periods share a
  * wheel, and so fire in the same bursts.
  */
 export function wheelFor(periodMs: number): TimerWheel {
-  const target = Math.min(1024, Math.max(1, periodMs / 25));
+  const target = Math.min(1024, Math.max(1, periodMs / 50));
   const tickMs = 2 ** Math.floor(Math.log2(target));
   let w = wheels.get(tickMs);
   if (w === undefined) {

@@ -136,12 +136,13 @@ describe('TimerWheel', () => {
     assert.equal(after.firedAt.length, 1);
   });
 
-  test('wheelFor: tick is period/25 rounded down to a power of two, 1..1024 ms, one wheel per tick', () => {
-    assert.equal(wheelFor(1000).tickMs, 32);
-    assert.equal(wheelFor(10_000).tickMs, 256);
-    assert.equal(wheelFor(30_000).tickMs, 1024);
+  test('wheelFor: tick is period/50 rounded down to a power of two, 1..1024 ms, one wheel per tick', () => {
+    assert.equal(wheelFor(1000).tickMs, 16);
+    assert.equal(wheelFor(2000).tickMs, 32);
+    assert.equal(wheelFor(10_000).tickMs, 128);
+    assert.equal(wheelFor(30_000).tickMs, 512);
     assert.equal(wheelFor(3_600_000).tickMs, 1024);
     assert.equal(wheelFor(20).tickMs, 1);
-    assert.equal(wheelFor(1000), wheelFor(1200));
+    assert.equal(wheelFor(1000), wheelFor(1500));
   });
 });
