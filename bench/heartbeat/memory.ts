@@ -3,7 +3,7 @@
  * Connection and its client/server with heartbeats armed, each side in its own process.
  *
  *   node --expose-gc dist/bench/heartbeat/memory.js [--connections 10000] [--repeats 3]
- *        [--only raw,conn,longlink] [--interval 30000] [--timeout 90000]
+ *        [--only raw,raw-interval,conn,longlink] [--interval 30000] [--timeout 90000]
  *
  * One run of a system: a server worker and a client worker; the client opens a warm-up batch
  * (so code is loaded, pools are allocated and JIT has run), both sides take a snapshot after full
@@ -31,7 +31,7 @@ import {
 } from './common.js';
 
 const USAGE = `usage: node --expose-gc dist/bench/heartbeat/memory.js [--connections 10000] [--warm 500]
-       [--repeats 3] [--only raw,conn,longlink] [--interval 30000] [--timeout 90000]
+       [--repeats 3] [--only raw,raw-interval,conn,longlink] [--interval 30000] [--timeout 90000]
        [--breakdown N]   also: what one connection keeps on the V8 heap, by constructor (N connections)`;
 
 const flags = parseFlags(
@@ -47,7 +47,7 @@ const hb: Heartbeat = {
   timeoutMs: numberFlag(flags, 'timeout', 90_000),
 };
 const breakdownN = numberFlag(flags, 'breakdown', 0);
-const systems = (flags.get('only') ?? 'raw,conn,longlink').split(',').map((s) => {
+const systems = (flags.get('only') ?? 'raw,raw-interval,conn,longlink').split(',').map((s) => {
   if (!isSystemName(s)) throw new Error(`unknown system ${s}`);
   return s;
 });
