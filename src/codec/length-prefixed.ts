@@ -90,16 +90,6 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
     // frame in Node 20, measurable on 16-byte frames.
     const memory = chunk.buffer;
     const base = chunk.byteOffset;
-    // The commonest chunk is one whole frame (a heartbeat, a lone request): answer it with an
-    // exact-size array. An empty array's first push allocates room for 17.
-    if (p === 0 && frames.length === 0) {
-      const total = this.parseHeader(chunk, 0, end);
-      if (total === end) {
-        const strip = this.strip;
-        this.checkLength(total, strip);
-        return [Buffer.from(memory, base + strip, total - strip)];
-      }
-    }
     while (p < end) {
       const total = this.parseHeader(chunk, p, end);
       if (total === NEED_MORE) {
@@ -109,7 +99,11 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
       const strip = this.strip;
       this.checkLength(total, strip);
       if (total <= end - p) {
-        frames.push(Buffer.from(memory, base + p + strip, total - strip));
+        const frame = Buffer.from(memory, base + p + strip, total - strip);
+        // The commonest chunk is one whole frame (a heartbeat, a lone request): answer it with
+        // an exact-size array. An empty array's first push allocates room for 17.
+        if (p === 0 && total === end && frames.length === 0) return [frame];
+        frames.push(frame);
         p += total;
       } else {
         this.startFrame(total, strip);
