@@ -13,6 +13,7 @@
  * resolution) and its heartbeat bytes. Children are killed after each run and on every exit path.
  */
 
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   DESCRIPTIONS,
@@ -43,7 +44,8 @@ const USAGE = `usage: node dist/bench/heartbeat/cpu.js [--connections 10000] [--
        [--duration 20] [--interval 1000] [--timeout 3000] [--repeats 1]
        [--only raw-interval,raw-wheel,longlink] [--idle-wait 20] [--concurrency 256]
        [--profile DIR]        V8 CPU profile of every process over the window (adds the profiler's cost)
-       [--alloc-profile DIR]  sampled allocation profile of every process over the window`;
+       [--alloc-profile DIR]  sampled allocation profile of every process over the window
+       [--gc-log DIR]         --trace-gc output of every process, one file each (GC pauses vs loop lag)`;
 
 const flags = parseFlags(
   process.argv.slice(2),
@@ -60,6 +62,7 @@ const flags = parseFlags(
     'concurrency',
     'profile',
     'alloc-profile',
+    'gc-log',
   ],
   USAGE,
 );
@@ -76,6 +79,8 @@ const idleWaitS = numberFlag(flags, 'idle-wait', 20);
 const concurrency = numberFlag(flags, 'concurrency', 256);
 const profileDir = flags.get('profile');
 const allocDir = flags.get('alloc-profile');
+const gcLogDir = flags.get('gc-log');
+const workerArgs = gcLogDir === undefined ? [] : ['--trace-gc'];
 const systems = (flags.get('only') ?? 'raw-interval,raw-wheel,longlink').split(',').map((s) => {
   if (!isSystemName(s) || s === 'raw' || s === 'conn') {
     throw new Error(`--only takes raw-interval, raw-wheel, longlink; got ${s}`);
@@ -103,8 +108,11 @@ interface Run {
 }
 
 async function runOnce(system: SystemName, rep: number): Promise<Run> {
-  const server = new Worker(`${system} server`);
-  const clients = Array.from({ length: clientProcs }, (_, i) => new Worker(`${system} client ${i}`));
+  const server = new Worker(`${system} server`, workerArgs);
+  const clients = Array.from(
+    { length: clientProcs },
+    (_, i) => new Worker(`${system} client ${i}`, workerArgs),
+  );
   try {
     const { port } = await server.call<{ ok: boolean; port: number }>({ cmd: 'listen', system, hb }, 15_000);
     const per = Math.ceil(connections / clientProcs);
@@ -173,6 +181,13 @@ async function runOnce(system: SystemName, rep: number): Promise<Run> {
     return { server: sw as Window, clients: cw as Window[], othersCores: others, connectMs };
   } finally {
     await Promise.all([...clients.map((c) => c.stop()), server.stop()]);
+    if (gcLogDir !== undefined) {
+      mkdirSync(gcLogDir, { recursive: true });
+      [server, ...clients].forEach((w, i) => {
+        const side = i === 0 ? 'server' : `client${i - 1}`;
+        writeFileSync(resolve(gcLogDir, `${system}-${rep + 1}-${side}.gc.log`), w.log);
+      });
+    }
   }
 }
 

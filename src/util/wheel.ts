@@ -41,9 +41,13 @@ export class TimerWheel {
   private readonly heap: number[] = [];
   /** Ticks up to this one were fired; nothing is filed at or below it. */
   private cursor: number;
+  /** The one timer; kept after it fires and re-armed with refresh() when the delay repeats. */
   private timer: NodeJS.Timeout | undefined;
-  /** The tick the timer is armed for. */
+  private timerDelay = -1;
+  /** The tick the timer is armed for; +Infinity when it is not armed. */
   private timerTick = Number.POSITIVE_INFINITY;
+  /** True while entries' callbacks run: what they schedule is armed for once, when the firing ends. */
+  private inFire = false;
   private count = 0;
   /** The tick being fired, when it is fired in slices (see MAX_PER_TURN). */
   private firing: WheelEntry[] | undefined;
@@ -71,7 +75,7 @@ export class TimerWheel {
       slot = [];
       this.slots.set(tick, slot);
       heapPush(this.heap, tick);
-      if (tick < this.timerTick) this.arm(tick);
+      if (tick < this.timerTick && !this.inFire) this.arm(tick);
     }
     entry.wheelTick = tick;
     entry.wheelIndex = slot.length;
@@ -99,17 +103,43 @@ export class TimerWheel {
   private arm(tick: number): void {
     // While a tick is fired in slices, the slice that finishes it arms the timer.
     if (this.resume !== undefined) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
     this.timerTick = tick;
     const delay = Math.max(1, Math.ceil(tick * this.tickMs - performance.now()));
+    const timer = this.timer;
+    if (timer !== undefined && delay === this.timerDelay) {
+      // Same delay as last time (the usual case: one tick ahead): re-arm the same Timeout.
+      timer.refresh();
+      return;
+    }
+    if (timer !== undefined) clearTimeout(timer);
+    this.timerDelay = delay;
     this.timer = setTimeout(TimerWheel.onTimer, delay, this);
     this.timer.unref();
   }
 
   private fire(): void {
-    this.timer = undefined;
     this.timerTick = Number.POSITIVE_INFINITY;
     this.resume = undefined;
+    this.inFire = true;
+    try {
+      this.fireDue();
+    } finally {
+      // Also when a callback threw: the wheel must keep running for every other entry.
+      this.inFire = false;
+      if (this.firing !== undefined) {
+        // Not unref'd: an unref'd immediate does not wake a loop that is waiting in poll.
+        this.resume ??= setImmediate(TimerWheel.onTimer, this);
+      } else {
+        // The timer may fire a little early (libuv's clock is cached per loop turn): re-arm for the rest.
+        const heap = this.heap;
+        while (heap.length > 0 && !this.slots.has(heap[0] as number)) heapPop(heap);
+        if (heap.length > 0) this.arm(heap[0] as number);
+      }
+    }
+  }
+
+  /** Fires the due ticks, at most MAX_PER_TURN entries; leaves `firing` set when a tick is unfinished. */
+  private fireDue(): void {
     const nowTick = Math.floor(performance.now() / this.tickMs);
     // Anything scheduled while firing lands after the ticks being fired.
     if (nowTick > this.cursor) this.cursor = nowTick;
@@ -118,7 +148,7 @@ export class TimerWheel {
     for (;;) {
       let slot = this.firing;
       if (slot === undefined) {
-        if (heap.length === 0 || (heap[0] as number) > nowTick) break;
+        if (heap.length === 0 || (heap[0] as number) > nowTick) return;
         const tick = heapPop(heap);
         slot = this.slots.get(tick);
         if (slot === undefined) continue;
@@ -128,7 +158,10 @@ export class TimerWheel {
         this.firingAt = 0;
       }
       const tick = this.firingTick;
-      while (this.firingAt < slot.length && budget > 0) {
+      while (this.firingAt < slot.length) {
+        // A big tick is done in slices with the event loop turning in between, so ten thousand
+        // entries due at once never stall it (the rest runs after this turn's I/O; see fire()).
+        if (budget === 0) return;
         const e = slot[this.firingAt++] as WheelEntry;
         // Cancelled (or moved) by an earlier entry's callback in this same tick.
         if (e.wheelTick !== tick) continue;
@@ -137,18 +170,8 @@ export class TimerWheel {
         budget--;
         e.onWheel();
       }
-      if (this.firingAt < slot.length) {
-        // A big tick is done in slices with the event loop turning in between, so ten thousand
-        // entries due at once never stall it (the rest runs after this turn's I/O).
-        // Not unref'd: an unref'd immediate does not wake a loop that is waiting in poll.
-        this.resume = setImmediate(TimerWheel.onTimer, this);
-        return;
-      }
       this.firing = undefined;
     }
-    // The timer may fire a little early (libuv's clock is cached per loop turn): re-arm for the rest.
-    while (heap.length > 0 && !this.slots.has(heap[0] as number)) heapPop(heap);
-    if (heap.length > 0) this.arm(heap[0] as number);
   }
 
   private static onTimer(wheel: TimerWheel): void {

@@ -1,6 +1,7 @@
 /** The shared timer wheel behind heartbeat and idle checks: ordering, precision, cancel, batching. */
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { MAX_PER_TURN, TimerWheel, type WheelEntry, wheelFor } from '../../src/util/wheel.js';
 
@@ -134,6 +135,75 @@ describe('TimerWheel', () => {
     wheel.schedule(after, 10);
     await sleep(40);
     assert.equal(after.firedAt.length, 1);
+  });
+
+  test('what callbacks schedule while a tick fires arms the timer once, when the firing ends', async () => {
+    const wheel = new TimerWheel(4);
+    const log: string[] = [];
+    const n = 40;
+    // Each callback files itself again, later entries earlier: every one would be the new
+    // earliest deadline, and arming for each would be a setTimeout apiece.
+    const ps = Array.from({ length: n }, (_, i) =>
+      probe(String(i), log, (p) => {
+        if (p.firedAt.length === 1) wheel.schedule(p, 4 * (n - i) + 8);
+      }),
+    );
+    for (const p of ps) wheel.schedule(p, 4);
+    const real = globalThis.setTimeout;
+    let calls = 0;
+    let counting = false;
+    const keepAlive = setInterval(() => {}, 1000); // the wheel's own timer is unref'd
+    globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+      if (counting) calls++;
+      return real(...args);
+    }) as typeof setTimeout;
+    try {
+      await new Promise<void>((resolve) => {
+        // Count only while the first burst fires (a zero-delay immediate runs right after it).
+        const first = ps[0] as Probe;
+        const original = first.onWheel;
+        first.onWheel = () => {
+          counting = true;
+          setImmediate(() => {
+            counting = false;
+            resolve();
+          });
+          first.onWheel = original;
+          original.call(first);
+        };
+      });
+    } finally {
+      globalThis.setTimeout = real;
+      clearInterval(keepAlive);
+    }
+    assert.equal(log.length, n);
+    assert.ok(calls <= 1, `${calls} setTimeout calls for one firing of ${n} rescheduling entries`);
+    await sleep(4 * n + 60);
+    assert.equal(log.length, 2 * n, 'every rescheduled entry fired again');
+  });
+
+  test('a callback that throws does not stop the wheel for the other entries', () => {
+    // In a child process: the error is uncaught by design (it is the listener's), which would
+    // fail this test runner's own test.
+    const wheelUrl = new URL('../../src/util/wheel.js', import.meta.url).href;
+    const code = `
+      import { TimerWheel } from ${JSON.stringify(wheelUrl)};
+      const wheel = new TimerWheel(4);
+      const fired = [];
+      let errors = 0;
+      process.on('uncaughtException', () => errors++);
+      const entry = (name, fn) => ({ wheelTick: -1, wheelIndex: -1, onWheel() { fired.push(name); fn?.(); } });
+      wheel.schedule(entry('a'), 5);
+      wheel.schedule(entry('boom', () => { throw new Error('listener bug'); }), 5);
+      wheel.schedule(entry('b'), 5);
+      wheel.schedule(entry('later'), 30);
+      setTimeout(() => { console.log(JSON.stringify({ fired, errors, size: wheel.size })); }, 80);
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+    const r = JSON.parse(out) as { fired: string[]; errors: number; size: number };
+    assert.equal(r.errors, 1);
+    assert.deepEqual([...r.fired].sort(), ['a', 'b', 'boom', 'later']);
+    assert.equal(r.size, 0);
   });
 
   test('wheelFor: tick is period/50 rounded down to a power of two, 1..1024 ms, one wheel per tick', () => {
