@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
-import type { FrameDecoder, FrameEncoder, Framing } from '../codec/types.js';
+import type { FrameDecoder, Framing } from '../codec/types.js';
 import {
   AbortedError,
   CloseTimeoutError,
@@ -402,6 +402,33 @@ function resetSocket(socket: net.Socket): boolean {
 }
 
 /**
+ * What only a closing, half-open or awaited connection needs. Made on first use, so an open idle
+ * connection (the one there are tens of thousands of) carries one empty pointer instead of a
+ * dozen fields.
+ */
+class Lifecycle {
+  /** Why the connection is closing; the first reason wins (see setPending). */
+  pending: PendingClose | undefined = undefined;
+  /** Set once, when the socket is released. */
+  info: CloseInfo | undefined = undefined;
+  promise: Promise<CloseInfo> | undefined = undefined;
+  resolve: ((info: CloseInfo) => void) | undefined = undefined;
+  /** The peer's FIN was read. */
+  remoteEnded = false;
+  /** Our FIN was handed to the kernel (Node's 'finish'). */
+  writeFinished = false;
+  /** The one timer of a closing connection; its meaning depends on the phase. */
+  timer: NodeJS.Timeout | undefined = undefined;
+  timerKind: TimerKind | undefined = undefined;
+  timerMs = -1;
+  deadline = 0;
+  deadlineMs = 0;
+  halfOpenSince = 0;
+  /** The write callback that checks for 'drain'; made the first time someone waits for it. */
+  onBatchWritten: (() => void) | undefined = undefined;
+}
+
+/**
  * A framed, long-lived TCP connection.
  *
  * @example
@@ -419,15 +446,11 @@ export class Connection extends EventEmitter implements WheelEntry {
   private readonly seq: string | number;
   readonly socket: net.Socket;
   readonly framing: Framing;
-  /** Resolves once, with the close info, when the socket is released. Never rejects. */
-  /** Made on first use (most connections never await it); see the `closed` getter. */
-  private closedPromise: Promise<CloseInfo> | undefined;
 
   private _state: ConnectionState = S.OPEN;
   private readonly decoder: FrameDecoder;
   /** Validated options, shared by every connection made with the same values (see settingsFor). */
   private readonly settings: Settings;
-  private readonly encoder: FrameEncoder;
   private readonly openedAt = Math.floor(performance.now());
 
   /** Frames encoded but not yet handed to the socket: flushed once per microtask. */
@@ -440,25 +463,12 @@ export class Connection extends EventEmitter implements WheelEntry {
   private framesRead = 0;
   private framesWritten = 0;
 
-  private remoteEnded = false;
-  private writeFinished = false;
-  private pending: PendingClose | undefined;
-  private closeInfo: CloseInfo | undefined;
-  private resolveClosed: ((info: CloseInfo) => void) | undefined;
-
   /** Heartbeat and idle checks run on a shared wheel (no timer per connection); see checkLiveness. */
   private wheel: TimerWheel | undefined;
   /** @internal The wheel's bookkeeping (WheelEntry). */
   wheelTick = -1;
   /** @internal */
   wheelIndex = -1;
-
-  /** The one timer of a closing connection; its meaning depends on the phase. */
-  private timer: NodeJS.Timeout | undefined;
-  private timerKind: TimerKind | undefined;
-  private deadline = 0;
-  private deadlineMs = 0;
-  private halfOpenSince = 0;
 
   /** Liveness bookkeeping: stamped once per read batch / flush; the timer does the arithmetic. */
   lastReadAt: number;
@@ -468,12 +478,10 @@ export class Connection extends EventEmitter implements WheelEntry {
   private heartbeatOutstanding = false;
   /** Idle events fired in the current idle period (IDLE_* bits); cleared by activity. */
   private idleFired = 0;
-  private timerMs = -1;
 
   private handler: ConnectionHandler | undefined;
-
-  /** The write callback that checks for 'drain'; made the first time someone waits for it. */
-  private onBatchWritten: (() => void) | undefined;
+  /** Close-time state, made on first use (see Lifecycle). */
+  private life: Lifecycle | undefined;
 
   /**
    * Wraps an already connected socket. The socket is switched to half-open mode so that the
@@ -494,7 +502,6 @@ export class Connection extends EventEmitter implements WheelEntry {
     this.seq = options.id ?? nextId++;
     this.framing = options.framing;
     this.decoder = options.framing.createDecoder();
-    this.encoder = options.framing.encoder;
     this.socket = socket;
     this.lastReadAt = this.lastWriteAt = this.settings.now();
     if (this.settings.idle !== undefined) this.pickWheel();
@@ -586,21 +593,28 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   /** Resolves once, with the close info, when the socket is released. Never rejects. */
   get closed(): Promise<CloseInfo> {
-    if (this.closedPromise === undefined) {
-      const info = this.closeInfo;
-      this.closedPromise =
+    const life = this.lifecycle();
+    if (life.promise === undefined) {
+      const info = life.info;
+      life.promise =
         info !== undefined
           ? Promise.resolve(info)
           : new Promise((resolve) => {
-              this.resolveClosed = resolve;
+              life.resolve = resolve;
             });
     }
-    return this.closedPromise;
+    return life.promise;
+  }
+
+  private lifecycle(): Lifecycle {
+    this.life ??= new Lifecycle();
+    return this.life;
   }
 
   private drainCallback(): () => void {
-    this.onBatchWritten ??= () => this.maybeDrain();
-    return this.onBatchWritten;
+    const life = this.lifecycle();
+    life.onBatchWritten ??= () => this.maybeDrain();
+    return life.onBatchWritten;
   }
 
   /** True while `send()` accepts frames. */
@@ -647,7 +661,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    */
   send(frame: Buffer): boolean {
     if (!this.writable) throw this.notWritable();
-    return this.enqueue(this.encoder.encode(frame));
+    return this.enqueue(this.framing.encoder.encode(frame));
   }
 
   /**
@@ -656,8 +670,8 @@ export class Connection extends EventEmitter implements WheelEntry {
    */
   sendParts(parts: readonly Buffer[]): boolean {
     if (!this.writable) throw this.notWritable();
-    if (parts.length === 1) return this.enqueue(this.encoder.encode(parts[0] as Buffer));
-    return this.enqueue(this.encoder.encodeParts(parts));
+    if (parts.length === 1) return this.enqueue(this.framing.encoder.encode(parts[0] as Buffer));
+    return this.enqueue(this.framing.encoder.encodeParts(parts));
   }
 
   /**
@@ -666,7 +680,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    * one buffer per small message instead of a payload plus a separate header.
    */
   get prefixLength(): number | undefined {
-    return this.encoder.prefixLength;
+    return this.framing.encoder.prefixLength;
   }
 
   /**
@@ -676,7 +690,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    */
   sendPrefixed(parts: Buffer[]): boolean {
     if (!this.writable) throw this.notWritable();
-    const enc = this.encoder;
+    const enc = this.framing.encoder;
     const n = enc.prefixLength;
     if (n === undefined || enc.writePrefix === undefined || parts.length === 0) {
       throw new InvalidArgumentError(`framing ${this.framing.name} has no fixed prefix to write in place`);
@@ -693,7 +707,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    */
   sendPrefixedOne(frame: Buffer): boolean {
     if (!this.writable) throw this.notWritable();
-    const enc = this.encoder;
+    const enc = this.framing.encoder;
     const n = enc.prefixLength;
     if (n === undefined || enc.writePrefix === undefined) {
       throw new InvalidArgumentError(`framing ${this.framing.name} has no fixed prefix to write in place`);
@@ -831,7 +845,8 @@ export class Connection extends EventEmitter implements WheelEntry {
       case S.READ_CLOSED:
         if (options.reason !== undefined) {
           this.setPending(options.reason, options.initiator ?? 'local', options.error, true);
-        } else if (this.remoteEnded) this.setPending(CloseReason.REMOTE_FIN, 'remote', undefined);
+        } else if (this.life?.remoteEnded === true)
+          this.setPending(CloseReason.REMOTE_FIN, 'remote', undefined);
         else this.setPending(CloseReason.LOCAL_GRACEFUL, 'local', undefined);
         this.transition(this._state, S.CLOSING);
         this.startDeadline(timeoutMs);
@@ -890,8 +905,9 @@ export class Connection extends EventEmitter implements WheelEntry {
     this.setPending(CloseReason.LOCAL_GRACEFUL, 'local', undefined, true);
     this.transition(this._state, S.LINGERING);
     this.endWrites();
-    this.deadline = performance.now() + ms;
-    this.deadlineMs = ms;
+    const life = this.lifecycle();
+    life.deadline = performance.now() + ms;
+    life.deadlineMs = ms;
     this.arm('linger-poll', Math.min(LINGER_POLL_MS, ms));
     return this.closed;
   }
@@ -976,7 +992,7 @@ export class Connection extends EventEmitter implements WheelEntry {
     if (from === S.OPEN) this.wheel?.cancel(this);
     switch (to) {
       case S.READ_CLOSED:
-        this.halfOpenSince = performance.now();
+        this.lifecycle().halfOpenSince = performance.now();
         this.arm('half-open-warn', this.settings.halfOpenWarnMs);
         break;
       case S.CLOSED:
@@ -995,14 +1011,15 @@ export class Connection extends EventEmitter implements WheelEntry {
     error: LonglinkError | undefined,
     force = false,
   ): void {
-    const p = this.pending;
+    const life = this.lifecycle();
+    const p = life.pending;
     if (force || p === undefined || (GRACEFUL_REASONS.has(p.reason) && !GRACEFUL_REASONS.has(reason))) {
-      this.pending = { reason, initiator, error };
+      life.pending = { reason, initiator, error };
     }
   }
 
   private notWritable(): ConnectionClosedError {
-    const reason = this.closeInfo?.reason ?? this.pending?.reason;
+    const reason = this.life?.info?.reason ?? this.life?.pending?.reason;
     return new ConnectionClosedError(
       `connection ${this.id} is ${this._state}; it takes no more sends`,
       reason,
@@ -1078,10 +1095,11 @@ export class Connection extends EventEmitter implements WheelEntry {
   /** Releases the socket once a graceful close has both sent its FIN and seen the peer's. */
   private maybeRelease(): void {
     if (this._state === S.CLOSED || this._state === S.LINGERING) return;
-    if (!this.writeFinished) return;
-    const protocolError = this.pending?.reason === CloseReason.PROTOCOL_ERROR;
+    const life = this.life;
+    if (life === undefined || !life.writeFinished) return;
+    const protocolError = life.pending?.reason === CloseReason.PROTOCOL_ERROR;
     // After a protocol error nothing more is read, so there is no EOF to wait for.
-    if (this.remoteEnded || protocolError) this.socket.destroy();
+    if (life.remoteEnded || protocolError) this.socket.destroy();
   }
 
   private reset(reason: CloseReason, initiator: 'local' | 'remote', error: LonglinkError | undefined): void {
@@ -1089,9 +1107,10 @@ export class Connection extends EventEmitter implements WheelEntry {
     // Measure what the reset discards before the descriptor is gone: our queue, Node's queue
     // and the kernel's unacknowledged bytes (minus the FIN, which SIOCOUTQ counts as one).
     let kernel = kernelUnacked(this.socket);
-    if (kernel !== undefined && this.writeFinished && kernel > 0) kernel -= 1;
+    const life = this.lifecycle();
+    if (kernel !== undefined && life.writeFinished && kernel > 0) kernel -= 1;
     const userSpace = this.outBytes + this.socket.writableLength;
-    this.pending = {
+    life.pending = {
       reason,
       initiator,
       error,
@@ -1103,39 +1122,44 @@ export class Connection extends EventEmitter implements WheelEntry {
   }
 
   private startDeadline(ms: number): void {
-    this.deadline = performance.now() + ms;
-    this.deadlineMs = ms;
+    const life = this.lifecycle();
+    life.deadline = performance.now() + ms;
+    life.deadlineMs = ms;
     this.arm('close-deadline', ms);
   }
 
   /** Arms the one timer; re-uses it with refresh() when kind and delay are unchanged. */
   private arm(kind: TimerKind, ms: number): void {
+    const life = this.lifecycle();
     const delay = Math.max(1, Math.ceil(ms));
-    if (this.timer !== undefined && this.timerKind === kind && this.timerMs === delay) {
-      this.timer.refresh();
+    if (life.timer !== undefined && life.timerKind === kind && life.timerMs === delay) {
+      life.timer.refresh();
       return;
     }
     this.disarm();
-    this.timerKind = kind;
-    this.timerMs = delay;
-    this.timer = setTimeout(Connection.onTimer, delay, this);
-    this.timer.unref();
+    life.timerKind = kind;
+    life.timerMs = delay;
+    life.timer = setTimeout(Connection.onTimer, delay, this);
+    life.timer.unref();
   }
 
   private disarm(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.timerKind = undefined;
+    const life = this.life;
+    if (life === undefined) return;
+    if (life.timer !== undefined) clearTimeout(life.timer);
+    life.timer = undefined;
+    life.timerKind = undefined;
   }
 
   private onTimerFired(): void {
-    const kind = this.timerKind;
-    this.timer = undefined;
-    this.timerKind = undefined;
+    const life = this.lifecycle();
+    const kind = life.timerKind;
+    life.timer = undefined;
+    life.timerKind = undefined;
     switch (kind) {
       case 'close-deadline': {
         if (this._state !== S.CLOSING) return;
-        const p = this.pending;
+        const p = life.pending;
         if (p !== undefined && !GRACEFUL_REASONS.has(p.reason)) {
           // A close forced by an error (e.g. protocol-error) keeps its reason when it times out.
           this.reset(p.reason, p.initiator, p.error);
@@ -1143,23 +1167,23 @@ export class Connection extends EventEmitter implements WheelEntry {
         }
         const unacked = kernelUnacked(this.socket) ?? 0;
         const unsent = this.outBytes + this.socket.writableLength + unacked;
-        const error = new CloseTimeoutError(this.deadlineMs, unsent);
+        const error = new CloseTimeoutError(life.deadlineMs, unsent);
         this.reset(CloseReason.CLOSE_TIMEOUT, p?.initiator ?? 'local', error);
         return;
       }
       case 'linger-poll': {
         if (this._state !== S.LINGERING) return;
         const unacked = kernelUnacked(this.socket);
-        if (this.writeFinished && unacked === 0) {
+        if (life.writeFinished && unacked === 0) {
           // Every byte and our FIN are acknowledged: what close() with SO_LINGER {1,N} waits for.
           this.socket.destroy();
           return;
         }
-        const left = this.deadline - performance.now();
+        const left = life.deadline - performance.now();
         if (left <= 0) {
           let lost = this.outBytes + this.socket.writableLength + (unacked ?? 0);
-          if (this.writeFinished && lost > 0) lost -= 1; // the FIN is not a byte of data
-          this.reset(CloseReason.LINGER_EXPIRED, 'local', new LingerExpiredError(this.deadlineMs, lost));
+          if (life.writeFinished && lost > 0) lost -= 1; // the FIN is not a byte of data
+          this.reset(CloseReason.LINGER_EXPIRED, 'local', new LingerExpiredError(life.deadlineMs, lost));
           return;
         }
         this.arm('linger-poll', Math.min(LINGER_POLL_MS, left));
@@ -1167,7 +1191,7 @@ export class Connection extends EventEmitter implements WheelEntry {
       }
       case 'half-open-warn': {
         if (this._state !== S.READ_CLOSED) return;
-        const sinceMs = Math.round(performance.now() - this.halfOpenSince);
+        const sinceMs = Math.round(performance.now() - life.halfOpenSince);
         this.emit('warning', {
           code: 'HALF_OPEN_LINGERING',
           message: `connection ${this.id} has been half-open for ${sinceMs} ms since the peer's FIN; close() it`,
@@ -1321,7 +1345,7 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   private onEnd(): void {
     if (this._state === S.CLOSED) return;
-    this.remoteEnded = true;
+    this.lifecycle().remoteEnded = true;
     try {
       this.decoder.end();
     } catch (err) {
@@ -1363,12 +1387,13 @@ export class Connection extends EventEmitter implements WheelEntry {
   }
 
   private onFinish(): void {
-    this.writeFinished = true;
+    this.lifecycle().writeFinished = true;
     this.maybeRelease();
   }
 
   private onError(err: NodeJS.ErrnoException): void {
-    if (this.pending?.unsentBytes !== undefined) return; // our own reset: already described
+    const life = this.lifecycle();
+    if (life.pending?.unsentBytes !== undefined) return; // our own reset: already described
     const unsent = this.outBytes + this.socket.writableLength;
     let next: PendingClose;
     if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
@@ -1385,15 +1410,16 @@ export class Connection extends EventEmitter implements WheelEntry {
       };
     }
     // A reset or failure overrides a graceful close in progress: data may have been lost.
-    if (this.pending === undefined || GRACEFUL_REASONS.has(this.pending.reason)) {
-      this.pending = { ...next, unsentBytes: unsent, unsentKnown: false };
+    if (life.pending === undefined || GRACEFUL_REASONS.has(life.pending.reason)) {
+      life.pending = { ...next, unsentBytes: unsent, unsentKnown: false };
     }
   }
 
   private onClose(): void {
     if (this._state === S.CLOSED) return;
     // No recorded reason: someone destroyed the socket under us. Not graceful.
-    const p: PendingClose = this.pending ?? {
+    const life = this.lifecycle();
+    const p: PendingClose = life.pending ?? {
       reason: CloseReason.LOCAL_ABORT,
       initiator: 'local',
       error: undefined,
@@ -1415,10 +1441,10 @@ export class Connection extends EventEmitter implements WheelEntry {
       framesWritten: this.framesWritten,
       durationMs: performance.now() - this.openedAt,
     };
-    this.closeInfo = info;
+    life.info = info;
     this.transition(this._state, S.CLOSED);
     if (closeChannel.hasSubscribers) closeChannel.publish({ connection: this, info });
-    this.resolveClosed?.(info);
+    life.resolve?.(info);
     this.handler?.handleClose?.(info);
     this.emit('close', info);
   }

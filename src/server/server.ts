@@ -114,11 +114,18 @@ export interface ServerEvents {
   close: [report: ShutdownReport];
 }
 
-type Session = {
-  peer: ServerPeer | undefined;
+/** A connection served by a plain-framing handler (the `legacy` option). */
+type LegacySession = {
   connection: Connection;
   legacyBusy?: Promise<void> | undefined;
 };
+
+/** What the server keeps per connection: the protocol peer itself (no record around it), or a legacy session. */
+type Session = ServerPeer | LegacySession;
+
+function peerOf(s: Session): ServerPeer | undefined {
+  return s instanceof ServerPeer ? s : undefined;
+}
 
 /**
  * A longlink server.
@@ -249,7 +256,7 @@ export class Server extends EventEmitter {
   /** Requests being handled right now, over all connections. */
   get inflightCount(): number {
     let n = 0;
-    for (const s of this.sessions.values()) n += s.peer?.inflightCount ?? 0;
+    for (const s of this.sessions.values()) n += peerOf(s)?.inflightCount ?? 0;
     return n;
   }
 
@@ -257,8 +264,9 @@ export class Server extends EventEmitter {
   broadcast(topic: string, payload: unknown): number {
     let n = 0;
     for (const s of this.sessions.values()) {
-      if (s.peer?.isReady && s.peer.writable && !s.peer.goawaySent) {
-        s.peer.notify(topic, payload);
+      const peer = peerOf(s);
+      if (peer?.isReady && peer.writable && !peer.goawaySent) {
+        peer.notify(topic, payload);
         n++;
       }
     }
@@ -292,13 +300,14 @@ export class Server extends EventEmitter {
       let unanswered = 0;
       const all = Promise.all(sessions.map((s) => s.connection.closed));
       for (const s of sessions) {
-        if (s.peer)
-          void s.peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.opts.retryAfterMs ?? 0);
+        const peer = peerOf(s);
+        if (peer)
+          void peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.opts.retryAfterMs ?? 0);
         else void s.connection.close({ timeoutMs: graceMs });
       }
       const timer = setTimeout(() => {
         for (const s of this.sessions.values()) {
-          unanswered += s.peer?.inflightCount ?? 0;
+          unanswered += peerOf(s)?.inflightCount ?? 0;
           aborted++;
           s.connection.abort(
             new LonglinkError(ErrorCode.SHUTTING_DOWN, `shutdown grace of ${graceMs} ms expired`),
@@ -347,18 +356,19 @@ export class Server extends EventEmitter {
       socket.destroy();
       return;
     }
-    const session: Session = { peer: undefined, connection };
-    this.sessions.set(connection, session);
     if (this.legacy) {
+      const session: LegacySession = { connection };
+      this.sessions.set(connection, session);
       connection.on('close', (info) => this.connectionClosed(connection, info));
       this.emit('connection', connection);
       this.acceptLegacy(session, this.legacy);
       return;
     }
     // A protocol session reports its close through peerOptions.onClose: no listener per connection.
-    this.emit('connection', connection);
+    // The peer only reads once the loop turns, so 'connection' listeners still come first.
     const peer = new ServerPeer(connection, this.peerOptions);
-    session.peer = peer;
+    this.sessions.set(connection, peer);
+    this.emit('connection', connection);
     if (this.closing) {
       peer.refuse(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.opts.retryAfterMs ?? 1000);
       return;
@@ -374,7 +384,7 @@ export class Server extends EventEmitter {
     }
   }
 
-  private acceptLegacy(session: Session, legacy: LegacyOptions & { framing: Framing }): void {
+  private acceptLegacy(session: LegacySession, legacy: LegacyOptions & { framing: Framing }): void {
     const connection = session.connection;
     if (this.sessions.size > this.maxConnections) {
       void connection.close({ timeoutMs: 1000 });

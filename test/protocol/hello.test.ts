@@ -167,3 +167,26 @@ describe('codec negotiation', () => {
     );
   });
 });
+
+describe('agreements are shared', () => {
+  it('equal negotiations share one frozen agreement; any difference (peer name included) makes another', () => {
+    const a = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 7000 }));
+    const b = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 7000 }));
+    assert.equal(a.server, b.server, 'one object on the server side');
+    assert.equal(a.client, b.client, 'one object on the client side');
+    assert.ok(Object.isFrozen(a.server) && Object.isFrozen(a.client));
+    assert.throws(() => {
+      (a.server as { maxInFlight: number }).maxInFlight = 1;
+    }, TypeError);
+    const c = handshake(hello({ name: 'svc-b', heartbeatIntervalMs: 7000 }));
+    assert.notEqual(c.server, a.server);
+    assert.equal(c.server.peerName, 'svc-b');
+    assert.equal(a.server.peerName, 'svc-a');
+    const d = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 8000 }));
+    assert.notEqual(d.server, a.server);
+    assert.equal(d.server.heartbeatIntervalMs, 8000);
+    // A name that looks like a key separator cannot collide with another agreement.
+    const e = handshake(hello({ name: '7000,"json"' }));
+    assert.equal(e.server.peerName, '7000,"json"');
+  });
+});
