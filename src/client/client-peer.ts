@@ -77,7 +77,8 @@ export class ClientPeer extends Peer {
   private nextSeq = 1;
   /** The highest send sequence number of any answered request. */
   private answeredSeq = 0;
-  private readonly offer: HelloMessage;
+  /** Our HELLO; dropped once answered (nothing needs it after the agreement). */
+  private offer: HelloMessage | undefined;
   private helloResolve: ((a: HelloAgreement) => void) | undefined;
   private helloReject: ((e: LonglinkError) => void) | undefined;
   /** The Client this connection works for; told of everything directly. */
@@ -113,7 +114,7 @@ export class ClientPeer extends Peer {
         resolve(a);
       };
       this.helloReject = reject;
-      this.trySend(this.offer);
+      if (this.offer !== undefined) this.trySend(this.offer);
     });
   }
 
@@ -153,7 +154,7 @@ export class ClientPeer extends Peer {
   protected onMessage(msg: Message): void {
     switch (msg.kind) {
       case MessageKind.HELLO: {
-        if (this.ready) {
+        if (this.ready || this.offer === undefined) {
           this.fail(new ProtocolError(ErrorCode.PROTOCOL, 'second HELLO'));
           return;
         }
@@ -167,6 +168,7 @@ export class ClientPeer extends Peer {
           return;
         }
         this.agreement = agreement;
+        this.offer = undefined;
         this.ready = true;
         if (this.heartbeatOn)
           this.startHeartbeat(agreement.heartbeatIntervalMs, agreement.heartbeatTimeoutMs);

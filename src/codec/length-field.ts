@@ -74,6 +74,8 @@ interface LengthFieldConfig {
   readonly adjustment: number;
   readonly strip: number;
   readonly maxFrameLength: number;
+  /** {@link readerKind} of the field. */
+  readonly kind: number;
 }
 
 /** Field size and order as one small integer, so the per-frame read is a single `switch`. */
@@ -82,26 +84,22 @@ function readerKind(fieldLength: LengthFieldLength, littleEndian: boolean): numb
 }
 
 class LengthFieldDecoder extends LengthPrefixedDecoder {
-  private readonly offset: number;
-  private readonly endOffset: number;
-  private readonly adjustment: number;
-  private readonly kind: number;
+  /** Shared by every decoder of one framing: a decoder holds one pointer, not five fields. */
+  private readonly config: LengthFieldConfig;
 
   constructor(config: LengthFieldConfig) {
     super(config.endOffset, config.maxFrameLength);
-    this.offset = config.offset;
-    this.endOffset = config.endOffset;
-    this.adjustment = config.adjustment;
-    this.kind = readerKind(config.fieldLength, config.littleEndian);
+    this.config = config;
     this.strip = config.strip;
   }
 
   protected parseHeader(buf: Buffer, start: number, end: number): number {
-    const endOffset = this.endOffset;
+    const config = this.config;
+    const endOffset = config.endOffset;
     if (end - start < endOffset) return NEED_MORE;
-    const at = start + this.offset;
+    const at = start + config.offset;
     let value: number;
-    switch (this.kind) {
+    switch (config.kind) {
       case 2:
       case 3:
         value = buf[at]!;
@@ -128,10 +126,10 @@ class LengthFieldDecoder extends LengthPrefixedDecoder {
       default:
         value = this.readU64(buf, at);
     }
-    const total = endOffset + value + this.adjustment;
+    const total = endOffset + value + config.adjustment;
     if (total < endOffset) {
       throw new BadFrameHeaderError(
-        `length field ${value} with lengthAdjustment ${this.adjustment} gives a negative frame length`,
+        `length field ${value} with lengthAdjustment ${config.adjustment} gives a negative frame length`,
       );
     }
     return total;
@@ -143,7 +141,7 @@ class LengthFieldDecoder extends LengthPrefixedDecoder {
    * frame arithmetic stays exact. The error reports the field's value (exact up to 2^53).
    */
   private readU64(buf: Buffer, at: number): number {
-    const le = this.kind === 17;
+    const le = this.config.kind === 17;
     const hi = le ? buf.readUInt32LE(at + 4) : buf.readUInt32BE(at);
     const lo = le ? buf.readUInt32LE(at) : buf.readUInt32BE(at + 4);
     const value = hi * TWO_32 + lo;
@@ -167,7 +165,7 @@ class LengthFieldEncoder extends LengthPrefixedEncoder {
   constructor(config: LengthFieldConfig) {
     super();
     this.config = config;
-    this.kind = readerKind(config.fieldLength, config.littleEndian);
+    this.kind = config.kind;
     const fieldMax = config.fieldLength === 8 ? Number.MAX_SAFE_INTEGER : 2 ** (8 * config.fieldLength) - 1;
     this.maxPayload = Math.max(0, Math.min(config.maxFrameLength, fieldMax + config.adjustment));
     this.unsupported =
@@ -296,15 +294,17 @@ export function lengthFieldFraming(options: LengthFieldFramingOptions): Framing 
       ? endOffset
       : checkInteger('initialBytesToStrip', o.initialBytesToStrip, 0, Number.MAX_SAFE_INTEGER);
   const maxFrameLength = checkMaxFrameLength(o.maxFrameLength);
+  // One byte has no order; normalising keeps `u8` one framing with one name.
+  const littleEndian = fieldLength > 1 && byteOrder === 'le';
   return new LengthFieldFraming({
     offset,
     fieldLength,
-    // One byte has no order; normalising keeps `u8` one framing with one name.
-    littleEndian: fieldLength > 1 && byteOrder === 'le',
+    littleEndian,
     endOffset,
     adjustment: includes ? adjustment - fieldLength : adjustment,
     strip,
     maxFrameLength,
+    kind: readerKind(fieldLength, littleEndian),
   });
 }
 

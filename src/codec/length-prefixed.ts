@@ -37,16 +37,11 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
   protected readonly headerMax: number;
   protected readonly maxFrameLength: number;
 
-  /** A header split across chunks waits here (allocated on first need, then reused). */
-  private header: Buffer | null = null;
-  private headerLength = 0;
-  /** A frame that spans chunks, being filled; null when none is in progress. */
-  private frame: Buffer | null = null;
-  private filled = 0;
-  /** Bytes of the frame in progress still to be skipped (the stripped part) before `filled` grows. */
-  private skip = 0;
-  /** Bytes of the frame in progress received so far, header included (for `bufferedBytes`). */
-  private received = 0;
+  /**
+   * A header or frame split across chunks; made the first time one is, then kept. Most
+   * connections (heartbeats, small messages) never need it, so it is not on every decoder.
+   */
+  private split: SplitState | undefined;
 
   constructor(headerMax: number, maxFrameLength: number) {
     super();
@@ -65,24 +60,27 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
   protected abstract parseHeader(buf: Buffer, start: number, end: number): number;
 
   override get bufferedBytes(): number {
-    return this.frame !== null ? this.received : this.headerLength;
+    const split = this.split;
+    if (split === undefined) return 0;
+    return split.frame !== null ? split.received : split.headerLength;
   }
 
   protected discard(): void {
-    this.header = null;
-    this.headerLength = 0;
-    this.frame = null;
+    this.split = undefined;
   }
 
   protected decode(chunk: Buffer): Buffer[] {
     const frames: Buffer[] = [];
     const end = chunk.length;
     let p = 0;
-    if (this.frame !== null) {
-      p = this.fill(chunk, 0, end);
-      if (!this.emitIfComplete(frames)) return frames;
-    } else if (this.headerLength > 0) {
-      p = this.continueHeader(chunk, frames);
+    const split = this.split;
+    if (split !== undefined) {
+      if (split.frame !== null) {
+        p = this.fill(split, chunk, 0, end);
+        if (!this.emitIfComplete(split, frames)) return frames;
+      } else if (split.headerLength > 0) {
+        p = this.continueHeader(split, chunk, frames);
+      }
     }
     // The hot loop: one parseHeader call and one view per frame, nothing else allocated.
     // Buffer.from(arrayBuffer, offset, length) is the same zero-copy view as `subarray`, which
@@ -106,8 +104,9 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
         frames.push(frame);
         p += total;
       } else {
-        this.startFrame(total, strip);
-        p = this.fill(chunk, p, end);
+        const split = this.splitState();
+        this.startFrame(split, total, strip);
+        p = this.fill(split, chunk, p, end);
       }
     }
     return frames;
@@ -129,9 +128,15 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
       // A parser that asks for more than it declared would loop forever; refuse loudly instead.
       throw new BadFrameHeaderError(`header parser needs more than headerMax (${this.headerMax}) bytes`);
     }
-    this.header ??= Buffer.allocUnsafe(this.headerMax);
-    chunk.copy(this.header, 0, start, end);
-    this.headerLength = end - start;
+    const split = this.splitState();
+    split.header ??= Buffer.allocUnsafe(this.headerMax);
+    chunk.copy(split.header, 0, start, end);
+    split.headerLength = end - start;
+  }
+
+  private splitState(): SplitState {
+    this.split ??= new SplitState();
+    return this.split;
   }
 
   /**
@@ -139,9 +144,9 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
    * parses, the frame is assembled by copy from the scratch and then the chunk. Returns the offset
    * in `chunk` where the next frame starts (or `chunk.length`).
    */
-  private continueHeader(chunk: Buffer, frames: Buffer[]): number {
-    const header = this.header!;
-    const prior = this.headerLength;
+  private continueHeader(split: SplitState, chunk: Buffer, frames: Buffer[]): number {
+    const header = split.header!;
+    const prior = split.headerLength;
     const take = Math.min(this.headerMax - prior, chunk.length);
     chunk.copy(header, prior, 0, take);
     const total = this.parseHeader(header, 0, prior + take);
@@ -149,53 +154,67 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
       if (prior + take >= this.headerMax) {
         throw new BadFrameHeaderError(`header parser needs more than headerMax (${this.headerMax}) bytes`);
       }
-      this.headerLength = prior + take;
+      split.headerLength = prior + take;
       return chunk.length;
     }
     const strip = this.strip;
     this.checkLength(total, strip);
-    this.headerLength = 0;
-    this.startFrame(total, strip);
+    split.headerLength = 0;
+    this.startFrame(split, total, strip);
     // `total > prior` always: the header alone did not parse from `prior` bytes.
-    this.fill(header, 0, prior);
-    const p = this.fill(chunk, 0, chunk.length);
-    this.emitIfComplete(frames);
+    this.fill(split, header, 0, prior);
+    const p = this.fill(split, chunk, 0, chunk.length);
+    this.emitIfComplete(split, frames);
     return p;
   }
 
-  private startFrame(total: number, strip: number): void {
-    this.frame = Buffer.allocUnsafe(total - strip);
-    this.filled = 0;
-    this.skip = strip;
-    this.received = 0;
+  private startFrame(split: SplitState, total: number, strip: number): void {
+    split.frame = Buffer.allocUnsafe(total - strip);
+    split.filled = 0;
+    split.skip = strip;
+    split.received = 0;
   }
 
   /** Feed `src[start, end)` to the frame in progress; return the offset after the bytes it took. */
-  private fill(src: Buffer, start: number, end: number): number {
-    const frame = this.frame!;
+  private fill(split: SplitState, src: Buffer, start: number, end: number): number {
+    const frame = split.frame!;
     let p = start;
-    if (this.skip > 0) {
-      const n = Math.min(this.skip, end - p);
-      this.skip -= n;
+    if (split.skip > 0) {
+      const n = Math.min(split.skip, end - p);
+      split.skip -= n;
       p += n;
     }
-    const n = Math.min(frame.length - this.filled, end - p);
+    const n = Math.min(frame.length - split.filled, end - p);
     if (n > 0) {
-      src.copy(frame, this.filled, p, p + n);
-      this.filled += n;
+      src.copy(frame, split.filled, p, p + n);
+      split.filled += n;
       p += n;
     }
-    this.received += p - start;
+    split.received += p - start;
     return p;
   }
 
-  private emitIfComplete(frames: Buffer[]): boolean {
-    const frame = this.frame!;
-    if (this.skip > 0 || this.filled < frame.length) return false;
+  private emitIfComplete(split: SplitState, frames: Buffer[]): boolean {
+    const frame = split.frame!;
+    if (split.skip > 0 || split.filled < frame.length) return false;
     frames.push(frame);
-    this.frame = null;
+    split.frame = null;
     return true;
   }
+}
+
+/** A decoder's state for a header or frame that spans chunks. */
+class SplitState {
+  /** A header split across chunks waits here (allocated on first need, then reused). */
+  header: Buffer | null = null;
+  headerLength = 0;
+  /** A frame that spans chunks, being filled; null when none is in progress. */
+  frame: Buffer | null = null;
+  filled = 0;
+  /** Bytes of the frame in progress still to be skipped (the stripped part) before `filled` grows. */
+  skip = 0;
+  /** Bytes of the frame in progress received so far, header included (for `bufferedBytes`). */
+  received = 0;
 }
 
 /**

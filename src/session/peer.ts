@@ -83,7 +83,8 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
 
   /** The framing's in-place prefix width (0: none): messages are encoded with that headroom. */
   private readonly prefix: number;
-  private pings: PingWaiter[] = [];
+  /** Callers of ping() waiting for their PONG; made on first use (the heartbeat needs none). */
+  private pings: PingWaiter[] | undefined;
   /** PING data is this sequence number as a u64 (two u32 halves: no BigInt on the hot path). */
   private pingSeq = 0;
   /** The heartbeat PING outstanding (its sequence and send time), for RTT without a promise. */
@@ -110,8 +111,9 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
 
   /** @internal ConnectionHandler: the connection closed. */
   handleClose(info: CloseInfo): void {
-    for (const p of this.pings) p.resolve(Number.NaN);
-    this.pings = [];
+    const pings = this.pings;
+    this.pings = undefined;
+    for (const p of pings ?? []) p.resolve(Number.NaN);
     this.onClose(info);
     this.ended(info);
   }
@@ -166,6 +168,7 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
   ping(): Promise<number> {
     const seq = ++this.pingSeq;
     return new Promise((resolve) => {
+      this.pings ??= [];
       this.pings.push({ seq, sentAt: performance.now(), resolve });
       if (!this.sendPingFrame(MessageKind.PING, seq, undefined)) {
         this.pings.pop();
@@ -333,9 +336,11 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
       this.recordRtt(performance.now() - this.hbSentAt);
       return;
     }
-    const i = this.pings.findIndex((p) => p.seq === seq);
+    const pings = this.pings;
+    if (pings === undefined) return;
+    const i = pings.findIndex((p) => p.seq === seq);
     if (i < 0) return;
-    const [p] = this.pings.splice(0, i + 1).slice(-1);
+    const [p] = pings.splice(0, i + 1).slice(-1);
     if (!p) return;
     const rtt = performance.now() - p.sentAt;
     this.recordRtt(rtt);
