@@ -153,7 +153,7 @@ export function decodeHelloParams(bytes: Buffer): HelloParams {
 // ---------------------------------------------------------------------------------------------
 // Negotiation
 
-/** What both sides use once the HELLO exchange is done. */
+/** What both sides use once the HELLO exchange is done. Frozen: connections that reached the same agreement share one object. */
 export interface HelloAgreement {
   /** The agreed version: the common major, the lower minor. */
   readonly version: number;
