@@ -426,6 +426,8 @@ class Lifecycle {
   halfOpenSince = 0;
   /** The write callback that checks for 'drain'; made the first time someone waits for it. */
   onBatchWritten: (() => void) | undefined = undefined;
+  /** write() calls waiting for the next 'drain' (one list, not a listener pair per call). */
+  writers: Array<{ resolve: () => void; reject: (err: Error) => void }> | undefined = undefined;
 }
 
 /**
@@ -784,25 +786,11 @@ export class Connection extends EventEmitter implements WheelEntry {
       return Promise.reject(err);
     }
     if (ok) return Promise.resolve();
+    const life = this.lifecycle();
+    life.writers ??= [];
+    const writers = life.writers;
     return new Promise((resolve, reject) => {
-      const onDrain = () => {
-        this.off('close', onClose);
-        resolve();
-      };
-      const onClose = (info: CloseInfo) => {
-        this.off('drain', onDrain);
-        reject(
-          new ConnectionClosedError(
-            `connection closed (${info.reason}) before the write drained`,
-            info.reason,
-            {
-              cause: info.error,
-            },
-          ),
-        );
-      };
-      this.once('drain', onDrain);
-      this.once('close', onClose);
+      writers.push({ resolve, reject });
     });
   }
 
@@ -1080,6 +1068,12 @@ export class Connection extends EventEmitter implements WheelEntry {
     if (this.needDrain && this.bufferedAmount <= this.settings.lowWaterMark) {
       this.needDrain = false;
       this.emit('drain');
+      const life = this.life;
+      const writers = life?.writers;
+      if (life !== undefined && writers !== undefined) {
+        life.writers = undefined;
+        for (const w of writers) w.resolve();
+      }
     }
   }
 
@@ -1446,6 +1440,21 @@ export class Connection extends EventEmitter implements WheelEntry {
     if (closeChannel.hasSubscribers) closeChannel.publish({ connection: this, info });
     life.resolve?.(info);
     this.handler?.handleClose?.(info);
+    const writers = life.writers;
+    if (writers !== undefined) {
+      life.writers = undefined;
+      for (const w of writers) {
+        w.reject(
+          new ConnectionClosedError(
+            `connection closed (${info.reason}) before the write drained`,
+            info.reason,
+            {
+              cause: info.error,
+            },
+          ),
+        );
+      }
+    }
     this.emit('close', info);
   }
 

@@ -274,6 +274,37 @@ describe('Connection', () => {
       assert.ok(info.unsentBytes > 0, 'queued bytes were discarded and counted');
     });
 
+    test('many write() calls waiting at once: all resolve on drain, in order, with no listener per call', async () => {
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.name);
+      process.on('warning', onWarning);
+      try {
+        const { conn, peer } = await pair(
+          { highWaterMark: 1024, lowWaterMark: 512 },
+          { pauseOnConnect: true },
+        );
+        const order: number[] = [];
+        const writes: Promise<void>[] = [];
+        for (let i = 0; i < 50; i++) {
+          writes.push(conn.write(Buffer.alloc(64 * 1024)).then(() => void order.push(i)));
+        }
+        assert.equal(conn.listenerCount('drain'), 0);
+        assert.equal(conn.listenerCount('close'), 0);
+        peer.resume();
+        await Promise.all(writes);
+        assert.deepEqual(
+          order,
+          Array.from({ length: 50 }, (_, i) => i),
+        );
+        await sleep(10); // process warnings are emitted on a later tick
+        assert.deepEqual(warnings, []);
+        conn.abort();
+        await conn.closed;
+      } finally {
+        process.off('warning', onWarning);
+      }
+    });
+
     test('send() after close throws ConnectionClosedError; a too-large frame throws and queues nothing', async () => {
       const { conn, peer } = await pair({
         framing: lengthFieldFraming({ lengthFieldLength: 4, maxFrameLength: 10 }),
