@@ -258,15 +258,15 @@ export function answerHello(
   };
   return {
     reply: { kind: MessageKind.HELLO, version, params },
-    agreement: internAgreement(
+    agreement: internAgreement({
       version,
       heartbeatIntervalMs,
       heartbeatTimeoutMs,
       maxFrameLength,
       maxInFlight,
       codec,
-      p.name,
-    ),
+      peerName: p.name,
+    }),
   };
 }
 
@@ -304,15 +304,15 @@ export function acceptHello(offer: HelloMessage, reply: HelloMessage): HelloAgre
   ) {
     throw new ProtocolError(ErrorCode.MALFORMED, 'server HELLO lacks an agreed value');
   }
-  return internAgreement(
-    reply.version,
-    r.heartbeatIntervalMs,
-    r.heartbeatTimeoutMs,
-    minDefined(o.maxFrameLength, r.maxFrameLength),
-    minDefined(o.maxInFlight, r.maxInFlight),
-    r.codec,
-    r.name,
-  );
+  return internAgreement({
+    version: reply.version,
+    heartbeatIntervalMs: r.heartbeatIntervalMs,
+    heartbeatTimeoutMs: r.heartbeatTimeoutMs,
+    maxFrameLength: minDefined(o.maxFrameLength, r.maxFrameLength),
+    maxInFlight: minDefined(o.maxInFlight, r.maxInFlight),
+    codec: r.codec,
+    peerName: r.name,
+  });
 }
 
 /** Distinct agreements kept for sharing; past this, new ones are made per connection. */
@@ -323,35 +323,19 @@ const interned = new Map<string, HelloAgreement>();
  * One frozen object per distinct agreement, shared by every connection that reached it: a server
  * with ten thousand clients of one kind keeps one, not ten thousand (~80 bytes each).
  */
-function internAgreement(
-  version: number,
-  heartbeatIntervalMs: number,
-  heartbeatTimeoutMs: number,
-  maxFrameLength: number,
-  maxInFlight: number,
-  codec: string,
-  peerName: string | undefined,
-): HelloAgreement {
+function internAgreement(agreed: HelloAgreement): HelloAgreement {
   const key = JSON.stringify([
-    version,
-    heartbeatIntervalMs,
-    heartbeatTimeoutMs,
-    maxFrameLength,
-    maxInFlight,
-    codec,
-    peerName ?? null,
+    agreed.version,
+    agreed.heartbeatIntervalMs,
+    agreed.heartbeatTimeoutMs,
+    agreed.maxFrameLength,
+    agreed.maxInFlight,
+    agreed.codec,
+    agreed.peerName ?? null,
   ]);
   let a = interned.get(key);
   if (a === undefined) {
-    a = Object.freeze({
-      version,
-      heartbeatIntervalMs,
-      heartbeatTimeoutMs,
-      maxFrameLength,
-      maxInFlight,
-      codec,
-      peerName,
-    });
+    a = Object.freeze(agreed);
     if (interned.size < MAX_INTERNED) interned.set(key, a);
   }
   return a;
