@@ -20,7 +20,7 @@ import {
   optionalBoolean,
   optionalChoice,
 } from './options.js';
-import type { FrameDecoder, FrameEncoder, Framing } from './types.js';
+import { ConfiguredFraming, type FrameDecoder, type Framing } from './types.js';
 
 /** Options of {@link asciiFraming}. */
 export interface AsciiFramingOptions {
@@ -137,24 +137,6 @@ class AsciiEncoder extends LengthPrefixedEncoder {
   }
 }
 
-class AsciiFraming implements Framing {
-  readonly name: string;
-  readonly maxFrameLength: number;
-  readonly encoder: FrameEncoder;
-  private readonly config: AsciiConfig;
-
-  constructor(config: AsciiConfig) {
-    this.config = config;
-    this.maxFrameLength = config.maxFrameLength;
-    this.encoder = new AsciiEncoder(config);
-    this.name = asciiName(config);
-  }
-
-  createDecoder(): FrameDecoder {
-    return new AsciiDecoder(this.config);
-  }
-}
-
 /** The canonical spec string: `ascii:W[:space][:incl][:prefix=HEX]` (see parseFraming). */
 function asciiName(config: AsciiConfig): string {
   let name = `ascii:${config.width}`;
@@ -196,12 +178,17 @@ export function asciiFraming(options?: AsciiFramingOptions): Framing {
       `${digits} digit(s) cannot spell a length that includes the ${width}-byte header`,
     );
   }
-  return new AsciiFraming({
+  const config: AsciiConfig = {
     width,
     prefix: Buffer.from(prefixText, 'latin1'),
     digits,
     space: pad === 'space',
     includesHeader,
     maxFrameLength,
-  });
+  };
+  return new ConfiguredFraming(asciiName(config), config, new AsciiEncoder(config), newAsciiDecoder);
+}
+
+function newAsciiDecoder(config: AsciiConfig): FrameDecoder {
+  return new AsciiDecoder(config);
 }

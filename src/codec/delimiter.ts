@@ -20,7 +20,7 @@ import { Buffer } from 'node:buffer';
 import { FrameTooLargeError, InvalidArgumentError } from '../errors.js';
 import { GuardedDecoder } from './guarded-decoder.js';
 import { checkMaxFrameLength, checkOptions, optionalBoolean } from './options.js';
-import type { FrameDecoder, FrameEncoder, Framing } from './types.js';
+import { ConfiguredFraming, type FrameDecoder, type FrameEncoder, type Framing } from './types.js';
 
 /** Options of {@link delimiterFraming}. */
 export interface DelimiterFramingOptions {
@@ -359,24 +359,6 @@ class DelimiterEncoder implements FrameEncoder {
   }
 }
 
-class DelimiterFraming implements Framing {
-  readonly name: string;
-  readonly maxFrameLength: number;
-  readonly encoder: FrameEncoder;
-  private readonly config: DelimiterConfig;
-
-  constructor(config: DelimiterConfig, name: string) {
-    this.config = config;
-    this.name = name;
-    this.maxFrameLength = config.maxFrameLength;
-    this.encoder = new DelimiterEncoder(config);
-  }
-
-  createDecoder(): FrameDecoder {
-    return new DelimiterDecoder(this.config);
-  }
-}
-
 /**
  * Frames end with `delimiter`, any byte sequence. A multi-byte delimiter may arrive split across
  * chunks.
@@ -405,7 +387,15 @@ export function delimiterFraming(options: DelimiterFramingOptions): Framing {
   }
   const hex = delimiter.toString('hex');
   const name = strip && hex === '0d0a' ? 'crlf' : `delimiter:${hex}${strip ? '' : ':keep'}`;
-  return new DelimiterFraming({ delimiter, strip, line: false, maxFrameLength }, name);
+  return delimiterFramingOf({ delimiter, strip, line: false, maxFrameLength }, name);
+}
+
+function delimiterFramingOf(config: DelimiterConfig, name: string): Framing {
+  return new ConfiguredFraming(name, config, new DelimiterEncoder(config), newDelimiterDecoder);
+}
+
+function newDelimiterDecoder(config: DelimiterConfig): FrameDecoder {
+  return new DelimiterDecoder(config);
 }
 
 /**
@@ -423,5 +413,5 @@ export function delimiterFraming(options: DelimiterFramingOptions): Framing {
 export function lineFraming(options?: LineFramingOptions): Framing {
   const o = checkOptions(options, 'lineFraming');
   const maxFrameLength = checkMaxFrameLength(o.maxFrameLength);
-  return new DelimiterFraming({ delimiter: Buffer.of(LF), strip: true, line: true, maxFrameLength }, 'line');
+  return delimiterFramingOf({ delimiter: Buffer.of(LF), strip: true, line: true, maxFrameLength }, 'line');
 }

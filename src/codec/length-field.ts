@@ -23,7 +23,7 @@ import {
   optionalChoice,
   optionalInteger,
 } from './options.js';
-import type { FrameDecoder, FrameEncoder, Framing } from './types.js';
+import { ConfiguredFraming, type FrameDecoder, type Framing } from './types.js';
 
 /** Width of the length field in bytes. */
 export type LengthFieldLength = 1 | 2 | 3 | 4 | 8;
@@ -232,24 +232,6 @@ class LengthFieldEncoder extends LengthPrefixedEncoder {
   }
 }
 
-class LengthFieldFraming implements Framing {
-  readonly name: string;
-  readonly maxFrameLength: number;
-  readonly encoder: FrameEncoder;
-  private readonly config: LengthFieldConfig;
-
-  constructor(config: LengthFieldConfig) {
-    this.config = config;
-    this.maxFrameLength = config.maxFrameLength;
-    this.encoder = new LengthFieldEncoder(config);
-    this.name = lengthFieldName(config);
-  }
-
-  createDecoder(): FrameDecoder {
-    return new LengthFieldDecoder(this.config);
-  }
-}
-
 /** The canonical spec string: `u16be[:off=N][:adj=N][:strip=N]` (see parseFraming). */
 function lengthFieldName(config: LengthFieldConfig): string {
   let name = `u${config.fieldLength * 8}`;
@@ -296,7 +278,7 @@ export function lengthFieldFraming(options: LengthFieldFramingOptions): Framing 
   const maxFrameLength = checkMaxFrameLength(o.maxFrameLength);
   // One byte has no order; normalising keeps `u8` one framing with one name.
   const littleEndian = fieldLength > 1 && byteOrder === 'le';
-  return new LengthFieldFraming({
+  const config: LengthFieldConfig = {
     offset,
     fieldLength,
     littleEndian,
@@ -305,7 +287,17 @@ export function lengthFieldFraming(options: LengthFieldFramingOptions): Framing 
     strip,
     maxFrameLength,
     kind: readerKind(fieldLength, littleEndian),
-  });
+  };
+  return new ConfiguredFraming(
+    lengthFieldName(config),
+    config,
+    new LengthFieldEncoder(config),
+    newLengthFieldDecoder,
+  );
+}
+
+function newLengthFieldDecoder(config: LengthFieldConfig): FrameDecoder {
+  return new LengthFieldDecoder(config);
 }
 
 function preset(fieldLength: LengthFieldLength, byteOrder: 'be' | 'le', options?: LengthFieldPresetOptions) {

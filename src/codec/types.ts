@@ -62,5 +62,26 @@ export interface Framing {
   readonly encoder: FrameEncoder;
 }
 
+/**
+ * The one Framing every codec builds: a name, one shared encoder, and a decoder per connection
+ * made from the same (shared, immutable) config.
+ */
+export class ConfiguredFraming<C extends { readonly maxFrameLength: number }> implements Framing {
+  readonly maxFrameLength: number;
+
+  constructor(
+    readonly name: string,
+    private readonly config: C,
+    readonly encoder: FrameEncoder,
+    private readonly makeDecoder: (config: C) => FrameDecoder,
+  ) {
+    this.maxFrameLength = config.maxFrameLength;
+  }
+
+  createDecoder(): FrameDecoder {
+    return this.makeDecoder(this.config);
+  }
+}
+
 /** Default limit on a frame: 16 MiB. Large enough for real messages, small enough to refuse abuse. */
 export const DEFAULT_MAX_FRAME_LENGTH = 16 * 1024 * 1024;

@@ -12,7 +12,7 @@ import { Buffer } from 'node:buffer';
 import { BadFrameHeaderError, FrameTooLargeError } from '../errors.js';
 import { LengthPrefixedDecoder, LengthPrefixedEncoder, NEED_MORE } from './length-prefixed.js';
 import { checkMaxFrameLength, checkOptions } from './options.js';
-import type { FrameDecoder, FrameEncoder, Framing } from './types.js';
+import { ConfiguredFraming, type FrameDecoder, type Framing } from './types.js';
 
 /** Options of {@link varintFraming}. */
 export interface VarintFramingOptions {
@@ -82,21 +82,6 @@ class VarintEncoder extends LengthPrefixedEncoder {
   }
 }
 
-class VarintFraming implements Framing {
-  readonly name = 'varint';
-  readonly maxFrameLength: number;
-  readonly encoder: FrameEncoder;
-
-  constructor(maxFrameLength: number) {
-    this.maxFrameLength = maxFrameLength;
-    this.encoder = new VarintEncoder(maxFrameLength);
-  }
-
-  createDecoder(): FrameDecoder {
-    return new VarintDecoder(this.maxFrameLength);
-  }
-}
-
 /**
  * Unsigned LEB128 (protobuf varint) length, then the body. Frames are the bodies.
  *
@@ -108,5 +93,15 @@ class VarintFraming implements Framing {
  */
 export function varintFraming(options?: VarintFramingOptions): Framing {
   const o = checkOptions(options, 'varintFraming');
-  return new VarintFraming(checkMaxFrameLength(o.maxFrameLength));
+  const maxFrameLength = checkMaxFrameLength(o.maxFrameLength);
+  return new ConfiguredFraming(
+    'varint',
+    { maxFrameLength },
+    new VarintEncoder(maxFrameLength),
+    newVarintDecoder,
+  );
+}
+
+function newVarintDecoder(config: { readonly maxFrameLength: number }): FrameDecoder {
+  return new VarintDecoder(config.maxFrameLength);
 }
