@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The systems a worker can run. */
-export const SYSTEMS = ['raw', 'raw-interval', 'raw-wheel', 'conn', 'longlink'] as const;
+export const SYSTEMS = ['raw', 'raw-interval', 'raw-wheel', 'raw-pair', 'conn', 'longlink'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 
 export function isSystemName(s: string): s is SystemName {
@@ -24,6 +24,8 @@ export const DESCRIPTIONS: Readonly<Record<SystemName, string>> = {
   raw: 'raw node:net, no heartbeat',
   'raw-interval': 'raw node:net, a setInterval per connection (baseline a)',
   'raw-wheel': 'raw node:net, one timer walking every connection (baseline b)',
+  'raw-pair':
+    "raw node:net with longlink's wire pattern: only the client pings (a setInterval per connection), the server answers",
   conn: 'longlink Connection (framing only, no protocol)',
   longlink: 'longlink createServer / connect with heartbeats',
 };

@@ -5,7 +5,7 @@
  *
  *   node dist/bench/heartbeat/cpu.js [--connections 10000] [--clients 1] [--warmup 5]
  *        [--duration 20] [--interval 1000] [--timeout 3000] [--repeats 1]
- *        [--only raw-interval,raw-wheel,longlink] [--idle-wait 20]
+ *        [--only raw-interval,raw-wheel,raw-pair,longlink] [--idle-wait 20]
  *
  * One run of a system: spawn the server worker, spawn the client workers, open the connections
  * (clients bound to 127.0.0.2, 127.0.0.3 …), wait the warm-up, then every worker measures the same
@@ -42,7 +42,7 @@ import {
 
 const USAGE = `usage: node dist/bench/heartbeat/cpu.js [--connections 10000] [--clients 1] [--warmup 5]
        [--duration 20] [--interval 1000] [--timeout 3000] [--repeats 1]
-       [--only raw-interval,raw-wheel,longlink] [--idle-wait 20] [--concurrency 256]
+       [--only raw-interval,raw-wheel,raw-pair,longlink] [--idle-wait 20] [--concurrency 256]
        [--profile DIR]        V8 CPU profile of every process over the window (adds the profiler's cost)
        [--alloc-profile DIR]  sampled allocation profile of every process over the window
        [--gc-log DIR]         --trace-gc output of every process, one file each (GC pauses vs loop lag)`;
@@ -81,9 +81,9 @@ const profileDir = flags.get('profile');
 const allocDir = flags.get('alloc-profile');
 const gcLogDir = flags.get('gc-log');
 const workerArgs = gcLogDir === undefined ? [] : ['--trace-gc'];
-const systems = (flags.get('only') ?? 'raw-interval,raw-wheel,longlink').split(',').map((s) => {
+const systems = (flags.get('only') ?? 'raw-interval,raw-wheel,raw-pair,longlink').split(',').map((s) => {
   if (!isSystemName(s) || s === 'raw' || s === 'conn') {
-    throw new Error(`--only takes raw-interval, raw-wheel, longlink; got ${s}`);
+    throw new Error(`--only takes raw-interval, raw-wheel, raw-pair, longlink; got ${s}`);
   }
   return s;
 });
@@ -313,6 +313,16 @@ async function main(): Promise<void> {
       `- ${ok(ll.serverCpu <= base.serverCpu / 2 && ll.clientCpu <= base.clientCpu / 2)} CPU ≤ half of raw-interval: server ${ratio(ll.serverCpu / base.serverCpu)}, client ${ratio(ll.clientCpu / base.clientCpu)}`,
       `- ${ok(ll.serverLagP99 <= 20 && ll.clientLagP99 <= 20)} loop-lag p99 ≤ 20 ms: server ${fixed(ll.serverLagP99)} ms, client ${fixed(ll.clientLagP99)} ms`,
     );
+  }
+  const pair = summarize(results.get('raw-pair') ?? []);
+  if (pair && base) {
+    out.push(
+      `- raw-pair (hand-written node:net, longlink's frame pattern) vs raw-interval: server ${ratio(pair.serverCpu / base.serverCpu)}, client ${ratio(pair.clientCpu / base.clientCpu)}`,
+    );
+    if (ll)
+      out.push(
+        `- longlink vs raw-pair: server ${ratio(ll.serverCpu / pair.serverCpu)}, client ${ratio(ll.clientCpu / pair.clientCpu)}`,
+      );
   }
   for (const [s, errs] of failures) for (const e of errs) out.push(`- ${s} failed: ${e.split('\n')[0]}`);
   if (profileDir !== undefined) {

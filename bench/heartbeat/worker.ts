@@ -9,6 +9,10 @@
  *                 the peer's pings (the issue's baseline a)
  *   raw-wheel     node:net, one setInterval per process walks every connection and pings it
  *                 (baseline b)
+ *   raw-pair      node:net with the frame pattern longlink puts on the wire: only the client pings
+ *                 (a setInterval per connection), the server only answers — one PING/PONG pair per
+ *                 connection and second, the fewest frames that give both sides liveness; what
+ *                 hand-written node:net code pays for that pattern (the floor longlink is held to)
  *   conn          longlink Connection over u32be framing, no protocol (memory only)
  *   longlink      createServer / connect, heartbeats negotiated in HELLO
  *
@@ -109,13 +113,13 @@ function rawOnClose(this: RawSocket, hadError: boolean): void {
 
 function rawOnError(): void {}
 
-function adoptRaw(s: RawSocket, system: SystemName, hb: Heartbeat): void {
+function adoptRaw(s: RawSocket, system: SystemName, hb: Heartbeat, side: 'server' | 'client'): void {
   s.setNoDelay(true);
   ends.add(s);
   s.on('data', rawOnData);
   s.on('error', rawOnError);
   s.on('close', rawOnClose);
-  if (system === 'raw-interval') {
+  if (system === 'raw-interval' || (system === 'raw-pair' && side === 'client')) {
     s.hb = setInterval(rawPing, hb.intervalMs, s);
   } else if (system === 'raw-wheel' && wheel === undefined) {
     // One timer for the whole process; each tick pings every connection in one go.
@@ -162,7 +166,7 @@ async function listen(c: ListenCmd): Promise<Record<string, unknown>> {
   }
   const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     if (c.system === 'conn') ends.add(new Connection(socket, { framing }));
-    else adoptRaw(socket, c.system, hb);
+    else adoptRaw(socket, c.system, hb, 'server');
   });
   await new Promise<void>((resolve, reject) => {
     srv.once('error', reject);
@@ -223,7 +227,7 @@ async function openOne(c: ConnectCmd, port: number, localAddress: string): Promi
     }
     default: {
       const s = await openRaw(port, localAddress);
-      adoptRaw(s, c.system, hb);
+      adoptRaw(s, c.system, hb, 'client');
     }
   }
 }
