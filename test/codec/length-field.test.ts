@@ -277,6 +277,8 @@ describe('errors', () => {
       { lengthFieldLength: 2, initialBytesToStrip: -1 },
       { lengthFieldLength: 2, maxFrameLength: 0 },
       { lengthFieldLength: 2, maxFrameLength: 2 ** 40 },
+      // The bound is 2^32 on every Node version (Node 22+ would allow 2^53 − 1 byte Buffers).
+      { lengthFieldLength: 2, maxFrameLength: 2 ** 32 + 1 },
       { lengthFieldLength: 2, lengthIncludesLengthField: 'yes' },
     ];
     for (const options of bad) {
@@ -286,6 +288,13 @@ describe('errors', () => {
         'ERR_INVALID_ARGUMENT',
       );
     }
+  });
+
+  test('maxFrameLength may be as large as 2^32 − 1', () => {
+    assert.equal(
+      lengthFieldFraming({ lengthFieldLength: 4, maxFrameLength: 0xffff_ffff }).maxFrameLength,
+      0xffff_ffff,
+    );
   });
 
   test('canonical names', () => {
