@@ -74,6 +74,8 @@ export interface Snapshot {
   rss: number;
   heapUsed: number;
   heapTotal: number;
+  /** The young generation's reserved size (V8's new_space), bytes: part of heapTotal. */
+  youngTotal: number;
   external: number;
   arrayBuffers: number;
 }

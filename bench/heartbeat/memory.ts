@@ -61,6 +61,11 @@ interface PerConn {
   /** V8 heap reserved (used + free pages). */
   heapTotal: number;
   external: number;
+  /**
+   * Growth of the young generation's reserve over the whole step, bytes (not per connection): V8
+   * sizes it to the allocation rate, so it is a one-off that a per-connection figure would smear.
+   */
+  youngGrowth: number;
 }
 
 interface Run {
@@ -75,6 +80,7 @@ function perConn(a: Snapshot, b: Snapshot): PerConn {
     heap: (b.heapUsed - a.heapUsed) / n,
     heapTotal: (b.heapTotal - a.heapTotal) / n,
     external: (b.external - a.external) / n,
+    youngGrowth: b.youngTotal - a.youngTotal,
   };
 }
 
@@ -121,6 +127,7 @@ async function runOnce(system: SystemName): Promise<Run> {
 }
 
 const kb = (bytes: number): string => fixed(bytes / 1024, 2);
+const mib = (bytes: number): string => fixed(bytes / 1024 / 1024, 1);
 
 type Classes = Record<string, [count: number, bytes: number]>;
 
@@ -191,7 +198,7 @@ async function main(): Promise<void> {
         const r = await runOnce(system);
         results.get(system)?.push(r);
         process.stderr.write(
-          `  ${system} #${rep + 1}: server RSS ${kb(r.server.rss)} heap ${kb(r.server.heap)} (total ${kb(r.server.heapTotal)}) ext ${kb(r.server.external)} KB; client RSS ${kb(r.client.rss)} heap ${kb(r.client.heap)} (total ${kb(r.client.heapTotal)}) ext ${kb(r.client.external)} KB per connection\n`,
+          `  ${system} #${rep + 1}: server RSS ${kb(r.server.rss)} heap ${kb(r.server.heap)} (total ${kb(r.server.heapTotal)}) ext ${kb(r.server.external)} KB; client RSS ${kb(r.client.rss)} heap ${kb(r.client.heap)} (total ${kb(r.client.heapTotal)}) ext ${kb(r.client.external)} KB per connection; young generation grew ${mib(r.server.youngGrowth)} / ${mib(r.client.youngGrowth)} MiB\n`,
         );
       } catch (err) {
         failures.push(`${system}: ${(err as Error).message.split('\n')[0]}`);

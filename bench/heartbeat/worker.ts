@@ -349,11 +349,13 @@ async function fullGc(): Promise<void> {
 async function snapshot(): Promise<Record<string, unknown>> {
   await fullGc();
   const m = process.memoryUsage();
+  const young = v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space');
   return {
     open: ends.size,
     rss: m.rss,
     heapUsed: m.heapUsed,
     heapTotal: m.heapTotal,
+    youngTotal: young?.space_size ?? 0,
     external: m.external,
     arrayBuffers: m.arrayBuffers,
   };
