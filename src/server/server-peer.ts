@@ -197,8 +197,9 @@ export class ServerPeer extends Peer {
   }
 
   protected override onPing(): boolean {
-    // Whole ms: an integer field costs no separate heap number per connection.
-    const now = Math.floor(performance.now());
+    // The read that carried this PING stamped lastReadAt just now: no second clock read. Whole ms:
+    // an integer field costs no separate heap number per connection.
+    const now = Math.floor(this.connection.lastReadAt);
     const gap = now - this.lastPingAt;
     this.lastPingAt = now;
     if (gap < this.options.minPingIntervalMs && ++this.pingStrikes > this.options.maxPingStrikes) {
