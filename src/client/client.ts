@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
-import type { CloseInfo } from '../connection/close-reason.js';
+import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
 import { Connection, type ConnectionOptions, type ConnectionStats } from '../connection/connection.js';
 import {
   AbortedError,
@@ -20,11 +20,17 @@ import {
 import { HELLO_DEFAULTS, isValidCodecName } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, rawCodec } from '../protocol/payload.js';
 import type { GoawayMessage, HelloParams } from '../protocol/types.js';
-import { type HeartbeatSetting, type HeartbeatTiming, resolveHeartbeat } from '../session/heartbeat.js';
+import {
+  HEARTBEAT_PRESETS,
+  type HeartbeatSetting,
+  type HeartbeatTiming,
+  resolveHeartbeat,
+} from '../session/heartbeat.js';
 import { AsyncQueue } from '../util/async-queue.js';
+import { countOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 import { deferListenerTable } from '../util/events.js';
-import { ClientPeer, type ClientPeerOwner, type OutgoingRequest } from './client-peer.js';
+import { ClientPeer, type ClientPeerOwner, type OutgoingRequest, RefusedError } from './client-peer.js';
 
 /** A request's own deadline passed before its answer came. The server was asked to cancel it. */
 export class RequestTimeoutError extends LonglinkError {
@@ -227,6 +233,8 @@ export class Client extends EventEmitter implements ClientPeerOwner {
   private lastError: LonglinkError | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** The connection whose HELLO is under way (close() and destroy() abort it). */
+  private opening: Connection | undefined;
   private inflight = 0;
   /** Made on first use: most clients never iterate. */
   private notifyQueues: Set<AsyncQueue<Notification>> | undefined;
@@ -252,7 +260,12 @@ export class Client extends EventEmitter implements ClientPeerOwner {
         `codec name ${JSON.stringify(this.codec.name)} is not a valid codec name`,
       );
     }
-    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.requestTimeoutMs = finiteAtLeast('requestTimeoutMs', options.requestTimeoutMs, 30_000);
+    finitePositive('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+    const wd = options.whenDisconnected;
+    if (wd !== undefined && wd !== 'wait' && wd !== 'fail') {
+      throw new InvalidArgumentError(`whenDisconnected must be 'wait' or 'fail', got ${String(wd)}`);
+    }
     const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
     this.heartbeat = hb.timing;
     if (hb.warning !== undefined) {
@@ -264,10 +277,10 @@ export class Client extends EventEmitter implements ClientPeerOwner {
       r === false
         ? undefined
         : {
-            initialDelayMs: r?.initialDelayMs ?? 100,
-            multiplier: r?.multiplier ?? 2,
-            maxDelayMs: r?.maxDelayMs ?? 10_000,
-            maxAttempts: r?.maxAttempts ?? Number.POSITIVE_INFINITY,
+            initialDelayMs: finiteAtLeast('reconnect.initialDelayMs', r?.initialDelayMs, 100),
+            multiplier: finiteAtLeast('reconnect.multiplier', r?.multiplier, 2, 1),
+            maxDelayMs: finiteAtLeast('reconnect.maxDelayMs', r?.maxDelayMs, 10_000),
+            maxAttempts: countOrInfinity('reconnect.maxAttempts', r?.maxAttempts, Number.POSITIVE_INFINITY),
           };
   }
 
@@ -311,12 +324,13 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     if (signal?.aborted)
       return Promise.reject(new AbortedError(`request ${method} aborted`, { cause: signal.reason }));
     let payload: Buffer;
+    let timeoutMs: number;
     try {
+      timeoutMs = finiteAtLeast('timeoutMs', options.timeoutMs, this.requestTimeoutMs);
       payload = this.codec.encode(params === undefined ? null : params);
     } catch (err) {
       return Promise.reject(err);
     }
-    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     return new Promise<T>((resolve, reject) => {
       const p = new Pending(
         this,
@@ -399,6 +413,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     if (this.closed) return;
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.opening?.abort();
     for (const p of this.queue.splice(0))
       p.settle(new RequestNotSentError('client closed before the request was sent'), undefined);
     const graceMs = options.graceMs ?? 5000;
@@ -430,6 +445,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     const first = !this.closed;
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.opening?.abort(error);
     for (const p of this.queue.splice(0)) p.settle(new RequestNotSentError('client destroyed'), undefined);
     for (const peer of this.peers.slice()) peer.connection.abort(error);
     for (const q of this.notifyQueues ?? []) q.end();
@@ -448,7 +464,10 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     this.inflight--;
     if (p.deadline !== undefined) this.deadlines.cancel(p.deadline);
     if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort);
-    if (this.inflight === 0) this.emit('idle');
+    if (this.inflight === 0) {
+      this.retryTimer?.unref();
+      this.emit('idle');
+    }
   }
 
   /** @internal The caller gave up on `p` (timeout or abort). */
@@ -474,11 +493,15 @@ export class Client extends EventEmitter implements ClientPeerOwner {
       }
       return;
     }
-    if (this.options.whenDisconnected === 'fail' && this.connecting === undefined) {
+    if (this.options.whenDisconnected === 'fail') {
+      // At once, also while a reconnect is under way (the reconnect goes on for later requests).
       p.settle(new RequestNotSentError('not connected', { cause: this.lastError }), undefined);
+      this.ensureConnected();
       return;
     }
     this.queue.push(p);
+    // A request waiting for the connection keeps the process alive, as its socket would.
+    this.retryTimer?.ref();
     this.ensureConnected();
   }
 
@@ -512,7 +535,15 @@ export class Client extends EventEmitter implements ClientPeerOwner {
       ...(o.credential === undefined ? {} : { credential: o.credential }),
       ...(o.name === undefined ? {} : { name: o.name }),
     };
+    if (this.closed) {
+      // close() or destroy() came while the TCP connect was under way.
+      conn.abort();
+      throw new ConnectionClosedError('client is closed', 'local-abort');
+    }
     const peer = new ClientPeer(conn, params, hb !== undefined);
+    // Owner from the start: a NOTIFY in the same read as the HELLO answer is delivered, not lost.
+    peer.owner = this;
+    this.opening = conn;
     const timer = setTimeout(
       () => conn.abort(new LonglinkError('ERR_CONNECT_TIMEOUT', 'no HELLO answer in time')),
       o.connectTimeoutMs ?? 10_000,
@@ -522,15 +553,26 @@ export class Client extends EventEmitter implements ClientPeerOwner {
       await peer.handshake((name) => (name === this.codec.name ? this.codec : undefined));
     } finally {
       clearTimeout(timer);
+      this.opening = undefined;
     }
-    this.adopt(peer);
-    return peer;
-  }
-
-  private adopt(peer: ClientPeer): void {
+    if (this.closed) {
+      conn.abort();
+      throw new ConnectionClosedError('client is closed', 'local-abort');
+    }
+    const goaway = peer.goawayReceived;
+    if (goaway !== undefined) {
+      // The GOAWAY came in the same read as the HELLO answer: this connection is already
+      // closing. Not adopted; the attempt failed, and the server's retry hint is kept.
+      void peer.closeConnection(CloseReason.GOING_AWAY);
+      throw new RefusedError(
+        goaway.reason,
+        `server went away during HELLO: ${goaway.message}`,
+        goaway.retryAfterMs,
+      );
+    }
     this.peer = peer;
     this.peers.push(peer);
-    peer.owner = this;
+    return peer;
   }
 
   /** @internal ClientPeerOwner */
@@ -545,23 +587,41 @@ export class Client extends EventEmitter implements ClientPeerOwner {
 
   /** @internal ClientPeerOwner: the server never read these; send them again, in order, ahead of newer ones. */
   peerUnprocessed(requests: OutgoingRequest[]): void {
+    // Only queued: the GOAWAY that handed them back comes next (peerGoaway), and it starts the
+    // reconnect with the server's retryAfterMs. Starting one here would ignore that hint.
     this.queue = (requests as Pending[]).concat(this.queue);
-    this.ensureConnected();
   }
 
   /** @internal ClientPeerOwner */
   peerGoaway(peer: ClientPeer, msg: GoawayMessage): void {
+    // A GOAWAY during the handshake is openPeer's to handle: the peer was never adopted.
+    if (!this.peers.includes(peer)) return;
     if (this.peer === peer) this.peer = undefined;
-    if (msg.reason === 'ERR_TOO_MANY_PINGS') this.heartbeatScale *= 2;
+    if (msg.reason === 'ERR_TOO_MANY_PINGS') this.slowHeartbeat();
     this.emit('goaway', msg.reason, msg.retryAfterMs);
     this.pushStatus({ type: 'goaway', reason: msg.reason, retryAfterMs: msg.retryAfterMs });
-    if (!this.closed && this.reconnectPolicy) this.ensureConnected(msg.retryAfterMs);
+    // Also without a reconnect policy: ensureConnected then fails the requests handed back.
+    if (!this.closed) this.ensureConnected(msg.retryAfterMs);
+  }
+
+  /**
+   * The server said we ping too often: double the heartbeat for the next connections (gRPC's
+   * client backoff), but never past the standard preset's timing, so the detection bound the
+   * user chose grows at most to the standard one (or stays, if it was already looser).
+   */
+  private slowHeartbeat(): void {
+    const hb = this.heartbeat;
+    if (hb === undefined) return;
+    const cap = Math.max(1, HEARTBEAT_PRESETS.standard.intervalMs / hb.intervalMs);
+    this.heartbeatScale = Math.min(this.heartbeatScale * 2, cap);
   }
 
   /** @internal ClientPeerOwner */
   peerClosed(peer: ClientPeer, info: CloseInfo): void {
     const i = this.peers.indexOf(peer);
-    if (i >= 0) this.peers.splice(i, 1);
+    // A connection that closed during its handshake was never adopted: openPeer reports it.
+    if (i < 0) return;
+    this.peers.splice(i, 1);
     if (this.peer === peer) this.peer = undefined;
     this.lastError = info.error;
     this.emit('disconnect', info);
@@ -620,6 +680,9 @@ export class Client extends EventEmitter implements ClientPeerOwner {
             policy.initialDelayMs * policy.multiplier ** (attempt - 1),
           );
           delay = Math.max(delay > 0 && attempt === 1 ? delay : 0, Math.random() * ceiling);
+          // A refusal's hint (GOAWAY before or during HELLO) is a floor, plus the jitter.
+          if (err instanceof RefusedError && err.retryAfterMs > 0)
+            delay = err.retryAfterMs + Math.random() * ceiling;
         }
       }
     })().finally(() => {

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
+import { checkInteger } from '../codec/options.js';
 import type { FrameDecoder, Framing } from '../codec/types.js';
 import {
   AbortedError,
@@ -37,6 +38,7 @@ import {
   type TcpInfo,
   tcpInfo,
 } from '../sys/sockopt.js';
+import { finiteAtLeast, finitePositive } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
 import { type TimerWheel, type WheelEntry, wheelFor } from '../util/wheel.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
@@ -105,8 +107,12 @@ export interface ConnectionOptions {
   coalesceBytes?: number;
   /** TCP_NODELAY. Default true: frames leave at once; coalescing is done per tick in user space. */
   noDelay?: boolean;
-  /** TCP keepalive (idle/interval/count), or false. Default idle 60 s, interval 10 s, 6 probes. */
-  keepAlive?: KeepAliveOptions | false;
+  /**
+   * TCP keepalive (idle/interval/count), or false. Default idle 60 s, interval 10 s, 6 probes; a
+   * field not given keeps its default. Idle and interval 1 ms … 32 767 s (rounded up to seconds),
+   * count 1 … 127.
+   */
+  keepAlive?: Partial<KeepAliveOptions> | false;
   /** TCP_USER_TIMEOUT in ms (Linux): drop the connection when sent data stays unacknowledged this long. */
   userTimeoutMs?: number;
   /** A label for logs and diagnostics. Default a process-unique number. */
@@ -320,12 +326,60 @@ const IDLE_READER = 1;
 const IDLE_WRITER = 2;
 const IDLE_ALL = 4;
 
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value < 0) {
-    throw new InvalidArgumentError(`${name} must be a finite number >= 0, got ${String(value)}`);
+/** Heartbeat timing: 0 < intervalMs < timeoutMs, both finite. */
+function checkHeartbeatTiming(h: HeartbeatOptions): void {
+  finiteAtLeast('heartbeat.intervalMs', h.intervalMs, 0);
+  finiteAtLeast('heartbeat.timeoutMs', h.timeoutMs, 0);
+  if (!(h.intervalMs > 0) || !(h.timeoutMs > h.intervalMs)) {
+    throw new InvalidArgumentError('heartbeat needs 0 < intervalMs < timeoutMs');
   }
-  return value;
+}
+
+const DEFAULT_KEEPALIVE: KeepAliveOptions = { idleMs: 60_000, intervalMs: 10_000, count: 6 };
+
+/**
+ * `keepAlive`, fields not given taken from the default. Linux's limits: TCP_KEEPIDLE and
+ * TCP_KEEPINTVL at most 32 767 s, TCP_KEEPCNT 1 … 127.
+ */
+function keepAliveFor(o: Partial<KeepAliveOptions> | undefined): KeepAliveOptions {
+  if (o === undefined) return DEFAULT_KEEPALIVE;
+  const k = { ...DEFAULT_KEEPALIVE, ...o };
+  finitePositive('keepAlive.idleMs', k.idleMs, 0);
+  finitePositive('keepAlive.intervalMs', k.intervalMs, 0);
+  if (k.idleMs > 32_767_000 || k.intervalMs > 32_767_000) {
+    throw new InvalidArgumentError('keepAlive.idleMs and keepAlive.intervalMs must be at most 32 767 000 ms');
+  }
+  checkInteger('keepAlive.count', k.count, 1, 127);
+  return k;
+}
+
+/** @internal What the constructor takes from its options, checked before anything is touched. */
+export interface CheckedOptions {
+  settings: Settings;
+  keepAlive: KeepAliveOptions | undefined;
+  userTimeoutMs: number | undefined;
+  heartbeat: (HeartbeatOptions & { frame?: Buffer }) | undefined;
+}
+
+/**
+ * @internal Checks a Connection's options (InvalidArgumentError on the first bad one). A server
+ * checks its connection options once, not per accepted socket, and hands the result to each.
+ */
+export function checkOptions(options: ConnectionOptions): CheckedOptions {
+  if (!options || typeof options.framing?.createDecoder !== 'function') {
+    throw new InvalidArgumentError('options.framing must be a Framing (e.g. lengthFieldFraming(...))');
+  }
+  const heartbeat = options.heartbeat || undefined;
+  if (heartbeat !== undefined) checkHeartbeatTiming(heartbeat);
+  return {
+    settings: settingsFor(options),
+    keepAlive: options.keepAlive === false ? undefined : keepAliveFor(options.keepAlive),
+    userTimeoutMs:
+      options.userTimeoutMs === undefined
+        ? undefined
+        : finiteAtLeast('userTimeoutMs', options.userTimeoutMs, 0),
+    heartbeat,
+  };
 }
 
 /** A connection's validated options; immutable, so connections with equal options share one. */
@@ -349,23 +403,27 @@ interface Settings {
 const sharedSettings = new Map<string, Settings>();
 
 function settingsFor(options: ConnectionOptions): Settings {
-  const highWaterMark = positive('highWaterMark', options.highWaterMark, 64 * 1024);
-  const lowWaterMark = positive('lowWaterMark', options.lowWaterMark, Math.min(32 * 1024, highWaterMark));
+  const highWaterMark = finiteAtLeast('highWaterMark', options.highWaterMark, 64 * 1024);
+  const lowWaterMark = finiteAtLeast(
+    'lowWaterMark',
+    options.lowWaterMark,
+    Math.min(32 * 1024, highWaterMark),
+  );
   if (lowWaterMark > highWaterMark) {
     throw new InvalidArgumentError('lowWaterMark must not exceed highWaterMark');
   }
   const idle = options.idle;
   if (idle !== undefined) {
-    for (const k of ['readerMs', 'writerMs', 'allMs'] as const) positive(`idle.${k}`, idle[k], 0);
+    for (const k of ['readerMs', 'writerMs', 'allMs'] as const) finiteAtLeast(`idle.${k}`, idle[k], 0);
   }
   const settings: Settings = {
     highWaterMark,
     lowWaterMark,
-    closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs, 30_000),
-    remoteEndTimeoutMs: positive('remoteEndTimeoutMs', options.remoteEndTimeoutMs, 5_000),
-    halfOpenWarnMs: positive('halfOpenWarnMs', options.halfOpenWarnMs, 30_000),
+    closeTimeoutMs: finiteAtLeast('closeTimeoutMs', options.closeTimeoutMs, 30_000),
+    remoteEndTimeoutMs: finiteAtLeast('remoteEndTimeoutMs', options.remoteEndTimeoutMs, 5_000),
+    halfOpenWarnMs: finiteAtLeast('halfOpenWarnMs', options.halfOpenWarnMs, 30_000),
     allowHalfOpen: options.allowHalfOpen === true,
-    earlyFlushBytes: positive('coalesceBytes', options.coalesceBytes, EARLY_FLUSH_BYTES),
+    earlyFlushBytes: finiteAtLeast('coalesceBytes', options.coalesceBytes, EARLY_FLUSH_BYTES),
     idle,
     now: options.clock ?? defaultNow,
   };
@@ -489,44 +547,28 @@ export class Connection extends EventEmitter implements WheelEntry {
    * Wraps an already connected socket. The socket is switched to half-open mode so that the
    * peer's FIN is seen as an event and our side is closed by this class, not by Node.
    */
-  constructor(socket: net.Socket, options: ConnectionOptions) {
+  constructor(socket: net.Socket, options: ConnectionOptions, /** @internal */ checked?: CheckedOptions) {
     super();
     deferListenerTable(this);
-    if (!options || typeof options.framing?.createDecoder !== 'function') {
-      throw new InvalidArgumentError('options.framing must be a Framing (e.g. lengthFieldFraming(...))');
-    }
+    // Every option is checked before anything touches the socket or the wheel: a constructor
+    // that throws leaves the caller's socket as it was, with no heartbeat running on it.
+    const { settings, keepAlive, userTimeoutMs, heartbeat: hb } = checked ?? checkOptions(options);
     // socket.pending, not remoteAddress: asking for the address makes Node cache it on the socket
     // (an object and two strings per connection, ~110 bytes, for nothing).
     if (socket.destroyed || socket.pending) {
       throw new InvalidArgumentError('Connection needs a connected socket');
     }
-    this.settings = settingsFor(options);
+    this.settings = settings;
     this.seq = options.id ?? nextId++;
     this.framing = options.framing;
     this.decoder = options.framing.createDecoder();
     this.socket = socket;
     this.lastReadAt = this.lastWriteAt = this.settings.now();
-    if (this.settings.idle !== undefined) this.pickWheel();
-    if (options.heartbeat) {
-      const hb = options.heartbeat;
-      const frame = hb.frame;
-      this.setHeartbeat({
-        intervalMs: hb.intervalMs,
-        timeoutMs: hb.timeoutMs,
-        ping: () => {
-          if (frame !== undefined && this.writable) this.send(frame);
-        },
-      });
-    }
 
     socket.allowHalfOpen = true;
     if (options.noDelay !== false) socket.setNoDelay(true);
-    if (options.keepAlive !== false) {
-      setKeepAliveOptions(socket, options.keepAlive ?? { idleMs: 60_000, intervalMs: 10_000, count: 6 });
-    }
-    if (options.userTimeoutMs !== undefined) {
-      setUserTimeout(socket, positive('userTimeoutMs', options.userTimeoutMs, 0));
-    }
+    if (keepAlive !== undefined) setKeepAliveOptions(socket, keepAlive);
+    if (userTimeoutMs !== undefined) setUserTimeout(socket, userTimeoutMs);
 
     (socket as OwnedSocket)[kOwner] = this;
     socket.on('data', Connection.onSocketData);
@@ -535,7 +577,18 @@ export class Connection extends EventEmitter implements WheelEntry {
     socket.on('error', Connection.onSocketError);
     socket.on('close', Connection.onSocketClose);
     socket.on('drain', Connection.onSocketDrain);
-    if (this.settings.idle !== undefined && this.heartbeat === undefined) this.checkLiveness();
+
+    if (this.settings.idle !== undefined) this.pickWheel();
+    if (hb !== undefined) {
+      const frame = hb.frame;
+      this.setHeartbeat({
+        intervalMs: hb.intervalMs,
+        timeoutMs: hb.timeoutMs,
+        ping: () => {
+          if (frame !== undefined && this.writable) this.send(frame);
+        },
+      });
+    } else if (this.settings.idle !== undefined) this.checkLiveness();
   }
 
   /**
@@ -549,7 +602,15 @@ export class Connection extends EventEmitter implements WheelEntry {
       );
     }
     const host = options.host ?? '127.0.0.1';
-    const timeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+    let timeoutMs: number;
+    let checked: CheckedOptions;
+    try {
+      // Bad options fail before a socket is opened, not after the handshake.
+      timeoutMs = finiteAtLeast('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+      checked = checkOptions(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError('connect aborted', { cause: signal.reason }));
     return new Promise((resolve, reject) => {
@@ -567,7 +628,7 @@ export class Connection extends EventEmitter implements WheelEntry {
           return;
         }
         try {
-          resolve(new Connection(socket, options));
+          resolve(new Connection(socket, options, checked));
         } catch (e) {
           socket.destroy();
           reject(e);
@@ -822,7 +883,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    * longer than the deadline. Idempotent: later calls return the same promise.
    */
   close(options: CloseOptions = {}): Promise<CloseInfo> {
-    const timeoutMs = positive('timeoutMs', options.timeoutMs, this.settings.closeTimeoutMs);
+    const timeoutMs = finiteAtLeast('timeoutMs', options.timeoutMs, this.settings.closeTimeoutMs);
     switch (this._state) {
       case S.CLOSED:
       case S.CLOSING:
@@ -887,7 +948,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    * deadline.
    */
   linger(timeoutMs: number): Promise<CloseInfo> {
-    const ms = positive('timeoutMs', timeoutMs, 0);
+    const ms = finiteAtLeast('timeoutMs', timeoutMs, 0);
     if (this._state === S.CLOSED || this._state === S.LINGERING) return this.closed;
     if (!nativeSocketOptions().available) return this.close({ timeoutMs: ms });
     this.setPending(CloseReason.LOCAL_GRACEFUL, 'local', undefined, true);
@@ -919,13 +980,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    * for `timeoutMs`. Protocol layers use this with their own PING message.
    */
   setHeartbeat(hook: HeartbeatHook | undefined): void {
-    if (hook !== undefined) {
-      positive('heartbeat.intervalMs', hook.intervalMs, 0);
-      positive('heartbeat.timeoutMs', hook.timeoutMs, 0);
-      if (!(hook.intervalMs > 0) || !(hook.timeoutMs > hook.intervalMs)) {
-        throw new InvalidArgumentError('heartbeat needs 0 < intervalMs < timeoutMs');
-      }
-    }
+    if (hook !== undefined) checkHeartbeatTiming(hook);
     this.heartbeat = hook;
     this.heartbeatOutstanding = false;
     this.pickWheel();

@@ -11,12 +11,18 @@ import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import { Connection, type ConnectionOptions } from '../connection/connection.js';
+import {
+  type CheckedOptions,
+  Connection,
+  type ConnectionOptions,
+  checkOptions,
+} from '../connection/connection.js';
 import { InvalidArgumentError, LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
+import { countOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { Deadlines } from '../util/deadlines.js';
 import { type Handler, type Router, ServerPeer, type ServerPeerOptions } from './server-peer.js';
 
@@ -145,6 +151,8 @@ export class Server extends EventEmitter {
   private readonly hello: HelloPolicy;
   private readonly deadlines = new Deadlines();
   private readonly framing: Framing;
+  private readonly connectionOptions: ConnectionOptions;
+  private readonly checkedConnection: CheckedOptions;
   private readonly legacy: (LegacyOptions & { framing: Framing }) | undefined;
   private readonly opts: ServerOptions;
   private readonly maxConnections: number;
@@ -172,20 +180,22 @@ export class Server extends EventEmitter {
     const handlers = new Map(Object.entries(options.handlers ?? {}));
     this.router = options.router ?? ((m) => handlers.get(m));
     this.codecs = new PayloadCodecRegistry([jsonCodec, rawCodec, ...(options.codecs ?? [])]);
-    this.maxConnections = options.maxConnections ?? 10_000;
+    this.maxConnections = countOrInfinity('maxConnections', options.maxConnections, 10_000, 0);
+    finiteAtLeast('retryAfterMs', options.retryAfterMs, 0);
     const maxFrameLength = options.maxFrameLength ?? HELLO_DEFAULTS.maxFrameLength;
     const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
     this.heartbeatOn = hb.timing !== undefined;
     if (hb.warning !== undefined) process.emitWarning(hb.warning, 'LonglinkWarning');
-    this.minPingIntervalMs = options.minPingIntervalMs ?? 1000;
+    this.minPingIntervalMs = finitePositive('minPingIntervalMs', options.minPingIntervalMs, 1000);
+    const minHeartbeatIntervalMs = Math.min(
+      this.minPingIntervalMs,
+      hb.timing?.intervalMs ?? this.minPingIntervalMs,
+    );
     this.hello = {
       maxFrameLength,
       maxInFlight: options.maxInFlight ?? HELLO_DEFAULTS.maxInFlight,
       codecs: this.codecs.names(),
-      minHeartbeatIntervalMs: Math.min(
-        this.minPingIntervalMs,
-        hb.timing?.intervalMs ?? this.minPingIntervalMs,
-      ),
+      minHeartbeatIntervalMs,
       ...(hb.timing === undefined
         ? {}
         : { heartbeatIntervalMs: hb.timing.intervalMs, heartbeatTimeoutMs: hb.timing.timeoutMs }),
@@ -203,6 +213,9 @@ export class Server extends EventEmitter {
     } else {
       this.framing = parseFraming('u32be', { maxFrameLength });
     }
+    // Checked once here: a bad connection option fails createServer, not every accepted socket.
+    this.connectionOptions = { ...options.connection, framing: this.framing };
+    this.checkedConnection = checkOptions(this.connectionOptions);
     // allowHalfOpen: the Connection, not Node, decides when our side closes after the peer's FIN.
     this.netServer = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
       this.accept(socket),
@@ -212,12 +225,14 @@ export class Server extends EventEmitter {
       codecs: this.codecs,
       hello: this.hello,
       authenticate: options.authenticate,
-      handlerTimeoutMs: options.handlerTimeoutMs ?? 0,
-      helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+      handlerTimeoutMs: finiteAtLeast('handlerTimeoutMs', options.handlerTimeoutMs, 0),
+      helloTimeoutMs: finitePositive('helloTimeoutMs', options.helloTimeoutMs, 10_000),
       deadlines: this.deadlines,
       heartbeat: this.heartbeatOn,
-      // A client at the agreed interval pings at most once per interval; allow for jitter.
-      minPingIntervalMs: this.minPingIntervalMs / 2,
+      // The floor HELLO agrees to, not the option: a server heartbeat below minPingIntervalMs
+      // lowers it, and a client pinging at the interval it was given must never be struck. A
+      // client at the agreed interval pings at most once per interval; half allows for jitter.
+      minPingIntervalMs: minHeartbeatIntervalMs / 2,
       maxPingStrikes: 2,
       onClose: (peer, info) => this.connectionClosed(peer.connection, info),
     };
@@ -351,7 +366,7 @@ export class Server extends EventEmitter {
   private accept(socket: net.Socket): void {
     let connection: Connection;
     try {
-      connection = new Connection(socket, { ...this.opts.connection, framing: this.framing });
+      connection = new Connection(socket, this.connectionOptions, this.checkedConnection);
     } catch {
       socket.destroy();
       return;

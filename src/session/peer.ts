@@ -200,6 +200,7 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
    * is one buffer with the framing's prefix room, the data written (PING) or copied from the PING
    * answered (PONG) in place: one allocation per heartbeat on each side.
    */
+  /** Returns whether the frame was queued (false: the connection is not writable). */
   private sendPingFrame(kind: 7 | 8, seq: number, answering: Buffer | undefined): boolean {
     const c = this.connection;
     if (!c.writable) return false;
@@ -213,7 +214,10 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
       buf.writeUInt32BE(seq >>> 0, p + 6);
     }
     try {
-      return p > 0 ? c.sendPrefixedOne(buf) : c.send(buf);
+      // Queued is sent: send()'s false only says the queue is above its high-water mark.
+      if (p > 0) c.sendPrefixedOne(buf);
+      else c.send(buf);
+      return true;
     } catch {
       return false;
     }
@@ -340,8 +344,11 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
     if (pings === undefined) return;
     const i = pings.findIndex((p) => p.seq === seq);
     if (i < 0) return;
-    const [p] = pings.splice(0, i + 1).slice(-1);
-    if (!p) return;
+    const answered = pings.splice(0, i + 1);
+    const p = answered.pop() as PingWaiter;
+    // PONGs come in PING order: earlier PINGs passed over were not answered (a server may leave
+    // PINGs past its rate limit unanswered). Their callers learn it now, with NaN.
+    for (const skipped of answered) skipped.resolve(Number.NaN);
     const rtt = performance.now() - p.sentAt;
     this.recordRtt(rtt);
     p.resolve(rtt);

@@ -1,0 +1,338 @@
+/**
+ * The client's life between connections, each test a bug found in review: GOAWAY timing and
+ * hints, close() during a reconnect, 'fail' mode, what keeps the process alive, ping() under
+ * backpressure, the server's ping floor, and options that must be refused where they are written.
+ */
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import net from 'node:net';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Client, connect } from '../../src/client/client.js';
+import { RefusedError } from '../../src/client/client-peer.js';
+import { parseFraming } from '../../src/codec/index.js';
+import { Connection } from '../../src/connection/connection.js';
+import { InvalidArgumentError, RequestNotSentError } from '../../src/errors.js';
+import { answerHello } from '../../src/protocol/hello.js';
+import { type Message, MessageKind } from '../../src/protocol/types.js';
+import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
+import { createServer, type Server } from '../../src/server/server.js';
+import { listen, sleep, type TestServer, waitFor } from '../helpers.js';
+
+const framing = parseFraming('u32be');
+const servers: Server[] = [];
+const raw: TestServer[] = [];
+const clients: Client[] = [];
+after(async () => {
+  for (const c of clients) c.destroy();
+  for (const s of servers) s.destroy();
+  for (const s of raw) await s.close();
+});
+
+/**
+ * A hand-made longlink server: `onMessage(conn, msg, n)` gets every message of the n-th accepted
+ * connection (1-based) and answers as the test likes. HELLO is answered unless it returns true.
+ */
+async function scriptedServer(
+  onMessage: (conn: Connection, msg: Message, n: number) => boolean | undefined,
+): Promise<{ port: number; accepts: number[] }> {
+  const srv = await listen();
+  raw.push(srv);
+  const accepts: number[] = [];
+  srv.server.on('connection', (s) => {
+    accepts.push(performance.now());
+    const n = accepts.length;
+    const conn = new Connection(s, { framing, keepAlive: false });
+    conn.on('frame', (f) => {
+      const m = decodeMessage(f);
+      if (onMessage(conn, m, n) === true) return;
+      if (m.kind === MessageKind.HELLO) conn.sendParts(encodeMessage(answerHello(m, {}).reply));
+    });
+  });
+  return { port: srv.port, accepts };
+}
+
+const goaway = (retryAfterMs: number): Message => ({
+  kind: MessageKind.GOAWAY,
+  lastId: 0,
+  retryAfterMs,
+  reason: 'ERR_SHUTTING_DOWN',
+  message: 'bye',
+});
+
+describe('GOAWAY', () => {
+  test('requests handed back by a GOAWAY are re-sent no sooner than its retryAfterMs', async () => {
+    let goawayAt = 0;
+    const s = await scriptedServer((conn, m, n) => {
+      if (m.kind !== MessageKind.REQUEST) return;
+      if (n === 1) {
+        goawayAt = performance.now();
+        conn.sendParts(encodeMessage(goaway(400)));
+        void conn.close();
+      } else
+        conn.sendParts(encodeMessage({ kind: MessageKind.RESPONSE, id: m.id, payload: Buffer.from('1') }));
+      return true;
+    });
+    const c = await connect({ port: s.port, heartbeat: false });
+    clients.push(c);
+    assert.equal(await c.request('x', null, { timeoutMs: 5000 }), 1);
+    const gap = (s.accepts[1] as number) - goawayAt;
+    assert.ok(gap >= 400, `reconnected ${gap.toFixed(0)} ms after GOAWAY(retryAfterMs=400)`);
+  });
+
+  test('a GOAWAY in the same read as the HELLO answer refuses connect(), and a reconnect tries again', async () => {
+    // Connections in `away` are answered and sent away at once: two frames sent in one tick,
+    // which the Connection coalesces into one write.
+    const away = new Set([1, 3, 4]);
+    const s = await scriptedServer((conn, m, n) => {
+      if (m.kind === MessageKind.HELLO && away.has(n)) {
+        conn.sendParts(encodeMessage(answerHello(m, {}).reply));
+        conn.sendParts(encodeMessage(goaway(0)));
+        void conn.close();
+        return true;
+      }
+      if (m.kind === MessageKind.REQUEST)
+        conn.sendParts(encodeMessage({ kind: MessageKind.RESPONSE, id: m.id, payload: Buffer.from('"ok"') }));
+      return undefined;
+    });
+    // The first connect is refused with the server's reason, as a refusal before HELLO would be.
+    await assert.rejects(connect({ port: s.port, heartbeat: false }), (e: unknown) => {
+      assert.ok(e instanceof RefusedError);
+      assert.equal(e.code, 'ERR_SHUTTING_DOWN');
+      return true;
+    });
+    const c = await connect({ port: s.port, heartbeat: false, reconnect: { initialDelayMs: 20 } });
+    clients.push(c);
+    const reconnecting: number[] = [];
+    c.on('reconnecting', (attempt) => reconnecting.push(attempt));
+    const back = new Promise<void>((r) => c.once('reconnect', () => r()));
+    c.connection?.abort();
+    // The 3rd and 4th connections are sent away during HELLO: the client is not stuck, it backs
+    // off and tries again, and the 5th serves.
+    await back;
+    assert.equal(s.accepts.length, 5);
+    assert.deepEqual(reconnecting, [1, 2, 3]);
+    assert.equal(await c.request('x'), 'ok');
+  });
+});
+
+describe('close() and destroy() during a reconnect', () => {
+  test('a HELLO under way when close() is called is abandoned: no reconnect, no live socket', async () => {
+    let n = 0;
+    const server = createServer({
+      handlers: { echo: (p) => p },
+      // The second connection's HELLO is answered after 300 ms.
+      authenticate: () => (++n === 1 ? true : sleep(300).then(() => true)),
+    });
+    servers.push(server);
+    const { port } = await server.listen();
+    const c = await connect({ port, reconnect: { initialDelayMs: 1 } });
+    const events: string[] = [];
+    c.on('reconnect', () => events.push('reconnect'));
+    c.connection?.abort();
+    await waitFor(() => n === 2); // the second HELLO is waiting for its answer
+    await c.close();
+    events.push('closed');
+    await sleep(400);
+    assert.deepEqual(events, ['closed']);
+    assert.equal(c.connected, false);
+    assert.equal(c.connection, undefined);
+    await waitFor(() => server.connectionCount === 0, 2000);
+  });
+});
+
+describe("whenDisconnected: 'fail'", () => {
+  test('fails at once while a reconnect is under way', async () => {
+    const server = createServer({ handlers: { x: () => 1 } });
+    servers.push(server);
+    const { port } = await server.listen();
+    const c = await connect({
+      port,
+      heartbeat: false,
+      whenDisconnected: 'fail',
+      reconnect: { initialDelayMs: 2000, maxDelayMs: 2000 },
+    });
+    clients.push(c);
+    const down = new Promise((r) => c.once('disconnect', r));
+    server.destroy();
+    await down;
+    const t0 = performance.now();
+    await assert.rejects(c.request('x'), RequestNotSentError);
+    const ms = performance.now() - t0;
+    assert.ok(ms < 100, `failed after ${ms.toFixed(0)} ms, not at the next attempt`);
+  });
+});
+
+describe('what keeps the process alive', () => {
+  test('a request waiting for the reconnect keeps the process alive until it settles', () => {
+    const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
+    const script = `
+      import { createServer, connect } from ${JSON.stringify(index)};
+      const server = createServer({ handlers: { x: () => 1 } });
+      const { port } = await server.listen({ port: 0 });
+      const client = await connect({ port, heartbeat: false, reconnect: { initialDelayMs: 500, maxDelayMs: 500 } });
+      const down = new Promise((r) => client.once('disconnect', r));
+      server.destroy();
+      await down;
+      await new Promise((r) => setTimeout(r, 20));
+      process.on('exit', () => console.log('pending at exit: ' + client.pendingCount));
+      try { await client.request('x', null, { timeoutMs: 1500 }); console.log('settled: resolved'); }
+      catch (e) { console.log('settled: ' + e.name); }
+      client.destroy();
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /settled: RequestTimeoutError/);
+    assert.match(r.stdout, /pending at exit: 0/);
+  });
+});
+
+describe('ping()', () => {
+  test('resolves with the round trip also when the send queue is above its high-water mark', async () => {
+    const server = createServer({ handlers: { big: () => Buffer.from('ok') } });
+    servers.push(server);
+    const { port } = await server.listen();
+    const c = await connect({ port, codec: 'raw', heartbeat: false });
+    clients.push(c);
+    // More than loopback's socket buffers take: bufferedAmount stays above 64 KiB for a while.
+    const req = c.request('big', Buffer.alloc(12 * 1024 * 1024));
+    const rtt = await c.ping();
+    await req;
+    assert.ok(Number.isFinite(rtt) && rtt >= 0, `rtt ${rtt}`);
+    assert.ok(c.rttMs !== undefined);
+  });
+
+  test('a PING the server leaves unanswered resolves NaN once a later one is answered', async () => {
+    let pings = 0;
+    const s = await scriptedServer((conn, m) => {
+      if (m.kind !== MessageKind.PING) return;
+      // The first PING goes unanswered (as past a rate limit); the second is answered.
+      if (++pings === 2) conn.sendParts(encodeMessage({ kind: MessageKind.PONG, data: m.data }));
+      return true;
+    });
+    const c = await connect({ port: s.port, heartbeat: false });
+    clients.push(c);
+    const first = c.ping();
+    const second = c.ping();
+    const [a, b] = await Promise.all([first, second]);
+    assert.ok(Number.isNaN(a), `the unanswered PING resolves NaN (${a})`);
+    assert.ok(Number.isFinite(b), `the answered one gives the round trip (${b})`);
+  });
+});
+
+describe("the server's ping floor", () => {
+  test('a server heartbeat below minPingIntervalMs: a client pinging at the agreed interval is never struck', async () => {
+    const server = createServer({
+      handlers: { echo: (p) => p },
+      heartbeat: { intervalMs: 100, timeoutMs: 300 },
+    });
+    servers.push(server);
+    const { port } = await server.listen();
+    const c = await connect({ port, heartbeat: { intervalMs: 100, timeoutMs: 300 } });
+    clients.push(c);
+    assert.deepEqual(c.stats().heartbeat, { intervalMs: 100, timeoutMs: 300 });
+    const goaways: string[] = [];
+    c.on('goaway', (reason) => goaways.push(reason));
+    await sleep(1200); // about ten PINGs at the agreed interval (the server only answers)
+    assert.deepEqual(goaways, []);
+    assert.equal(c.connected, true);
+  });
+});
+
+describe('options are refused where they are written', () => {
+  test('client: reconnect, timeouts, keepalive, whenDisconnected', async () => {
+    const server = createServer({ handlers: { x: () => 1 } });
+    servers.push(server);
+    const { port } = await server.listen();
+    const bad: Array<Record<string, unknown>> = [
+      { reconnect: { initialDelayMs: -100 } },
+      { reconnect: { initialDelayMs: Number.NaN } },
+      { reconnect: { multiplier: 0.5 } },
+      { reconnect: { maxDelayMs: Number.POSITIVE_INFINITY } },
+      { reconnect: { maxAttempts: Number.NaN } },
+      { reconnect: { maxAttempts: 0 } },
+      { requestTimeoutMs: Number.NaN },
+      { connectTimeoutMs: 0 },
+      { whenDisconnected: 'later' },
+      { connection: { keepAlive: { idleMs: Number.NaN } } },
+      { connection: { keepAlive: { count: 0 } } },
+      { connection: { keepAlive: { intervalMs: 40_000_000 } } },
+    ];
+    for (const o of bad) {
+      await assert.rejects(
+        connect({ port, ...o } as Parameters<typeof connect>[0]),
+        InvalidArgumentError,
+        JSON.stringify(o, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)),
+      );
+    }
+    assert.equal(server.connectionCount, 0, 'nothing was opened for a refused setting');
+    // Infinity is a valid maxAttempts, and a partial keepAlive keeps the other defaults.
+    const c = await connect({
+      port,
+      reconnect: { maxAttempts: Number.POSITIVE_INFINITY },
+      connection: { keepAlive: { idleMs: 5000 } },
+    });
+    clients.push(c);
+    assert.equal(await c.request('x'), 1);
+    // A request's own timeout: NaN would mean no deadline at all.
+    await assert.rejects(c.request('x', null, { timeoutMs: Number.NaN }), InvalidArgumentError);
+    assert.equal(c.pendingCount, 0);
+  });
+
+  test('server: minPingIntervalMs, timeouts, maxConnections, connection options', () => {
+    for (const o of [
+      { minPingIntervalMs: Number.NaN },
+      { minPingIntervalMs: -1000 },
+      { minPingIntervalMs: 0 },
+      { helloTimeoutMs: 0 },
+      { handlerTimeoutMs: -1 },
+      { retryAfterMs: Number.NaN },
+      { maxConnections: 1.5 },
+      // Checked once at createServer, not at every accepted socket.
+      { connection: { keepAlive: { count: 0 } } },
+      { connection: { userTimeoutMs: Number.NaN } },
+    ]) {
+      assert.throws(
+        () => createServer({ handlers: { x: () => 1 }, ...o }),
+        InvalidArgumentError,
+        JSON.stringify(o),
+      );
+    }
+  });
+
+  test('a Connection whose constructor throws leaves the socket as it was: no heartbeat, no reset', async () => {
+    const srv = await listen();
+    raw.push(srv);
+    const accepted = new Promise<net.Socket>((r) => srv.server.once('connection', r));
+    const sock = net.connect(srv.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    const peer = await accepted;
+    let received = 0;
+    let peerError: string | undefined;
+    peer.on('data', (d: Buffer) => {
+      received += d.length;
+    });
+    peer.on('error', (e: NodeJS.ErrnoException) => {
+      peerError = e.code;
+    });
+    assert.throws(
+      () =>
+        new Connection(sock, {
+          framing,
+          heartbeat: { intervalMs: 50, timeoutMs: 150, frame: Buffer.from('hb') },
+          userTimeoutMs: -1,
+        }),
+      InvalidArgumentError,
+    );
+    await sleep(400); // past the would-be heartbeat and its timeout
+    assert.equal(received, 0, 'no heartbeat frame was sent');
+    assert.equal(sock.destroyed, false, "the caller's socket is untouched");
+    assert.equal(peerError, undefined);
+    sock.destroy();
+    peer.destroy();
+  });
+});
