@@ -8,7 +8,13 @@ import { EventEmitter } from 'node:events';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
 import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
-import { Connection, type ConnectionOptions, type ConnectionStats } from '../connection/connection.js';
+import {
+  type CheckedOptions,
+  Connection,
+  type ConnectionOptions,
+  type ConnectionStats,
+  checkOptions,
+} from '../connection/connection.js';
 import {
   AbortedError,
   ConnectionClosedError,
@@ -17,7 +23,7 @@ import {
   type LonglinkErrorOptions,
   RequestNotSentError,
 } from '../errors.js';
-import { HELLO_DEFAULTS, isValidCodecName } from '../protocol/hello.js';
+import { checkHelloMaxFrameLength, isValidCodecName } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, rawCodec } from '../protocol/payload.js';
 import type { GoawayMessage, HelloParams } from '../protocol/types.js';
 import {
@@ -27,7 +33,7 @@ import {
   resolveHeartbeat,
 } from '../session/heartbeat.js';
 import { AsyncQueue } from '../util/async-queue.js';
-import { countOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
+import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 import { deferListenerTable } from '../util/events.js';
 import { ClientPeer, type ClientPeerOwner, type OutgoingRequest, RefusedError } from './client-peer.js';
@@ -233,8 +239,10 @@ export class Client extends EventEmitter implements ClientPeerOwner {
   private lastError: LonglinkError | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
-  /** The connection whose HELLO is under way (close() and destroy() abort it). */
-  private opening: Connection | undefined;
+  /** Aborts the connect (TCP, then HELLO) under way: close() and destroy() use it. */
+  private opening: AbortController | undefined;
+  private readonly connectionOptions: ConnectionOptions & { framing: Framing };
+  private readonly checkedConnection: CheckedOptions;
   private inflight = 0;
   /** Made on first use: most clients never iterate. */
   private notifyQueues: Set<AsyncQueue<Notification>> | undefined;
@@ -260,8 +268,13 @@ export class Client extends EventEmitter implements ClientPeerOwner {
         `codec name ${JSON.stringify(this.codec.name)} is not a valid codec name`,
       );
     }
-    this.requestTimeoutMs = finiteAtLeast('requestTimeoutMs', options.requestTimeoutMs, 30_000);
+    this.requestTimeoutMs = durationOrInfinity('requestTimeoutMs', options.requestTimeoutMs, 30_000);
     finitePositive('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+    const maxFrameLength = checkHelloMaxFrameLength(options.maxFrameLength);
+    // The Connection's options, checked once here (not at every connect, where a bad one would
+    // only show as failed attempts); each attempt hands the result on.
+    this.connectionOptions = { ...options.connection, framing: framingFor(maxFrameLength) };
+    this.checkedConnection = checkOptions(this.connectionOptions);
     const wd = options.whenDisconnected;
     if (wd !== undefined && wd !== 'wait' && wd !== 'fail') {
       throw new InvalidArgumentError(`whenDisconnected must be 'wait' or 'fail', got ${String(wd)}`);
@@ -326,7 +339,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     let payload: Buffer;
     let timeoutMs: number;
     try {
-      timeoutMs = finiteAtLeast('timeoutMs', options.timeoutMs, this.requestTimeoutMs);
+      timeoutMs = durationOrInfinity('timeoutMs', options.timeoutMs, this.requestTimeoutMs);
       payload = this.codec.encode(params === undefined ? null : params);
     } catch (err) {
       return Promise.reject(err);
@@ -413,7 +426,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     if (this.closed) return;
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.opening?.abort();
+    this.opening?.abort(new ConnectionClosedError('client is closed', 'local-graceful'));
     for (const p of this.queue.splice(0))
       p.settle(new RequestNotSentError('client closed before the request was sent'), undefined);
     const graceMs = options.graceMs ?? 5000;
@@ -445,7 +458,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     const first = !this.closed;
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.opening?.abort(error);
+    this.opening?.abort(error ?? new ConnectionClosedError('client destroyed', 'local-abort'));
     for (const p of this.queue.splice(0)) p.settle(new RequestNotSentError('client destroyed'), undefined);
     for (const peer of this.peers.slice()) peer.connection.abort(error);
     for (const q of this.notifyQueues ?? []) q.end();
@@ -512,16 +525,32 @@ export class Client extends EventEmitter implements ClientPeerOwner {
   }
 
   private async openPeer(): Promise<ClientPeer> {
+    if (this.closed) throw new ConnectionClosedError('client is closed', 'local-graceful');
     const o = this.options;
-    const maxFrameLength = o.maxFrameLength ?? HELLO_DEFAULTS.maxFrameLength;
-    const conn = await Connection.connect({
-      ...o.connection,
-      host: o.host ?? '127.0.0.1',
-      port: o.port,
-      framing: framingFor(maxFrameLength),
-      connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
-      ...(o.signal === undefined ? {} : { signal: o.signal }),
-    });
+    const connectOptions = this.connectionOptions;
+    const maxFrameLength = connectOptions.framing.maxFrameLength;
+    // close() and destroy() abort a connect under way through this, as the caller's signal does.
+    const abort = new AbortController();
+    this.opening = abort;
+    const userSignal = o.signal;
+    const onUserAbort = () => abort.abort(userSignal?.reason);
+    if (userSignal?.aborted) onUserAbort();
+    else userSignal?.addEventListener('abort', onUserAbort, { once: true });
+    let conn: Connection;
+    try {
+      conn = await Connection.connect(
+        {
+          ...connectOptions,
+          host: o.host ?? '127.0.0.1',
+          port: o.port,
+          connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
+          signal: abort.signal,
+        },
+        this.checkedConnection,
+      );
+    } finally {
+      userSignal?.removeEventListener('abort', onUserAbort);
+    }
     const hb = this.heartbeat;
     const params: HelloParams = {
       codecs: [this.codec.name],
@@ -535,15 +564,11 @@ export class Client extends EventEmitter implements ClientPeerOwner {
       ...(o.credential === undefined ? {} : { credential: o.credential }),
       ...(o.name === undefined ? {} : { name: o.name }),
     };
-    if (this.closed) {
-      // close() or destroy() came while the TCP connect was under way.
-      conn.abort();
-      throw new ConnectionClosedError('client is closed', 'local-abort');
-    }
     const peer = new ClientPeer(conn, params, hb !== undefined);
     // Owner from the start: a NOTIFY in the same read as the HELLO answer is delivered, not lost.
     peer.owner = this;
-    this.opening = conn;
+    const onClose = () => conn.abort();
+    abort.signal.addEventListener('abort', onClose, { once: true });
     const timer = setTimeout(
       () => conn.abort(new LonglinkError('ERR_CONNECT_TIMEOUT', 'no HELLO answer in time')),
       o.connectTimeoutMs ?? 10_000,
@@ -553,7 +578,8 @@ export class Client extends EventEmitter implements ClientPeerOwner {
       await peer.handshake((name) => (name === this.codec.name ? this.codec : undefined));
     } finally {
       clearTimeout(timer);
-      this.opening = undefined;
+      abort.signal.removeEventListener('abort', onClose);
+      if (this.opening === abort) this.opening = undefined;
     }
     if (this.closed) {
       conn.abort();

@@ -343,13 +343,15 @@ const DEFAULT_KEEPALIVE: KeepAliveOptions = { idleMs: 60_000, intervalMs: 10_000
  */
 function keepAliveFor(o: Partial<KeepAliveOptions> | undefined): KeepAliveOptions {
   if (o === undefined) return DEFAULT_KEEPALIVE;
-  const k = { ...DEFAULT_KEEPALIVE, ...o };
-  finitePositive('keepAlive.idleMs', k.idleMs, 0);
-  finitePositive('keepAlive.intervalMs', k.intervalMs, 0);
+  const d = DEFAULT_KEEPALIVE;
+  const k: KeepAliveOptions = {
+    idleMs: finitePositive('keepAlive.idleMs', o.idleMs, d.idleMs),
+    intervalMs: finitePositive('keepAlive.intervalMs', o.intervalMs, d.intervalMs),
+    count: o.count === undefined ? d.count : checkInteger('keepAlive.count', o.count, 1, 127),
+  };
   if (k.idleMs > 32_767_000 || k.intervalMs > 32_767_000) {
     throw new InvalidArgumentError('keepAlive.idleMs and keepAlive.intervalMs must be at most 32 767 000 ms');
   }
-  checkInteger('keepAlive.count', k.count, 1, 127);
   return k;
 }
 
@@ -595,7 +597,7 @@ export class Connection extends EventEmitter implements WheelEntry {
    * Opens a TCP (or TLS) connection and wraps it. Rejects with ConnectError (cause: the system
    * error), ConnectTimeoutError or AbortedError; the half-made socket is always destroyed.
    */
-  static connect(options: ConnectOptions): Promise<Connection> {
+  static connect(options: ConnectOptions, /** @internal */ checked?: CheckedOptions): Promise<Connection> {
     if (!Number.isInteger(options?.port) || options.port < 1 || options.port > 65535) {
       return Promise.reject(
         new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`),
@@ -603,11 +605,11 @@ export class Connection extends EventEmitter implements WheelEntry {
     }
     const host = options.host ?? '127.0.0.1';
     let timeoutMs: number;
-    let checked: CheckedOptions;
+    let opts: CheckedOptions;
     try {
       // Bad options fail before a socket is opened, not after the handshake.
       timeoutMs = finiteAtLeast('connectTimeoutMs', options.connectTimeoutMs, 10_000);
-      checked = checkOptions(options);
+      opts = checked ?? checkOptions(options);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -628,7 +630,7 @@ export class Connection extends EventEmitter implements WheelEntry {
           return;
         }
         try {
-          resolve(new Connection(socket, options, checked));
+          resolve(new Connection(socket, options, opts));
         } catch (e) {
           socket.destroy();
           reject(e);

@@ -58,6 +58,25 @@ export function isValidCodecName(name: string): boolean {
  * Checks the known fields of a HELLO params object; returns a problem description or undefined.
  * Unknown keys are not looked at.
  */
+/**
+ * A side's `maxFrameLength`, checked where it is configured: HELLO carries it as a u32 and
+ * refuses less than {@link MIN_MAX_FRAME_LENGTH}, so anything outside that could never connect.
+ */
+export function checkHelloMaxFrameLength(value: unknown): number {
+  if (value === undefined) return HELLO_DEFAULTS.maxFrameLength;
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < MIN_MAX_FRAME_LENGTH ||
+    value > 0xffff_ffff
+  ) {
+    throw new InvalidArgumentError(
+      `maxFrameLength must be an integer in [${MIN_MAX_FRAME_LENGTH}, ${0xffff_ffff}], got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
 function helloProblem(p: Record<string, unknown>): string | undefined {
   const checkInt = (key: string, min: number, max: number): string | undefined => {
     const v = p[key];

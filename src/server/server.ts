@@ -19,7 +19,7 @@ import {
 } from '../connection/connection.js';
 import { InvalidArgumentError, LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
-import { HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
+import { checkHelloMaxFrameLength, HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
 import { countOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
@@ -182,7 +182,11 @@ export class Server extends EventEmitter {
     this.codecs = new PayloadCodecRegistry([jsonCodec, rawCodec, ...(options.codecs ?? [])]);
     this.maxConnections = countOrInfinity('maxConnections', options.maxConnections, 10_000, 0);
     finiteAtLeast('retryAfterMs', options.retryAfterMs, 0);
-    const maxFrameLength = options.maxFrameLength ?? HELLO_DEFAULTS.maxFrameLength;
+    // In HELLO it is a u32 of at least 1 KiB; a legacy framing is bounded by the codec alone.
+    const maxFrameLength =
+      options.legacy === undefined
+        ? checkHelloMaxFrameLength(options.maxFrameLength)
+        : (options.maxFrameLength ?? HELLO_DEFAULTS.maxFrameLength);
     const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
     this.heartbeatOn = hb.timing !== undefined;
     if (hb.warning !== undefined) process.emitWarning(hb.warning, 'LonglinkWarning');

@@ -36,3 +36,14 @@ export function countOrInfinity(name: string, value: unknown, fallback: number, 
   }
   return value;
 }
+
+/** An optional number ≥ 0 where Infinity (and, by the caller's convention, 0) means "none"; not NaN. */
+export function durationOrInfinity(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new InvalidArgumentError(
+      `${name} must be a number >= 0 (0 or Infinity: none), got ${String(value)}`,
+    );
+  }
+  return value;
+}

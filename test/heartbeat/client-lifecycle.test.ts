@@ -18,6 +18,7 @@ import { answerHello } from '../../src/protocol/hello.js';
 import { type Message, MessageKind } from '../../src/protocol/types.js';
 import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server } from '../../src/server/server.js';
+import { keepAliveState } from '../../src/sys/sockopt.js';
 import { listen, sleep, type TestServer, waitFor } from '../helpers.js';
 
 const framing = parseFraming('u32be');
@@ -51,6 +52,35 @@ async function scriptedServer(
     });
   });
   return { port: srv.port, accepts };
+}
+
+const INDEX = JSON.stringify(fileURLToPath(new URL('../../src/index.js', import.meta.url)));
+
+/**
+ * Runs `body` as an ES module in a child process, after a prelude that connects a client
+ * (`client`, with `clientOptions`) to a server on an ephemeral `port` and then loses the server.
+ * What keeps a process alive can only be seen from outside it.
+ */
+function afterServerLoss(
+  clientOptions: string,
+  body: string,
+): { status: number | null; stdout: string; stderr: string } {
+  const script = `
+    import net from 'node:net';
+    import { spawn } from 'node:child_process';
+    import { createServer, connect } from ${INDEX};
+    const server = createServer({ handlers: { x: () => 1 } });
+    const { port } = await server.listen({ port: 0 });
+    const client = await connect({ port, heartbeat: false, ${clientOptions} });
+    const down = new Promise((r) => client.once('disconnect', r));
+    server.destroy();
+    await down;
+    ${body}
+  `;
+  return spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
 }
 
 const goaway = (retryAfterMs: number): Message => ({
@@ -142,6 +172,40 @@ describe('close() and destroy() during a reconnect', () => {
   });
 });
 
+describe('close() during a reconnect whose TCP connect hangs', () => {
+  test('close() aborts the connect at once: no socket, no timer keeps the process alive', () => {
+    // The reconnect's SYN goes unanswered: the port is taken over by a listener in a stopped
+    // process whose accept queue is full, so the kernel drops further SYNs (as a dead host would).
+    const r = afterServerLoss(
+      'connectTimeoutMs: 10000, reconnect: { initialDelayMs: 200, maxDelayMs: 200 }',
+      `
+      const holder = spawn(process.execPath, ['-e', "const s = require('node:net').createServer(); s.listen({ port: " + port + ", host: '127.0.0.1', backlog: 1 }, () => console.log('up'))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise((r) => holder.stdout.once('data', r));
+      process.kill(holder.pid, 'SIGSTOP');
+      process.on('exit', () => holder.kill('SIGKILL'));
+      const fillers = [];
+      for (let i = 0; i < 4; i++) { const f = net.connect(port, '127.0.0.1'); f.on('error', () => {}); f.unref(); fillers.push(f); }
+      const connecting = () => fillers.filter((f) => f.pending).length;
+      await new Promise((r) => setTimeout(r, 500));
+      console.log('fillers left in SYN: ' + connecting());
+      // A connect in SYN keeps a process alive even unref'd (libuv counts the request): the
+      // fillers go now; those accepted by the kernel stay in its full queue all the same.
+      for (const f of fillers) f.destroy();
+      const t0 = performance.now();
+      process.on('exit', () => console.log('exit after close: ' + Math.round(performance.now() - t0) + ' ms'));
+      await client.close();
+      holder.unref();
+      holder.stdout.destroy();
+    `,
+    );
+    assert.equal(r.status, 0, r.stderr);
+    // The queue is full when some fillers never got their SYN answered: so did the reconnect.
+    assert.match(r.stdout, /fillers left in SYN: [1-9]/, r.stdout);
+    const ms = Number(/exit after close: (\d+) ms/.exec(r.stdout)?.[1]);
+    assert.ok(ms < 2000, `the process exited ${ms} ms after close(), not at connectTimeoutMs`);
+  });
+});
+
 describe("whenDisconnected: 'fail'", () => {
   test('fails at once while a reconnect is under way', async () => {
     const server = createServer({ handlers: { x: () => 1 } });
@@ -166,25 +230,16 @@ describe("whenDisconnected: 'fail'", () => {
 
 describe('what keeps the process alive', () => {
   test('a request waiting for the reconnect keeps the process alive until it settles', () => {
-    const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
-    const script = `
-      import { createServer, connect } from ${JSON.stringify(index)};
-      const server = createServer({ handlers: { x: () => 1 } });
-      const { port } = await server.listen({ port: 0 });
-      const client = await connect({ port, heartbeat: false, reconnect: { initialDelayMs: 500, maxDelayMs: 500 } });
-      const down = new Promise((r) => client.once('disconnect', r));
-      server.destroy();
-      await down;
+    const r = afterServerLoss(
+      'reconnect: { initialDelayMs: 500, maxDelayMs: 500 }',
+      `
       await new Promise((r) => setTimeout(r, 20));
       process.on('exit', () => console.log('pending at exit: ' + client.pendingCount));
       try { await client.request('x', null, { timeoutMs: 1500 }); console.log('settled: resolved'); }
       catch (e) { console.log('settled: ' + e.name); }
       client.destroy();
-    `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      timeout: 15_000,
-    });
+    `,
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /settled: RequestTimeoutError/);
     assert.match(r.stdout, /pending at exit: 0/);
@@ -261,6 +316,9 @@ describe('options are refused where they are written', () => {
       { connection: { keepAlive: { idleMs: Number.NaN } } },
       { connection: { keepAlive: { count: 0 } } },
       { connection: { keepAlive: { intervalMs: 40_000_000 } } },
+      // HELLO carries maxFrameLength as a u32 of at least 1 KiB: outside that nothing could connect.
+      { maxFrameLength: 2 ** 32 },
+      { maxFrameLength: 100 },
     ];
     for (const o of bad) {
       await assert.rejects(
@@ -278,9 +336,21 @@ describe('options are refused where they are written', () => {
     });
     clients.push(c);
     assert.equal(await c.request('x'), 1);
-    // A request's own timeout: NaN would mean no deadline at all.
+    // A request's own timeout: NaN would mean no deadline at all; Infinity says so on purpose.
     await assert.rejects(c.request('x', null, { timeoutMs: Number.NaN }), InvalidArgumentError);
     assert.equal(c.pendingCount, 0);
+    assert.equal(await c.request('x', null, { timeoutMs: Number.POSITIVE_INFINITY }), 1);
+    const forever = await connect({ port, requestTimeoutMs: Number.POSITIVE_INFINITY });
+    clients.push(forever);
+    assert.equal(await forever.request('x'), 1);
+    // A keepAlive field given as undefined keeps its default, as one not given does.
+    const ka = await connect({
+      port,
+      connection: { keepAlive: { idleMs: 5000, count: undefined } as unknown as { idleMs: number } },
+    });
+    clients.push(ka);
+    const state = keepAliveState((ka.connection as Connection).socket);
+    if (state !== undefined) assert.deepEqual([state.idleS, state.intervalS, state.count], [5, 10, 6]);
   });
 
   test('server: minPingIntervalMs, timeouts, maxConnections, connection options', () => {
@@ -295,6 +365,7 @@ describe('options are refused where they are written', () => {
       // Checked once at createServer, not at every accepted socket.
       { connection: { keepAlive: { count: 0 } } },
       { connection: { userTimeoutMs: Number.NaN } },
+      { maxFrameLength: 2 ** 32 },
     ]) {
       assert.throws(
         () => createServer({ handlers: { x: () => 1 }, ...o }),
