@@ -241,7 +241,9 @@ export class Client extends EventEmitter implements ClientPeerOwner {
   private retryTimer: NodeJS.Timeout | undefined;
   /** Aborts the connect (TCP, then HELLO) under way: close() and destroy() use it. */
   private opening: AbortController | undefined;
-  private readonly connectionOptions: ConnectionOptions & { framing: Framing };
+  /** Shared by every client with the same frame limit. */
+  private readonly framing: Framing;
+  /** The checked Connection options; shared by clients with default ones (see checkOptions). */
   private readonly checkedConnection: CheckedOptions;
   private inflight = 0;
   /** Made on first use: most clients never iterate. */
@@ -273,8 +275,8 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     const maxFrameLength = checkHelloMaxFrameLength(options.maxFrameLength);
     // The Connection's options, checked once here (not at every connect, where a bad one would
     // only show as failed attempts); each attempt hands the result on.
-    this.connectionOptions = { ...options.connection, framing: framingFor(maxFrameLength) };
-    this.checkedConnection = checkOptions(this.connectionOptions);
+    this.framing = framingFor(maxFrameLength);
+    this.checkedConnection = checkOptions({ ...options.connection, framing: this.framing });
     const wd = options.whenDisconnected;
     if (wd !== undefined && wd !== 'wait' && wd !== 'fail') {
       throw new InvalidArgumentError(`whenDisconnected must be 'wait' or 'fail', got ${String(wd)}`);
@@ -527,8 +529,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
   private async openPeer(): Promise<ClientPeer> {
     if (this.closed) throw new ConnectionClosedError('client is closed', 'local-graceful');
     const o = this.options;
-    const connectOptions = this.connectionOptions;
-    const maxFrameLength = connectOptions.framing.maxFrameLength;
+    const maxFrameLength = this.framing.maxFrameLength;
     // close() and destroy() abort a connect under way through this, as the caller's signal does.
     const abort = new AbortController();
     this.opening = abort;
@@ -540,7 +541,8 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     try {
       conn = await Connection.connect(
         {
-          ...connectOptions,
+          ...o.connection,
+          framing: this.framing,
           host: o.host ?? '127.0.0.1',
           port: o.port,
           connectTimeoutMs: o.connectTimeoutMs ?? 10_000,

@@ -373,16 +373,27 @@ export function checkOptions(options: ConnectionOptions): CheckedOptions {
   }
   const heartbeat = options.heartbeat || undefined;
   if (heartbeat !== undefined) checkHeartbeatTiming(heartbeat);
-  return {
-    settings: settingsFor(options),
-    keepAlive: options.keepAlive === false ? undefined : keepAliveFor(options.keepAlive),
-    userTimeoutMs:
-      options.userTimeoutMs === undefined
-        ? undefined
-        : finiteAtLeast('userTimeoutMs', options.userTimeoutMs, 0),
-    heartbeat,
-  };
+  const settings = settingsFor(options);
+  const keepAlive = options.keepAlive === false ? undefined : keepAliveFor(options.keepAlive);
+  const userTimeoutMs =
+    options.userTimeoutMs === undefined
+      ? undefined
+      : finiteAtLeast('userTimeoutMs', options.userTimeoutMs, 0);
+  // The common case — shared settings, default keepalive, nothing else — is one object for all:
+  // a client keeps its checked options, and many programs hold one client per connection.
+  if (keepAlive === DEFAULT_KEEPALIVE && userTimeoutMs === undefined && heartbeat === undefined) {
+    let shared = sharedChecked.get(settings);
+    if (shared === undefined) {
+      shared = Object.freeze({ settings, keepAlive, userTimeoutMs, heartbeat });
+      sharedChecked.set(settings, shared);
+    }
+    return shared;
+  }
+  return { settings, keepAlive, userTimeoutMs, heartbeat };
 }
+
+/** Keyed by Settings (interned, at most 256 shared ones): see checkOptions. */
+const sharedChecked = new WeakMap<Settings, CheckedOptions>();
 
 /** A connection's validated options; immutable, so connections with equal options share one. */
 interface Settings {
