@@ -301,6 +301,12 @@ export class Client extends EventEmitter implements ClientPeerOwner {
 
   /** Opens the first connection; rejects if it cannot be made (no retry for the first one). */
   async open(): Promise<this> {
+    // Once open, the client reconnects by itself: a second open() adds no connection.
+    if (this.peer?.usable) return this;
+    if (this.connecting !== undefined) {
+      await this.connecting;
+      if (this.peer?.usable) return this;
+    }
     await this.openPeer();
     return this;
   }
@@ -615,6 +621,14 @@ export class Client extends EventEmitter implements ClientPeerOwner {
 
   /** @internal ClientPeerOwner: the server never read these; send them again, in order, ahead of newer ones. */
   peerUnprocessed(requests: OutgoingRequest[]): void {
+    if (this.closed) {
+      // No connection will come to send them on: they fail now, not at their deadline (or never).
+      const err = new RequestNotSentError('client closed before the request was sent', {
+        cause: this.lastError,
+      });
+      for (const r of requests) r.settle(err, undefined);
+      return;
+    }
     // Only queued: the GOAWAY that handed them back comes next (peerGoaway), and it starts the
     // reconnect with the server's retryAfterMs. Starting one here would ignore that hint.
     this.queue = (requests as Pending[]).concat(this.queue);

@@ -147,6 +147,45 @@ describe('GOAWAY', () => {
   });
 });
 
+describe('close() and GOAWAY', () => {
+  test('requests a GOAWAY hands back while close() waits fail at once, also those with no deadline', async () => {
+    let release: (() => void) | undefined;
+    const s = await scriptedServer((conn, m) => {
+      if (m.kind !== MessageKind.REQUEST) return;
+      const body = m.payload.toString();
+      if (body === '"slow"') {
+        // Answered only when the test says so; meanwhile the client is closing.
+        release = () =>
+          conn.sendParts(encodeMessage({ kind: MessageKind.RESPONSE, id: m.id, payload: m.payload }));
+        return true;
+      }
+      // The second request: GOAWAY that says only the first was read, so it is handed back.
+      conn.sendParts(encodeMessage({ ...goaway(0), lastId: m.id - 1 } as Message));
+      return true;
+    });
+    const c = await connect({ port: s.port, heartbeat: false });
+    const slow = c.request('x', 'slow');
+    await waitFor(() => release !== undefined);
+    const handedBack = c.request('x', 'second', { timeoutMs: 0 });
+    const closing = c.close({ graceMs: 5000 });
+    await assert.rejects(handedBack, RequestNotSentError);
+    release?.();
+    assert.equal(await slow, 'slow');
+    await closing;
+  });
+
+  test('open() on an open client adds no connection', async () => {
+    const server = createServer({ handlers: { x: () => 1 } });
+    servers.push(server);
+    const { port } = await server.listen();
+    const c = await connect({ port, heartbeat: false });
+    clients.push(c);
+    assert.equal(await c.open(), c);
+    await sleep(50);
+    assert.equal(server.connectionCount, 1);
+  });
+});
+
 describe('close() and destroy() during a reconnect', () => {
   test('a HELLO under way when close() is called is abandoned: no reconnect, no live socket', async () => {
     let n = 0;
