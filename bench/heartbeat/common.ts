@@ -10,6 +10,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { machineBusyMs } from '../proc.js';
+
+export { machineBusyMs, processCpuMs } from '../proc.js';
 
 /** The systems a worker can run. */
 export const SYSTEMS = ['raw', 'raw-interval', 'raw-wheel', 'raw-pair', 'conn', 'longlink'] as const;
@@ -203,30 +206,6 @@ export function sourceAddresses(n: number, first = 2): string[] {
 // The machine may be shared. Over a window the driver reads the busy CPU of the whole machine
 // and subtracts what its own processes used: what is left was someone else's, and a window that
 // competed with them is flagged in the tables.
-
-const TICK_MS = 10; // USER_HZ is 100 on every Linux this runs on.
-
-/** Busy CPU of all cores, ms: user + nice + system + irq + softirq + steal. */
-export function machineBusyMs(): number | undefined {
-  try {
-    const text = readFileSync('/proc/stat', 'utf8');
-    const v = text.slice(0, text.indexOf('\n')).trim().split(/\s+/).slice(1).map(Number);
-    return ((v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0) + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0)) * TICK_MS;
-  } catch {
-    return undefined;
-  }
-}
-
-/** utime + stime of a live process, ms. */
-export function processCpuMs(pid: number | undefined): number | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * TICK_MS;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Resident set of a live process, bytes (from /proc/PID/statm). */
 export function processRss(pid: number | undefined): number | undefined {

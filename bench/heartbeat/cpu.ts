@@ -15,6 +15,7 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { runMain } from '../proc.js';
 import {
   DESCRIPTIONS,
   fixed,
@@ -385,10 +386,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${String(err?.stack ?? err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

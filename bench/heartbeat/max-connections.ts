@@ -16,6 +16,7 @@
  * heartbeat timeout fired), and that a sample of connections still answers a request.
  */
 
+import { runMain } from '../proc.js';
 import {
   fixed,
   formatCloses,
@@ -301,10 +302,4 @@ function overHold(ps: Status[]): { cpuPct: number; lagP99Ms: number; lagMaxMs: n
   };
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${String(err?.stack ?? err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -12,6 +12,7 @@
  * workers always run with --expose-gc; the flag on the driver is harmless.
  */
 
+import { runMain } from '../proc.js';
 import {
   DESCRIPTIONS,
   fixed,
@@ -273,10 +274,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${String(err?.stack ?? err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -12,9 +12,10 @@
  */
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { machineBusyMs, processCpuMs } from '../proc.js';
 import {
   type ClientResult,
   isPayload,
@@ -212,37 +213,8 @@ function serverPort(child: Child): Promise<number> {
 // whole machine, the server's (from /proc/PID/stat), the client's (it reports it) and its own;
 // what is left was used by other processes, and a run that competed with them is flagged.
 
-const TICK_MS = 10; // USER_HZ is 100 on every Linux this runs on.
 /** Above this much foreign CPU (in cores) during a run, the run is redone or its row flagged. */
 const BUSY_CORES = 0.25;
-
-/**
- * Busy CPU, ms: user + nice + system + irq + softirq + steal from /proc/stat, of all cores or, when
- * the run is pinned to one, of that core only (what other processes do elsewhere cannot slow it).
- */
-function machineBusyMs(cpu: number | undefined): number | undefined {
-  try {
-    const text = readFileSync('/proc/stat', 'utf8');
-    const tag = cpu === undefined ? 'cpu ' : `cpu${cpu} `;
-    const at = text.indexOf(tag);
-    if (at < 0) return undefined;
-    const v = text.slice(at, text.indexOf('\n', at)).trim().split(/\s+/).slice(1).map(Number);
-    return ((v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0) + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0)) * TICK_MS;
-  } catch {
-    return undefined;
-  }
-}
-
-/** utime + stime of a live process, ms. */
-function processCpuMs(pid: number | undefined): number | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * TICK_MS;
-  } catch {
-    return undefined;
-  }
-}
 
 interface Snapshot {
   at: bigint;
