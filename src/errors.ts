@@ -234,3 +234,35 @@ export class AbortedError extends LonglinkError {
     super('ERR_ABORTED', message, options);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// PROXY protocol
+
+/**
+ * Why a PROXY protocol header was refused (see src/server/proxy-header.ts for each rule):
+ * `bad-signature` — the first bytes are neither "PROXY" (v1) nor the v2 signature;
+ * `bad-v1` / `bad-v2` — the header breaks its version's grammar;
+ * `too-long` — no CRLF in the first 107 bytes (v1), or a v2 length above `maxV2Bytes`;
+ * `unsupported` — a v2 signature with a version nibble other than 2;
+ * `truncated` — the stream ended inside the header.
+ */
+export type ProxyHeaderErrorReason =
+  | 'bad-signature'
+  | 'bad-v1'
+  | 'bad-v2'
+  | 'too-long'
+  | 'unsupported'
+  | 'truncated';
+
+/**
+ * A PROXY protocol header (haproxy's proxy-protocol.txt, v1 or v2) that cannot be valid whatever
+ * follows; the spec asks the receiver to abort such a connection at once (§2.1).
+ */
+export class ProxyHeaderError extends LonglinkError {
+  static override readonly brand: string = 'ProxyHeaderError';
+  readonly reason: ProxyHeaderErrorReason;
+  constructor(message: string, reason: ProxyHeaderErrorReason, options?: LonglinkErrorOptions) {
+    super('ERR_PROXY_HEADER', message, options);
+    this.reason = reason;
+  }
+}
