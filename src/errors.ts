@@ -264,5 +264,55 @@ export class ProxyHeaderError extends LonglinkError {
   constructor(message: string, reason: ProxyHeaderErrorReason, options?: LonglinkErrorOptions) {
     super('ERR_PROXY_HEADER', message, options);
     this.reason = reason;
+
+/**
+ * A frame's first bytes arrived, and the rest did not within `frameTimeoutMs`: a sender that holds
+ * a buffer open byte by byte (slowloris). The connection was reset.
+ */
+export class FrameTimeoutError extends LonglinkError {
+  static override readonly brand: string = 'FrameTimeoutError';
+  readonly bufferedBytes: number;
+  readonly timeoutMs: number;
+  constructor(bufferedBytes: number, timeoutMs: number, options?: LonglinkErrorOptions) {
+    super(
+      'ERR_FRAME_TIMEOUT',
+      `frame not completed within ${timeoutMs} ms of its first byte (${bufferedBytes} bytes buffered)`,
+      options,
+    );
+    this.bufferedBytes = bufferedBytes;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * The peer does not read what is sent to it: the outbound queue passed `maxQueuedBytes`, or the
+ * peer stayed silent for the heartbeat timeout while reading from it was paused for backpressure.
+ * The connection was reset and the queue discarded.
+ */
+export class SlowConsumerError extends LonglinkError {
+  static override readonly brand: string = 'SlowConsumerError';
+  readonly queuedBytes: number;
+  constructor(message: string, queuedBytes: number, options?: LonglinkErrorOptions) {
+    super('ERR_SLOW_CONSUMER', message, options);
+    this.queuedBytes = queuedBytes;
+  }
+}
+
+/**
+ * The process-wide memory budget for buffered bytes was exceeded and this connection held the
+ * most: it was reset to bring the total back under the budget.
+ */
+export class OverloadError extends LonglinkError {
+  static override readonly brand: string = 'OverloadError';
+  readonly heldBytes: number;
+  readonly budgetBytes: number;
+  constructor(heldBytes: number, budgetBytes: number, options?: LonglinkErrorOptions) {
+    super(
+      'ERR_OVERLOAD',
+      `memory budget of ${budgetBytes} bytes exceeded; this connection held ${heldBytes} bytes`,
+      options,
+    );
+    this.heldBytes = heldBytes;
+    this.budgetBytes = budgetBytes;
   }
 }

@@ -348,7 +348,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
     let timeoutMs: number;
     try {
       timeoutMs = durationOrInfinity('timeoutMs', options.timeoutMs, this.requestTimeoutMs);
-      payload = this.codec.encode(params === undefined ? null : params);
+      payload = this.codec.encode(params);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -377,7 +377,7 @@ export class Client extends EventEmitter implements ClientPeerOwner {
   notify(topic: string, payload?: unknown): boolean {
     const peer = this.peer;
     if (!peer?.usable) throw new ConnectionClosedError('not connected', undefined, { cause: this.lastError });
-    return peer.notify(topic, payload === undefined ? null : payload);
+    return peer.notify(topic, payload);
   }
 
   /** Measures the round trip to the server (PING/PONG), ms; NaN if not connected. */

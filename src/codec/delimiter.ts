@@ -63,9 +63,11 @@ class DelimiterDecoder extends GuardedDecoder {
   private readonly single: number;
   private readonly strip: boolean;
   private readonly line: boolean;
-  private readonly maxFrameLength: number;
+  /** The limit in force (see limit()); never above `ceiling`, the framing's own. */
+  private maxFrameLength: number;
+  private readonly ceiling: number;
   /** Most bytes a frame may have buffered before its delimiter starts. */
-  private readonly pendingLimit: number;
+  private pendingLimit: number;
   /** Scratch size: held bytes never exceed maxFrameLength + d, so neither need the scratch. */
   private readonly scratchSize: number;
   /** Tails up to this size are copied into the scratch; it always fits an empty scratch. */
@@ -90,7 +92,7 @@ class DelimiterDecoder extends GuardedDecoder {
     this.single = this.d === 1 ? config.delimiter[0]! : -1;
     this.strip = config.strip;
     this.line = config.line;
-    this.maxFrameLength = config.maxFrameLength;
+    this.maxFrameLength = this.ceiling = config.maxFrameLength;
     this.pendingLimit = config.strip ? config.maxFrameLength : config.maxFrameLength - this.d;
     this.scratchSize = Math.min(SCRATCH_SIZE, config.maxFrameLength + this.d);
     this.smallPiece = Math.min(SMALL_PIECE, this.scratchSize);
@@ -98,6 +100,12 @@ class DelimiterDecoder extends GuardedDecoder {
 
   override get bufferedBytes(): number {
     return this.pendingLength;
+  }
+
+  limit(maxFrameLength: number): void {
+    // Never below the delimiter a kept-delimiter frame must hold.
+    this.maxFrameLength = Math.max(Math.min(maxFrameLength, this.ceiling), this.strip ? 0 : this.d);
+    this.pendingLimit = this.strip ? this.maxFrameLength : this.maxFrameLength - this.d;
   }
 
   protected discard(): void {

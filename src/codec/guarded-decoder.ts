@@ -13,6 +13,8 @@ export abstract class GuardedDecoder implements FrameDecoder {
 
   abstract get bufferedBytes(): number;
 
+  abstract limit(maxFrameLength: number): void;
+
   /** Parses `chunk`; may throw a FramingError. */
   protected abstract decode(chunk: Buffer): Buffer[];
 

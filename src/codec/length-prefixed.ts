@@ -8,9 +8,13 @@
  *
  *   1. the frame lies wholly in the chunk: emit a view of the chunk, no copy, no allocation but the
  *      view (the loop in `decode`);
- *   2. the frame spans chunks: allocate its emitted bytes once, exactly sized, and fill it as the
- *      chunks arrive (`fill`), so a 1 MiB frame read in 64 KiB pieces costs one memcpy per byte,
- *      never the quadratic `Buffer.concat` of a hand-rolled decoder;
+ *   2. the frame spans chunks: fill one buffer as the chunks arrive (`fill`), so a 1 MiB frame
+ *      read in 64 KiB pieces is never the quadratic `Buffer.concat` of a hand-rolled decoder. The
+ *      buffer grows with the bytes that actually arrived, never from the length the header
+ *      announces: it starts at the frame's size or {@link SPLIT_INITIAL_BYTES}, whichever is
+ *      smaller, and doubles (capped at the frame's size). A peer that announces 16 MiB and sends
+ *      one byte makes us hold 64 KiB, not 16 MiB; a real 16 MiB frame costs at most one extra
+ *      copy of each byte;
  *   3. the header itself spans chunks: its bytes wait in a small scratch buffer of the largest
  *      header size, and parsing restarts there when more arrive (`continueHeader`).
  *
@@ -27,6 +31,12 @@ import type { FrameEncoder } from './types.js';
 /** Returned by {@link LengthPrefixedDecoder.parseHeader} when the header is not complete yet. */
 export const NEED_MORE = -1;
 
+/**
+ * First allocation for a frame that spans chunks: frames up to this size get their exact buffer
+ * at once (the common case, unchanged); larger ones grow from here as their bytes arrive.
+ */
+export const SPLIT_INITIAL_BYTES = 64 * 1024;
+
 export abstract class LengthPrefixedDecoder extends GuardedDecoder {
   /**
    * Bytes at the start of the frame that are not emitted. Fixed-header codecs set it once;
@@ -35,7 +45,10 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
   protected strip = 0;
   /** Largest number of bytes `parseHeader` can need; sizes the split-header scratch buffer. */
   protected readonly headerMax: number;
-  protected readonly maxFrameLength: number;
+  /** The limit in force (see {@link limit}); never above {@link ceiling}. */
+  protected maxFrameLength: number;
+  /** The framing's own limit. */
+  private readonly ceiling: number;
 
   /**
    * A header or frame split across chunks; made the first time one is, then kept. Most
@@ -47,6 +60,15 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
     super();
     this.headerMax = headerMax;
     this.maxFrameLength = maxFrameLength;
+    this.ceiling = maxFrameLength;
+  }
+
+  /**
+   * Sets the largest frame accepted from now on, up to the framing's own limit: a server holds a
+   * connection to a few KiB until its HELLO is done, then to the agreed limit.
+   */
+  limit(maxFrameLength: number): void {
+    this.maxFrameLength = Math.min(maxFrameLength, this.ceiling);
   }
 
   /**
@@ -169,13 +191,24 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
   }
 
   private startFrame(split: SplitState, total: number, strip: number): void {
-    split.frame = Buffer.allocUnsafe(total - strip);
+    const size = total - strip;
+    split.size = size;
+    split.frame = Buffer.allocUnsafe(size <= SPLIT_INITIAL_BYTES ? size : SPLIT_INITIAL_BYTES);
     split.filled = 0;
     split.skip = strip;
     split.received = 0;
   }
 
   /** Feed `src[start, end)` to the frame in progress; return the offset after the bytes it took. */
+  /** Grows the frame in progress to hold at least `need` bytes: double, capped at the frame's size. */
+  private grow(split: SplitState, need: number): Buffer {
+    const old = split.frame!;
+    const bigger = Buffer.allocUnsafe(Math.min(split.size, Math.max(need, 2 * old.length)));
+    old.copy(bigger, 0, 0, split.filled);
+    split.frame = bigger;
+    return bigger;
+  }
+
   private fill(split: SplitState, src: Buffer, start: number, end: number): number {
     const frame = split.frame!;
     let p = start;
@@ -184,9 +217,10 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
       split.skip -= n;
       p += n;
     }
-    const n = Math.min(frame.length - split.filled, end - p);
+    const n = Math.min(split.size - split.filled, end - p);
     if (n > 0) {
-      src.copy(frame, split.filled, p, p + n);
+      const target = split.filled + n > frame.length ? this.grow(split, split.filled + n) : frame;
+      src.copy(target, split.filled, p, p + n);
       split.filled += n;
       p += n;
     }
@@ -196,7 +230,8 @@ export abstract class LengthPrefixedDecoder extends GuardedDecoder {
 
   private emitIfComplete(split: SplitState, frames: Buffer[]): boolean {
     const frame = split.frame!;
-    if (split.skip > 0 || split.filled < frame.length) return false;
+    // Once every byte arrived the buffer has grown to exactly the frame's size.
+    if (split.skip > 0 || split.filled < split.size) return false;
     frames.push(frame);
     split.frame = null;
     return true;
@@ -208,8 +243,10 @@ class SplitState {
   /** A header split across chunks waits here (allocated on first need, then reused). */
   header: Buffer | null = null;
   headerLength = 0;
-  /** A frame that spans chunks, being filled; null when none is in progress. */
+  /** A frame that spans chunks, being filled (grown as bytes arrive); null when none is in progress. */
   frame: Buffer | null = null;
+  /** The emitted size of the frame in progress, from its header. */
+  size = 0;
   filled = 0;
   /** Bytes of the frame in progress still to be skipped (the stripped part) before `filled` grows. */
   skip = 0;

@@ -23,6 +23,11 @@ export interface FrameDecoder {
   end(): void;
   /** Bytes held for a frame not yet complete. */
   readonly bufferedBytes: number;
+  /**
+   * Sets the largest frame accepted from now on, never above the framing's own `maxFrameLength`
+   * (a value above it means the framing's limit). A protocol lowers it until a handshake is done.
+   */
+  limit(maxFrameLength: number): void;
 }
 
 /**

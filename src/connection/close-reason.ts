@@ -27,6 +27,19 @@ export const CloseReason = {
   IDLE_TIMEOUT: 'idle-timeout',
   /** The peer announced it is going away (GOAWAY) and the connection was closed after draining. */
   GOING_AWAY: 'going-away',
+  /**
+   * A frame's first bytes arrived and the rest did not within `frameTimeoutMs` (a slow sender
+   * holding a buffer open, slowloris-style); reset.
+   */
+  FRAME_TIMEOUT: 'frame-timeout',
+  /** The peer did not read what we sent: our queue passed `maxQueuedBytes` (or it stayed silent while we waited); reset. */
+  SLOW_CONSUMER: 'slow-consumer',
+  /** The process's memory budget was exceeded and this connection held the most; reset to free it. */
+  OVERLOAD: 'overload',
+  /** Refused at admission (a limit, an untrusted or missing PROXY header, a failed TLS handshake). */
+  REFUSED: 'refused',
+  /** The application's handler could not answer (threw, or its answer could not be encoded or sent) on a protocol without a way to say so. */
+  HANDLER_ERROR: 'handler-error',
 } as const;
 export type CloseReason = (typeof CloseReason)[keyof typeof CloseReason];
 

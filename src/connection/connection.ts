@@ -19,11 +19,14 @@ import {
   ConnectionClosedError,
   ConnectionResetError,
   ConnectTimeoutError,
+  FrameTimeoutError,
   FramingError,
   HeartbeatTimeoutError,
   InvalidArgumentError,
   LingerExpiredError,
   type LonglinkError,
+  type OverloadError,
+  SlowConsumerError,
   SocketError,
 } from '../errors.js';
 import {
@@ -38,9 +41,10 @@ import {
   type TcpInfo,
   tcpInfo,
 } from '../sys/sockopt.js';
-import { finiteAtLeast, finitePositive } from '../util/check.js';
+import { durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
 import { type TimerWheel, type WheelEntry, wheelFor } from '../util/wheel.js';
+import type { BudgetMember, MemoryBudget } from './budget.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
 
 /** A connection's lifecycle states. Transitions are listed in {@link TRANSITIONS}. */
@@ -128,6 +132,22 @@ export interface ConnectionOptions {
   idle?: IdleOptions;
   /** Time source in ms (default performance.now); injectable so tests of long timers run fast. */
   clock?: () => number;
+  /**
+   * Once a frame's first byte has arrived, the rest must arrive within this many ms, or the
+   * connection is reset with reason `frame-timeout` (a slow sender holding a buffer open). Time
+   * while reading is paused does not count. 0 (the default) disables it; a server sets 30 s.
+   */
+  frameTimeoutMs?: number;
+  /**
+   * Hard cap on `bufferedAmount`: a send that takes the queue past it resets the connection with
+   * reason `slow-consumer` and discards the queue. Infinity (the default) disables it.
+   */
+  maxQueuedBytes?: number;
+  /**
+   * Counts this connection's buffered bytes against a shared {@link MemoryBudget} once they pass
+   * its threshold; a connection shed by the budget is reset with reason `overload`.
+   */
+  budget?: MemoryBudget;
 }
 
 /** Heartbeat timing. The peer is declared dead `timeoutMs` after the last byte read from it. */
@@ -288,7 +308,28 @@ export interface ConnectionHandler {
   handleProtocolError?(error: FramingError): void;
   /** Before the `'close'` event. */
   handleClose?(info: CloseInfo): void;
+  /** The send queue fell to the low watermark after a send returned false (before `'drain'`). */
+  handleDrain?(): void;
+  /** Bytes the layer above holds for this peer (requests being handled), counted by the budget. */
+  heldBytes?(): number;
 }
+
+/** Why reading is paused; reading resumes once no reason is left. */
+export const ReadHold = {
+  /** pause() by the user. */
+  USER: 1,
+  /** Our queue to the peer is over its high watermark: stop taking work until it drains. */
+  BACKPRESSURE: 2,
+  /** The layer above has as much of the peer's work as it takes (in-flight limits). */
+  BUSY: 4,
+} as const;
+/** Reading stopped for good (the stream position is lost after a framing error). */
+const STOPPED = 8;
+/** reset() ran: the socket is being destroyed; nothing more is taken. */
+const RESET = 16;
+/** Counted by the budget (holds at least its threshold). */
+const BUDGETED = 32;
+const HOLD_MASK = ReadHold.USER | ReadHold.BACKPRESSURE | ReadHold.BUSY;
 
 /** Chunks below this size are copied together on flush; larger ones are written uncopied. */
 const COPY_MAX = 4096;
@@ -305,6 +346,12 @@ function coalesce(q: readonly Buffer[], from: number, to: number, bytes: number)
   }
   return out;
 }
+
+/**
+ * A partial frame of at least this many bytes is reported to the budget (a read chunk is 64 KiB at
+ * most, so smaller ones come and go within a read or two).
+ */
+const SPLIT_BUDGET_BYTES = 64 * 1024;
 
 /** How often linger() asks the kernel for its unacknowledged byte count. */
 const LINGER_POLL_MS = 10;
@@ -406,6 +453,9 @@ interface Settings {
   readonly earlyFlushBytes: number;
   readonly idle: IdleOptions | undefined;
   readonly now: () => number;
+  readonly frameTimeoutMs: number;
+  readonly maxQueuedBytes: number;
+  readonly budget: MemoryBudget | undefined;
 }
 
 /**
@@ -439,9 +489,15 @@ function settingsFor(options: ConnectionOptions): Settings {
     earlyFlushBytes: finiteAtLeast('coalesceBytes', options.coalesceBytes, EARLY_FLUSH_BYTES),
     idle,
     now: options.clock ?? defaultNow,
+    frameTimeoutMs: finiteAtLeast('frameTimeoutMs', options.frameTimeoutMs, 0),
+    maxQueuedBytes: durationOrInfinity('maxQueuedBytes', options.maxQueuedBytes, Number.POSITIVE_INFINITY),
+    budget: options.budget,
   };
-  if (idle !== undefined || settings.now !== defaultNow) return settings;
-  const key = `${highWaterMark},${lowWaterMark},${settings.closeTimeoutMs},${settings.remoteEndTimeoutMs},${settings.halfOpenWarnMs},${settings.allowHalfOpen},${settings.earlyFlushBytes}`;
+  if (settings.maxQueuedBytes < highWaterMark) {
+    throw new InvalidArgumentError('maxQueuedBytes must not be below highWaterMark');
+  }
+  if (idle !== undefined || settings.now !== defaultNow || settings.budget !== undefined) return settings;
+  const key = `${highWaterMark},${lowWaterMark},${settings.closeTimeoutMs},${settings.remoteEndTimeoutMs},${settings.halfOpenWarnMs},${settings.allowHalfOpen},${settings.earlyFlushBytes},${settings.frameTimeoutMs},${settings.maxQueuedBytes}`;
   const shared = sharedSettings.get(key);
   if (shared !== undefined) return shared;
   if (sharedSettings.size < 256) sharedSettings.set(key, settings);
@@ -499,6 +555,12 @@ class Lifecycle {
   onBatchWritten: (() => void) | undefined = undefined;
   /** write() calls waiting for the next 'drain' (one list, not a listener pair per call). */
   writers: Array<{ resolve: () => void; reject: (err: Error) => void }> | undefined = undefined;
+  /**
+   * While reading is paused for backpressure: when the peer last took our bytes (the kernel's
+   * acknowledged count moved, or the pause began), and that count (TCP_INFO bytes_acked).
+   */
+  takenAt = 0;
+  acked: bigint | undefined = undefined;
 }
 
 /**
@@ -514,7 +576,7 @@ class Lifecycle {
  * console.log(info.reason); // 'local-graceful'
  * ```
  */
-export class Connection extends EventEmitter implements WheelEntry {
+export class Connection extends EventEmitter implements WheelEntry, BudgetMember {
   /** The id given in the options, or a process-unique number (made a string only when asked). */
   private readonly seq: string | number;
   readonly socket: net.Socket;
@@ -551,6 +613,13 @@ export class Connection extends EventEmitter implements WheelEntry {
   private heartbeatOutstanding = false;
   /** Idle events fired in the current idle period (IDLE_* bits); cleared by activity. */
   private idleFired = 0;
+  /** ReadHold bits, STOPPED, RESET, BUDGETED. */
+  private flags = 0;
+  /**
+   * When the frame now being received started (whole ms; -1: none), for frameTimeoutMs. Reset
+   * each time a read completes a frame and leaves the next one partial.
+   */
+  private partialSince = -1;
 
   private handler: ConnectionHandler | undefined;
   /** Close-time state, made on first use (see Lifecycle). */
@@ -591,7 +660,7 @@ export class Connection extends EventEmitter implements WheelEntry {
     socket.on('close', Connection.onSocketClose);
     socket.on('drain', Connection.onSocketDrain);
 
-    if (this.settings.idle !== undefined) this.pickWheel();
+    if (this.settings.idle !== undefined || this.settings.frameTimeoutMs > 0) this.pickWheel();
     if (hb !== undefined) {
       const frame = hb.frame;
       this.setHeartbeat({
@@ -695,7 +764,7 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   /** True while `send()` accepts frames. */
   get writable(): boolean {
-    return this._state === S.OPEN || this._state === S.READ_CLOSED;
+    return (this._state === S.OPEN || this._state === S.READ_CLOSED) && (this.flags & RESET) === 0;
   }
 
   /** Bytes accepted by `send()` and not yet handed to the kernel. */
@@ -834,8 +903,19 @@ export class Connection extends EventEmitter implements WheelEntry {
       if (flushCount === 0) resolved.then(flushAll);
       flushQueue[flushCount++] = this;
     }
-    if (this.bufferedAmount >= this.settings.highWaterMark) {
+    const buffered = this.bufferedAmount;
+    if (buffered >= this.settings.highWaterMark) {
       this.needDrain = true;
+      if (buffered > this.settings.maxQueuedBytes) {
+        this.reset(
+          CloseReason.SLOW_CONSUMER,
+          'local',
+          new SlowConsumerError(
+            `connection ${this.id}: ${buffered} bytes queued, over maxQueuedBytes ${this.settings.maxQueuedBytes}; the peer does not read`,
+            buffered,
+          ),
+        );
+      } else if (this.settings.budget !== undefined) this.budgetChanged();
       return false;
     }
     return true;
@@ -870,12 +950,72 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   /** Stops reading from the socket (receive-side backpressure): the peer's sends fill our window. */
   pause(): void {
-    this.socket.pause();
+    this.hold(ReadHold.USER);
   }
 
-  /** Resumes reading. */
+  /** Resumes reading (unless the connection itself holds it paused: backpressure, a busy handler). */
   resume(): void {
+    this.release(ReadHold.USER);
+  }
+
+  /**
+   * @internal Pauses reading for `why` (a {@link ReadHold} bit); reading resumes when every hold
+   * is released. Time paused does not count against frameTimeoutMs, and while paused for
+   * backpressure a silent peer is judged by whether it takes our bytes (see checkLiveness).
+   */
+  hold(why: number): void {
+    const before = this.flags & HOLD_MASK;
+    this.flags |= why;
+    if (before !== 0 || this._state === S.CLOSED) return;
+    this.socket.pause();
+    if (why === ReadHold.BACKPRESSURE) {
+      const life = this.lifecycle();
+      life.takenAt = this.settings.now();
+      life.acked = tcpInfo(this.socket)?.bytesAcked;
+    }
+  }
+
+  /** @internal Releases a hold taken with {@link hold}. */
+  release(why: number): void {
+    if ((this.flags & why) === 0) return;
+    this.flags &= ~why;
+    if ((this.flags & HOLD_MASK) !== 0 || (this.flags & STOPPED) !== 0 || this._state === S.CLOSED) return;
+    // The frame in progress could not advance while we were not reading: its clock starts again.
+    if (this.partialSince >= 0) this.partialSince = this.settings.now();
     this.socket.resume();
+    if (this.wheel !== undefined) this.checkLiveness();
+  }
+
+  /** @internal Whether reading is held paused for `why`. */
+  isHeld(why: number): boolean {
+    return (this.flags & why) !== 0;
+  }
+
+  /**
+   * Sets the largest frame accepted from now on, up to the framing's `maxFrameLength`: a protocol
+   * holds an unauthenticated peer to a few KiB, then raises it to the agreed limit.
+   */
+  limitFrames(maxFrameLength: number): void {
+    this.decoder.limit(maxFrameLength);
+  }
+
+  /** @internal BudgetMember: bytes this connection holds for its peer. */
+  heldBytes(): number {
+    return this.decoder.bufferedBytes + this.bufferedAmount + (this.handler?.heldBytes?.() ?? 0);
+  }
+
+  /** @internal BudgetMember: the budget needs the memory back. */
+  shed(error: OverloadError): void {
+    this.flags &= ~BUDGETED;
+    this.reset(CloseReason.OVERLOAD, 'local', error);
+  }
+
+  /** @internal What this connection holds changed (the layer above calls it for its own holdings). */
+  budgetChanged(): void {
+    const budget = this.settings.budget;
+    if (budget === undefined || (this.flags & RESET) !== 0) return;
+    if (budget.update(this)) this.flags |= BUDGETED;
+    else this.flags &= ~BUDGETED;
   }
 
   /*
@@ -1135,6 +1275,8 @@ export class Connection extends EventEmitter implements WheelEntry {
     if (this.socket.destroyed) return;
     if (this.needDrain && this.bufferedAmount <= this.settings.lowWaterMark) {
       this.needDrain = false;
+      if ((this.flags & BUDGETED) !== 0) this.budgetChanged();
+      this.handler?.handleDrain?.();
       this.emit('drain');
       const life = this.life;
       const writers = life?.writers;
@@ -1166,6 +1308,7 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   private reset(reason: CloseReason, initiator: 'local' | 'remote', error: LonglinkError | undefined): void {
     if (this._state === S.CLOSED || this.socket.destroyed) return;
+    this.flags |= RESET;
     // Measure what the reset discards before the descriptor is gone: our queue, Node's queue
     // and the kernel's unacknowledged bytes (minus the FIN, which SIOCOUTQ counts as one).
     let kernel = kernelUnacked(this.socket);
@@ -1270,6 +1413,8 @@ export class Connection extends EventEmitter implements WheelEntry {
   /** The wheel for the shortest liveness period: its tick (≤ 2% of the period) is the checks' precision. */
   private pickWheel(): void {
     let period = this.heartbeat?.intervalMs ?? Number.POSITIVE_INFINITY;
+    const ft = this.settings.frameTimeoutMs;
+    if (ft > 0 && ft < period) period = ft;
     const idle = this.settings.idle;
     if (idle !== undefined) {
       for (const ms of [idle.readerMs, idle.writerMs, idle.allMs]) {
@@ -1290,26 +1435,49 @@ export class Connection extends EventEmitter implements WheelEntry {
 
   /** Runs when the liveness tick comes (and when settings change): heartbeat, death, idleness. */
   private checkLiveness(): void {
-    if (this._state !== S.OPEN) return;
+    if (this._state !== S.OPEN || (this.flags & RESET) !== 0) return;
     const hb = this.heartbeat;
     const idle = this.settings.idle;
-    if (hb === undefined && idle === undefined) {
+    const ft = this.settings.frameTimeoutMs;
+    if (hb === undefined && idle === undefined && (ft === 0 || this.partialSince < 0)) {
+      this.wheel?.cancel(this);
+      return;
+    }
+    const holds = this.flags & HOLD_MASK;
+    if ((holds & ReadHold.BUSY) !== 0) {
+      // Held paused because we are busy: the peer's bytes wait unread in the kernel, so its
+      // silence proves nothing, and its frame cannot advance. The checks resume with reading
+      // (release() runs this again); the detection bound is extended by the time held.
       this.wheel?.cancel(this);
       return;
     }
     const now = this.settings.now();
     let next = Number.POSITIVE_INFINITY;
+    if (ft > 0 && this.partialSince >= 0 && holds === 0) {
+      if (now - this.partialSince >= ft) {
+        this.reset(CloseReason.FRAME_TIMEOUT, 'remote', new FrameTimeoutError(this.decoder.bufferedBytes, ft));
+        return;
+      }
+      next = this.partialSince + ft;
+    }
     if (hb !== undefined) {
       const silentFor = now - this.lastReadAt;
       if (silentFor >= hb.timeoutMs) {
-        this.reset(
-          CloseReason.HEARTBEAT_TIMEOUT,
-          'local',
-          new HeartbeatTimeoutError(Math.round(silentFor), hb.timeoutMs),
-        );
-        return;
+        if ((holds & ReadHold.BACKPRESSURE) !== 0) {
+          // We stopped reading because the peer does not take our bytes. Dead, or just slow?
+          // The kernel's acknowledged count says whether it took any since we last looked.
+          if (!this.peerTookBytes(now, hb.timeoutMs)) return;
+          next = Math.min(next, now + hb.intervalMs);
+        } else {
+          this.reset(
+            CloseReason.HEARTBEAT_TIMEOUT,
+            'local',
+            new HeartbeatTimeoutError(Math.round(silentFor), hb.timeoutMs),
+          );
+          return;
+        }
       }
-      next = this.lastReadAt + hb.timeoutMs;
+      if (silentFor < hb.timeoutMs) next = Math.min(next, this.lastReadAt + hb.timeoutMs);
       if (silentFor >= hb.intervalMs) {
         if (!this.heartbeatOutstanding) {
           this.heartbeatOutstanding = true;
@@ -1349,6 +1517,32 @@ export class Connection extends EventEmitter implements WheelEntry {
     else wheel.cancel(this);
   }
 
+  /**
+   * Reading is paused for backpressure and the peer has been silent for the heartbeat timeout.
+   * Returns true while it still takes our bytes (TCP_INFO's bytes_acked moved within the
+   * timeout: a slow reader, not a dead one); otherwise resets the connection as a slow consumer
+   * and returns false. Without TCP_INFO (no native helper) silence alone decides.
+   */
+  private peerTookBytes(now: number, timeoutMs: number): boolean {
+    const life = this.lifecycle();
+    const acked = tcpInfo(this.socket)?.bytesAcked;
+    if (acked !== undefined && acked !== life.acked) {
+      life.acked = acked;
+      life.takenAt = now;
+    }
+    if (now - life.takenAt < timeoutMs) return true;
+    const queued = this.bufferedAmount;
+    this.reset(
+      CloseReason.SLOW_CONSUMER,
+      'local',
+      new SlowConsumerError(
+        `connection ${this.id}: the peer took none of our ${queued} queued bytes for ${timeoutMs} ms`,
+        queued,
+      ),
+    );
+    return false;
+  }
+
   /** Re-arms the idle checks that activity cleared (cheap: only when an idle event had fired). */
   private activity(bits: number): void {
     if ((this.idleFired & bits) !== 0) {
@@ -1367,12 +1561,25 @@ export class Connection extends EventEmitter implements WheelEntry {
     }
     if (this.idleFired !== 0) this.activity(IDLE_READER | IDLE_ALL);
     let frames: Buffer[];
+    const decoder = this.decoder;
     try {
-      frames = this.decoder.push(chunk);
+      frames = decoder.push(chunk);
     } catch (err) {
       this.protocolError(err);
       return;
     }
+    const partial = decoder.bufferedBytes;
+    if (partial === 0) this.partialSince = -1;
+    else {
+      // A frame is incomplete. It is a new one if this read completed another, or none was pending.
+      if (this.settings.frameTimeoutMs > 0 && (this.partialSince < 0 || frames.length > 0)) {
+        const first = this.partialSince < 0;
+        this.partialSince = this.lastReadAt;
+        if (first) this.checkLiveness();
+      }
+      if (this.settings.budget !== undefined && partial >= SPLIT_BUDGET_BYTES) this.budgetChanged();
+    }
+    if ((this.flags & BUDGETED) !== 0 && partial < SPLIT_BUDGET_BYTES) this.budgetChanged();
     const handler = this.handler;
     for (const f of frames) {
       this.framesRead++;
@@ -1393,6 +1600,8 @@ export class Connection extends EventEmitter implements WheelEntry {
     this.setPending(CloseReason.PROTOCOL_ERROR, 'remote', error, true);
     // The stream position is lost: read no further. Queued sends (and any last frame a listener
     // sends from 'protocol-error') are flushed before the FIN; the deadline bounds it.
+    this.flags |= STOPPED;
+    this.partialSince = -1;
     this.socket.pause();
     this.handler?.handleProtocolError?.(error);
     this.emit('protocol-error', error);
@@ -1490,6 +1699,10 @@ export class Connection extends EventEmitter implements WheelEntry {
     };
     const unsentBytes = p.unsentBytes ?? this.outBytes + this.socket.writableLength;
     this.dropQueue();
+    if ((this.flags & BUDGETED) !== 0) {
+      this.flags &= ~BUDGETED;
+      this.settings.budget?.remove(this);
+    }
     const info: CloseInfo = {
       reason: p.reason,
       initiator: p.initiator,

@@ -34,6 +34,16 @@ export const MIN_MAX_FRAME_LENGTH = 1024;
 const MAX_TIMER_MS = 0x7fff_ffff;
 /** Limits on the `codecs` list: a HELLO is small. */
 const MAX_CODECS = 32;
+/** Longest `name` a peer may announce, in UTF-16 units (a label for logs, not a document). */
+export const MAX_HELLO_NAME_LENGTH = 255;
+/** Longest `credential` (a token, a password; a JWT is typically under 2 KiB). */
+export const MAX_HELLO_CREDENTIAL_LENGTH = 4096;
+/**
+ * Largest frame a server takes before the HELLO exchange is done (and its credential checked):
+ * enough for a HELLO with every field at its limit, far from the 16 MiB a ready connection may
+ * send. An unauthenticated peer can make the server hold no more than this per connection.
+ */
+export const HELLO_MAX_FRAME_LENGTH = 8 * 1024;
 const CODEC_NAME_RE = /^[\x21-\x7e]{1,64}$/;
 
 /** Values the negotiation falls back on when neither side states one. */
@@ -86,17 +96,19 @@ function helloProblem(p: Record<string, unknown>): string | undefined {
     }
     return undefined;
   };
-  const checkString = (key: string): string | undefined => {
+  const checkString = (key: string, maxLength = 64): string | undefined => {
     const v = p[key];
-    return v === undefined || typeof v === 'string' ? undefined : `${key} must be a string`;
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') return `${key} must be a string`;
+    return v.length <= maxLength ? undefined : `${key} must be at most ${maxLength} characters, got ${v.length}`;
   };
   const problem =
     checkInt('heartbeatIntervalMs', 1, MAX_TIMER_MS) ??
     checkInt('heartbeatTimeoutMs', 1, MAX_TIMER_MS) ??
     checkInt('maxFrameLength', MIN_MAX_FRAME_LENGTH, 0xffff_ffff) ??
     checkInt('maxInFlight', 1, 0xffff_ffff) ??
-    checkString('credential') ??
-    checkString('name') ??
+    checkString('credential', MAX_HELLO_CREDENTIAL_LENGTH) ??
+    checkString('name', MAX_HELLO_NAME_LENGTH) ??
     checkString('codec');
   if (problem !== undefined) return problem;
   if (typeof p.codec === 'string' && !isValidCodecName(p.codec)) return 'codec is not a valid codec name';
@@ -341,8 +353,15 @@ const interned = new Map<string, HelloAgreement>();
 /**
  * One frozen object per distinct agreement, shared by every connection that reached it: a server
  * with ten thousand clients of one kind keeps one, not ten thousand (~80 bytes each).
+ *
+ * Only agreements without a peer name are shared. The name is the peer's to choose, and a table
+ * keyed by what a peer chooses is one it can fill: a server once kept every distinct name a client
+ * announced, before checking its credential (a few hundred HELLOs with 16 MiB names took it down).
+ * The remaining key is values the server bounds (its own limits and codecs), and the table is
+ * capped besides.
  */
 function internAgreement(agreed: HelloAgreement): HelloAgreement {
+  if (agreed.peerName !== undefined) return Object.freeze(agreed);
   const key = JSON.stringify([
     agreed.version,
     agreed.heartbeatIntervalMs,
@@ -350,7 +369,6 @@ function internAgreement(agreed: HelloAgreement): HelloAgreement {
     agreed.maxFrameLength,
     agreed.maxInFlight,
     agreed.codec,
-    agreed.peerName ?? null,
   ]);
   let a = interned.get(key);
   if (a === undefined) {

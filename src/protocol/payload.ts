@@ -71,12 +71,14 @@ export const jsonCodec: PayloadCodec = {
 
 /**
  * Bytes as they are: `encode` takes a Buffer (returned as is) or any Uint8Array (wrapped, not
- * copied) and rejects everything else; `decode` returns the bytes, a view into the frame.
+ * copied), and `undefined` as no bytes (a handler with nothing to return); it rejects everything
+ * else. `decode` returns the bytes, a view into the frame.
  */
 export const rawCodec: PayloadCodec = {
   name: 'raw',
   encode(value: unknown): Buffer {
     if (Buffer.isBuffer(value)) return value;
+    if (value === undefined) return EMPTY;
     if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
     throw new InvalidArgumentError(
       `the raw codec takes a Buffer or Uint8Array, got ${value === null ? 'null' : typeof value}`,

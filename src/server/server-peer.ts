@@ -1,44 +1,77 @@
 /**
- * The server's side of one longlink connection: answers HELLO, runs handlers for REQUESTs with a
- * context (AbortSignal, NOTIFY push), enforces the per-connection limits, and on shutdown sends
- * GOAWAY with the last request it read, finishes every request it accepted, then closes.
+ * The server's side of one longlink connection: answers HELLO (after `authenticate`, within the
+ * HELLO deadline), runs handlers for REQUESTs with a context (AbortSignal, identity, NOTIFY push),
+ * enforces the per-connection limits, and on shutdown sends GOAWAY with the last request it read,
+ * finishes every request it accepted, then closes.
+ *
+ * Every answer leaves through one path (`answer` → `deliver`): a result that cannot be encoded, or
+ * whose frame would exceed the agreed maxFrameLength, becomes an ERROR for that request, so every
+ * request read gets exactly one terminal answer (PROTOCOL.md §5) while the connection is up, and
+ * the application hears of the failure (`onHandlerError`).
  */
 
+import type { TLSSocket } from 'node:tls';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import type { Connection } from '../connection/connection.js';
-import { AbortedError, LonglinkError } from '../errors.js';
+import { type Connection, ReadHold } from '../connection/connection.js';
+import { AbortedError, FrameTooLargeError, LonglinkError } from '../errors.js';
 import { errorToMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
-import { answerHello, type HelloPolicy } from '../protocol/hello.js';
+import { answerHello, type HelloAgreement, type HelloPolicy } from '../protocol/hello.js';
 import type { PayloadCodecRegistry } from '../protocol/payload.js';
 import {
   type CancelMessage,
+  type ErrorMessage,
   type HelloMessage,
   type Message,
   MessageKind,
   type RequestMessage,
 } from '../protocol/types.js';
-import { Peer } from '../session/peer.js';
+import { Peer, SendOutcome } from '../session/peer.js';
 import type { Deadline, Deadlines } from '../util/deadlines.js';
+import { type RateLimit, TokenBucket } from './admission.js';
+
+/** The TLS side of a connection, when it came over TLS. */
+export interface TlsInfo {
+  /** The negotiated version: 'TLSv1.3', 'TLSv1.2'. */
+  readonly protocol: string | null;
+  /** Whether the client's certificate was verified against the server's CAs (mTLS). */
+  readonly authorized: boolean;
+  /** Why it was not, when a certificate was asked for. */
+  readonly authorizationError: string | undefined;
+  /** The client certificate's subject as a DN string (`CN=alice,O=example`), when one was sent. */
+  readonly peerSubject: string | undefined;
+}
+
+/** Who is on the other end of a connection: what handlers, notify listeners and `authenticate` see. */
+export interface ConnectionContext {
+  /** The connection's id (unique in this process). */
+  readonly connectionId: string;
+  /** The client's address: the PROXY header's source when it came through a trusted proxy. */
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** The TLS session, or null on a plaintext connection. */
+  readonly tls: TlsInfo | null;
+  /**
+   * What `authenticate` returned for this connection when it returned something other than
+   * `true`; with mTLS and no `authenticate`, the verified client certificate's subject.
+   */
+  readonly identity: unknown;
+  /** Pushes a NOTIFY to this client (server push). Returns false on backpressure; throws once closed. */
+  notify(topic: string, payload: unknown): boolean;
+}
 
 /** What a handler gets besides its params. */
-export interface RequestContext {
+export interface RequestContext extends ConnectionContext {
   /** The request's method. */
   readonly method: string;
   /** The request id on this connection. */
   readonly requestId: number;
-  /** The connection's id (unique in this process). */
-  readonly connectionId: string;
-  readonly remoteAddress: string | undefined;
-  readonly remotePort: number | undefined;
   /**
    * Fires when the client cancels the request, when the handler timeout passes, or when the
    * connection dies. Pass it on to whatever the handler waits for.
    */
   readonly signal: AbortSignal;
-  /** Pushes a NOTIFY to this client (server push). Returns false on backpressure; throws once closed. */
-  notify(topic: string, payload: unknown): boolean;
 }
 
 /** A request handler: returns the result, or a promise of it; throwing answers with an ERROR. */
@@ -47,15 +80,44 @@ export type Handler = (params: unknown, ctx: RequestContext) => unknown;
 /** Looks up the handler of a method; undefined answers ERR_METHOD_NOT_FOUND. */
 export type Router = (method: string) => Handler | undefined;
 
+/** What `authenticate` sees besides the credential: the connection, and the name the client gave. */
+export interface AuthContext extends ConnectionContext {
+  /** The `name` in the client's HELLO, if any. */
+  readonly peerName: string | undefined;
+}
+
+/**
+ * Checks a HELLO's credential. `false` (or null/undefined, or a throw, or a rejection) refuses the
+ * connection with ERR_UNAUTHENTICATED; `true` admits it; any other value admits it and becomes
+ * its `identity`. Runs under the HELLO deadline: a check that does not settle in time refuses.
+ */
+export type Authenticate = (credential: string | undefined, ctx: AuthContext) => unknown;
+
+/** A handler failure the server could only answer with an ERROR (or, in legacy mode, a close). */
+export interface HandlerFailure {
+  /** What went wrong: the handler's own error, or a LonglinkError (ERR_TIMEOUT, ERR_FRAME_TOO_LARGE …). */
+  readonly error: unknown;
+  readonly method: string | undefined;
+  readonly requestId: number | undefined;
+  readonly connectionId: string;
+  readonly remoteAddress: string | undefined;
+  readonly identity: unknown;
+}
+
+/** Where a peer reports to its server: one object for every peer, no closure per connection. */
+export interface ServerPeerEvents {
+  peerClosed(peer: ServerPeer, info: CloseInfo): void;
+  peerHandlerError(failure: HandlerFailure): void;
+  peerNotify(peer: ServerPeer, topic: string, payload: unknown): void;
+  peerReady(peer: ServerPeer): void;
+}
+
 /** Per-connection settings the server hands to each ServerPeer. */
 export interface ServerPeerOptions {
   router: Router;
   codecs: PayloadCodecRegistry;
   hello: HelloPolicy;
-  /** Checks the HELLO credential; false or a throw refuses the connection (ERR_UNAUTHENTICATED). */
-  authenticate:
-    | ((credential: string | undefined, peer: ServerPeer) => boolean | Promise<boolean>)
-    | undefined;
+  authenticate: Authenticate | undefined;
   handlerTimeoutMs: number;
   helloTimeoutMs: number;
   deadlines: Deadlines;
@@ -67,14 +129,25 @@ export interface ServerPeerOptions {
    */
   minPingIntervalMs: number;
   maxPingStrikes: number;
-  /** The server's bookkeeping when the connection closes (one function for every peer, no closure each). */
-  onClose?: ((peer: ServerPeer, info: CloseInfo) => void) | undefined;
+  /** Request bytes held by running handlers at which reading pauses until some finish. */
+  maxInFlightBytes: number;
+  /** Requests per second per connection, or undefined for no limit. */
+  requestRate: Required<RateLimit> | undefined;
+  events: ServerPeerEvents;
+}
+
+/** Where a connection really comes from, when that is not its socket's peer (PROXY protocol). */
+export interface PeerOrigin {
+  readonly address: string | undefined;
+  readonly port: number | undefined;
 }
 
 /** One request being handled. */
 class Inflight implements RequestContext {
   readonly method: string;
   readonly requestId: number;
+  /** The request's bytes, held while the handler runs (counted against maxInFlightBytes). */
+  readonly bytes: number;
   private controller: AbortController | undefined;
   deadline: Deadline | undefined;
   done = false;
@@ -84,15 +157,22 @@ class Inflight implements RequestContext {
   ) {
     this.method = msg.method;
     this.requestId = msg.id;
+    this.bytes = msg.payload.length;
   }
   get connectionId(): string {
-    return this.peer.connection.id;
+    return this.peer.connectionId;
   }
   get remoteAddress(): string | undefined {
-    return this.peer.connection.remoteAddress;
+    return this.peer.remoteAddress;
   }
   get remotePort(): number | undefined {
-    return this.peer.connection.remotePort;
+    return this.peer.remotePort;
+  }
+  get tls(): TlsInfo | null {
+    return this.peer.tls;
+  }
+  get identity(): unknown {
+    return this.peer.identity;
   }
   /** Created on first use: most handlers never look at it, and an AbortController is not free. */
   get signal(): AbortSignal {
@@ -112,7 +192,8 @@ class Inflight implements RequestContext {
 
 function onHandlerTimeout(arg: unknown): void {
   const r = arg as Inflight;
-  r.peer.finishWithError(r, new LonglinkError(ErrorCode.TIMEOUT, `handler for ${r.method} timed out`));
+  r.deadline = undefined;
+  r.peer.finishWithError(r, new LonglinkError(ErrorCode.TIMEOUT, `handler for ${r.method} timed out`), true);
 }
 
 function onHelloTimeout(arg: unknown): void {
@@ -123,16 +204,38 @@ function onHelloTimeout(arg: unknown): void {
 /** Never written to: set() happens only after swapping in a connection's own map. */
 const NO_INFLIGHT: Map<number, Inflight> = new Map();
 
-export class ServerPeer extends Peer {
-  private readonly options: ServerPeerOptions;
+/** Where the HELLO exchange stands. */
+const WAITING = 0;
+const AUTHENTICATING = 1;
+const READY = 2;
 
-  protected override ended(info: CloseInfo): void {
-    this.options.onClose?.(this, info);
-    super.ended(info);
-  }
+/** The TLS view of a socket: computed when asked (no field per connection). */
+export function tlsInfoOf(socket: unknown): TlsInfo | null {
+  const s = socket as Partial<TLSSocket>;
+  if (s.encrypted !== true || typeof s.getProtocol !== 'function') return null;
+  const t = s as TLSSocket;
+  const cert = t.getPeerCertificate();
+  const subject = cert !== undefined && cert !== null && 'subject' in cert && cert.subject ? cert.subject : undefined;
+  const err = t.authorizationError as Error | string | null | undefined;
+  return {
+    protocol: t.getProtocol(),
+    authorized: t.authorized === true,
+    authorizationError: err === null || err === undefined ? undefined : String((err as Error).message ?? err),
+    peerSubject:
+      subject === undefined
+        ? undefined
+        : Object.entries(subject)
+            .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : String(v)}`)
+            .join(','),
+  };
+}
+
+export class ServerPeer extends Peer implements AuthContext {
+  private readonly options: ServerPeerOptions;
   /** Requests being handled; the shared empty map until the first async one (most connections idle). */
   private inflight: Map<number, Inflight> = NO_INFLIGHT;
   private helloDeadline: Deadline | undefined;
+  private phase = WAITING;
   /** The id of the last REQUEST read (what GOAWAY reports). */
   lastReadId = 0;
   /** Requests answered on this connection (for shutdown reports). */
@@ -141,11 +244,31 @@ export class ServerPeer extends Peer {
   /** Whole ms since process start; a Smi start value keeps the field unboxed (no heap number). */
   private lastPingAt = -1_000_000_000;
   private pingStrikes = 0;
+  /** Request bytes held by handlers still running. */
+  private inflightBytes = 0;
+  /** What authenticate returned (or the mTLS subject). */
+  identity: unknown = undefined;
+  /** Set when the connection came through a trusted proxy: the client's own address. */
+  readonly origin: PeerOrigin | undefined;
+  /** The per-connection request rate, when limited; made on first request. */
+  private bucket: TokenBucket | undefined;
 
-  constructor(connection: Connection, options: ServerPeerOptions) {
+  constructor(
+    connection: Connection,
+    options: ServerPeerOptions,
+    origin?: PeerOrigin,
+    /** What is left of the HELLO deadline (accept → HELLO includes PROXY and TLS). */
+    helloTimeoutMs = options.helloTimeoutMs,
+  ) {
     super(connection);
     this.options = options;
-    this.helloDeadline = options.deadlines.add(options.helloTimeoutMs, onHelloTimeout, this);
+    this.origin = origin;
+    this.helloDeadline = options.deadlines.add(Math.max(1, helloTimeoutMs), onHelloTimeout, this);
+  }
+
+  protected override ended(info: CloseInfo): void {
+    this.options.events.peerClosed(this, info);
+    super.ended(info);
   }
 
   /** Requests accepted and not yet answered. */
@@ -157,12 +280,47 @@ export class ServerPeer extends Peer {
     return this.ready;
   }
 
-  /** The HELLO did not come in time: say why, then close. */
+  get connectionId(): string {
+    return this.connection.id;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.origin !== undefined ? this.origin.address : this.connection.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.origin !== undefined ? this.origin.port : this.connection.remotePort;
+  }
+
+  get tls(): TlsInfo | null {
+    return tlsInfoOf(this.connection.socket);
+  }
+
+  get peerName(): string | undefined {
+    return this.agreement?.peerName;
+  }
+
+  /** @internal ConnectionHandler: bytes held by handlers still running (for the memory budget). */
+  heldBytes(): number {
+    return this.inflightBytes;
+  }
+
+  /** @internal ConnectionHandler: the queue drained: take work again. */
+  handleDrain(): void {
+    this.connection.release(ReadHold.BACKPRESSURE);
+  }
+
+  /** The HELLO (or its authentication) did not finish in time: say why, then close. */
   helloTimedOut(): void {
     this.helloDeadline = undefined;
     if (this.ready) return;
     this.fail(
-      new ProtocolError(ErrorCode.HELLO_REQUIRED, `no HELLO within ${this.options.helloTimeoutMs} ms`),
+      new ProtocolError(
+        ErrorCode.HELLO_REQUIRED,
+        this.phase === AUTHENTICATING
+          ? `authentication did not finish within ${this.options.helloTimeoutMs} ms`
+          : `no HELLO within ${this.options.helloTimeoutMs} ms`,
+      ),
     );
   }
 
@@ -190,10 +348,10 @@ export class ServerPeer extends Peer {
     });
   }
 
-  /** Refuses a connection over the server's limit: GOAWAY with the reason and a retry hint, then close. */
+  /** Refuses a connection before HELLO: GOAWAY with the reason and a retry hint, then close (reason `refused`). */
   refuse(code: string, message: string, retryAfterMs: number): void {
     this.goAway(0, code, message, retryAfterMs);
-    void this.closeConnection(CloseReason.LOCAL_GRACEFUL);
+    void this.closeConnection(CloseReason.REFUSED);
   }
 
   protected override onPing(): boolean {
@@ -214,6 +372,10 @@ export class ServerPeer extends Peer {
       return false;
     }
     return true;
+  }
+
+  protected override notified(topic: string, payload: unknown): void {
+    this.options.events.peerNotify(this, topic, payload);
   }
 
   protected onMessage(msg: Message): void {
@@ -246,12 +408,21 @@ export class ServerPeer extends Peer {
     }
   }
 
+  /*
+   * HELLO, under one deadline from accept:
+   *
+   *   WAITING ── HELLO ──▶ AUTHENTICATING ── authenticate settles ──▶ READY (our HELLO sent)
+   *      │                     │ (a second HELLO: ERR_PROTOCOL)   └─ refused: ERROR, close
+   *      └── deadline ─────────┴──▶ ERR_HELLO_REQUIRED, close
+   *
+   * The deadline runs until READY: an authenticate that never settles cannot hold the slot.
+   */
   private onHello(msg: HelloMessage): void {
-    if (this.ready || this.helloDeadline === undefined) {
+    if (this.phase !== WAITING || this.helloDeadline === undefined) {
       this.fail(new ProtocolError(ErrorCode.PROTOCOL, 'second HELLO'));
       return;
     }
-    this.options.deadlines.cancel(this.helloDeadline);
+    this.phase = AUTHENTICATING;
     let answered: ReturnType<typeof answerHello>;
     try {
       answered = answerHello(msg, this.options.hello);
@@ -259,43 +430,72 @@ export class ServerPeer extends Peer {
       this.fail(err instanceof ProtocolError ? err : new ProtocolError(ErrorCode.PROTOCOL, String(err)));
       return;
     }
-    const finish = () => {
-      this.agreement = answered.agreement;
-      this.codec = this.options.codecs.get(answered.agreement.codec) ?? this.codec;
-      this.ready = true;
-      this.trySend(answered.reply);
-      if (this.options.heartbeat) {
-        // The client leads: it PINGs at the agreed interval, and each PING it sends is a read here.
-        // The server waits half an interval longer before pinging itself, so while the client is
-        // alive only one PING/PONG pair crosses per interval instead of one from each side. The
-        // bound is unchanged: death is still declared `timeoutMs` after the last read (≥ 2 ×
-        // interval, so the server's own PING, at 1.5 ×, still has half an interval for its PONG).
-        const a = answered.agreement;
-        this.startHeartbeat(
-          Math.min(a.heartbeatIntervalMs * 1.5, a.heartbeatTimeoutMs - 1),
-          a.heartbeatTimeoutMs,
-        );
-      }
-      this.emit('ready');
-    };
     const auth = this.options.authenticate;
     if (auth === undefined) {
-      finish();
+      this.admit(answered, this.mtlsIdentity());
       return;
     }
-    const refuse = (cause?: unknown) =>
-      this.fail(new ProtocolError(ErrorCode.UNAUTHENTICATED, 'credential refused', { cause }));
+    // The agreement is set before the check so that `peerName` reads the client's name.
+    this.agreement = answered.agreement;
+    let verdict: unknown;
     try {
-      const ok = auth(msg.params.credential, this);
-      if (typeof ok === 'boolean') {
-        if (ok) finish();
-        else refuse();
-      } else {
-        ok.then((v) => (v ? finish() : refuse()), refuse);
-      }
+      verdict = auth(msg.params.credential, this);
     } catch (err) {
-      refuse(err);
+      this.refuseCredential(err);
+      return;
     }
+    if (verdict !== null && typeof verdict === 'object' && typeof (verdict as PromiseLike<unknown>).then === 'function') {
+      (verdict as PromiseLike<unknown>).then(
+        (v) => this.authenticated(answered, v),
+        (err: unknown) => this.authenticated(answered, false, err),
+      );
+      return;
+    }
+    this.authenticated(answered, verdict);
+  }
+
+  private authenticated(answered: ReturnType<typeof answerHello>, verdict: unknown, cause?: unknown): void {
+    // Too late: the deadline fired (and closed the connection), or the connection is gone.
+    if (this.phase !== AUTHENTICATING || this.helloDeadline === undefined || !this.connection.writable) return;
+    if (verdict === false || verdict === null || verdict === undefined) {
+      this.refuseCredential(cause);
+      return;
+    }
+    this.admit(answered, verdict === true ? this.mtlsIdentity() : verdict);
+  }
+
+  private refuseCredential(cause: unknown): void {
+    this.fail(new ProtocolError(ErrorCode.UNAUTHENTICATED, 'credential refused', { cause }));
+  }
+
+  /** With mTLS, the verified client certificate's subject is the identity unless authenticate says otherwise. */
+  private mtlsIdentity(): unknown {
+    const t = this.tls;
+    return t?.authorized === true ? t.peerSubject : undefined;
+  }
+
+  private admit(answered: { reply: HelloMessage; agreement: HelloAgreement }, identity: unknown): void {
+    if (this.helloDeadline !== undefined) this.options.deadlines.cancel(this.helloDeadline);
+    this.helloDeadline = undefined;
+    const a = answered.agreement;
+    this.agreement = a;
+    this.identity = identity;
+    this.codec = this.options.codecs.get(a.codec) ?? this.codec;
+    this.phase = READY;
+    this.ready = true;
+    // Authenticated: frames up to the agreed limit from now on (until now, a few KiB).
+    this.connection.limitFrames(a.maxFrameLength);
+    this.trySend(answered.reply);
+    if (this.options.heartbeat) {
+      // The client leads: it PINGs at the agreed interval, and each PING it sends is a read here.
+      // The server waits half an interval longer before pinging itself, so while the client is
+      // alive only one PING/PONG pair crosses per interval instead of one from each side. The
+      // bound is unchanged: death is still declared `timeoutMs` after the last read (≥ 2 ×
+      // interval, so the server's own PING, at 1.5 ×, still has half an interval for its PONG).
+      this.startHeartbeat(Math.min(a.heartbeatIntervalMs * 1.5, a.heartbeatTimeoutMs - 1), a.heartbeatTimeoutMs);
+    }
+    this.options.events.peerReady(this);
+    this.emit('ready');
   }
 
   private onRequest(msg: RequestMessage): void {
@@ -303,7 +503,7 @@ export class ServerPeer extends Peer {
     this.pingStrikes = 0; // pings between requests are what keepalive is for
     if (this.goawaySent) {
       // Sent before the client saw our GOAWAY: not processed, safe to retry elsewhere.
-      this.trySend(errorToMessage({ code: ErrorCode.SHUTTING_DOWN, message: 'server is shutting down' }, id));
+      this.deliverError(id, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
       return;
     }
     if (this.inflight.has(id)) {
@@ -311,36 +511,33 @@ export class ServerPeer extends Peer {
       return;
     }
     this.lastReadId = id;
-    const agreement = this.agreement;
-    if (agreement !== undefined && this.inflight.size >= agreement.maxInFlight) {
-      this.trySend(
-        errorToMessage(
-          {
-            code: ErrorCode.TOO_MANY_REQUESTS,
-            message: `more than ${agreement.maxInFlight} requests in flight`,
-          },
-          id,
-        ),
-      );
+    const agreement = this.agreement as HelloAgreement;
+    if (this.inflight.size >= agreement.maxInFlight) {
+      this.deliverError(id, ErrorCode.TOO_MANY_REQUESTS, `more than ${agreement.maxInFlight} requests in flight`);
       return;
+    }
+    const rate = this.options.requestRate;
+    if (rate !== undefined) {
+      const now = this.connection.lastReadAt;
+      this.bucket ??= new TokenBucket(rate, now);
+      const wait = this.bucket.take(now);
+      if (wait > 0) {
+        this.deliverError(id, ErrorCode.TOO_MANY_REQUESTS, `more than ${rate.perSecond} requests per second`, {
+          retryAfterMs: wait,
+        });
+        return;
+      }
     }
     const handler = this.options.router(msg.method);
     if (handler === undefined) {
-      this.trySend(
-        errorToMessage({ code: ErrorCode.METHOD_NOT_FOUND, message: `no method ${msg.method}` }, id),
-      );
+      this.deliverError(id, ErrorCode.METHOD_NOT_FOUND, `no method ${msg.method}`);
       return;
     }
     let params: unknown;
     try {
       params = this.codec.decode(msg.payload);
     } catch (err) {
-      this.trySend(
-        errorToMessage(
-          { code: ErrorCode.BAD_PAYLOAD, message: `undecodable params: ${(err as Error).message}` },
-          id,
-        ),
-      );
+      this.deliverError(id, ErrorCode.BAD_PAYLOAD, `undecodable params: ${(err as Error).message}`);
       return;
     }
     const r = new Inflight(this, msg);
@@ -348,7 +545,7 @@ export class ServerPeer extends Peer {
     try {
       result = handler(params, r);
     } catch (err) {
-      this.finishWithError(r, err);
+      this.finishWithError(r, err, true);
       return;
     }
     if (
@@ -356,43 +553,58 @@ export class ServerPeer extends Peer {
       typeof result !== 'object' ||
       typeof (result as PromiseLike<unknown>).then !== 'function'
     ) {
-      // Answered synchronously: never in flight, so no bookkeeping and no deadline.
+      // Answered synchronously: never in flight, so no bookkeeping and no deadline. Its answer is
+      // queued before the next request is read, and a queue over its high watermark pauses reading.
       this.finishWithResult(r, result);
       return;
     }
     if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
     this.inflight.set(id, r);
+    this.inflightBytes += r.bytes;
+    if (this.inflightBytes >= this.options.maxInFlightBytes) {
+      // The handlers hold as much of this peer's data as we allow: take no more until some finish.
+      this.connection.hold(ReadHold.BUSY);
+    }
+    if (r.bytes >= 65_536) this.connection.budgetChanged();
     if (this.options.handlerTimeoutMs > 0) {
       r.deadline = this.options.deadlines.add(this.options.handlerTimeoutMs, onHandlerTimeout, r);
     }
     (result as PromiseLike<unknown>).then(
       (value) => this.finishWithResult(r, value),
-      (err: unknown) => this.finishWithError(r, err),
+      (err: unknown) => this.finishWithError(r, err, true),
     );
   }
 
   private onCancel(msg: CancelMessage): void {
     const r = this.inflight.get(msg.id);
     if (r === undefined) return; // answered already: the answer crossed the CANCEL
-    this.finishWithError(r, new LonglinkError(ErrorCode.CANCELLED, 'cancelled by the client'));
+    this.finishWithError(r, new LonglinkError(ErrorCode.CANCELLED, 'cancelled by the client'), false);
   }
 
   private finishWithResult(r: Inflight, value: unknown): void {
     if (r.done) return;
     let payload: Buffer;
     try {
-      payload = this.codec.encode(value === undefined ? null : value);
+      payload = this.codec.encode(value);
     } catch (err) {
-      this.finishWithError(r, err);
+      this.finishWithError(
+        r,
+        new LonglinkError(ErrorCode.HANDLER, `the result of ${r.method} could not be encoded: ${(err as Error)?.message}`, {
+          cause: err,
+        }),
+        true,
+      );
       return;
     }
     this.settle(r);
-    this.trySend({ kind: MessageKind.RESPONSE, id: r.requestId, payload });
-    this.afterSettle();
+    this.answer(r, { kind: MessageKind.RESPONSE, id: r.requestId, payload });
   }
 
-  /** Answers `r` with an ERROR (and aborts its signal). Public for the handler-timeout callback. */
-  finishWithError(r: Inflight, err: unknown): void {
+  /**
+   * Answers `r` with an ERROR (and aborts its signal). `report`: tell the application (a handler
+   * failure or timeout; not a cancel). Public for the handler-timeout callback.
+   */
+  finishWithError(r: Inflight, err: unknown, report: boolean): void {
     if (r.done) return;
     this.settle(r);
     const e =
@@ -401,13 +613,63 @@ export class ServerPeer extends Peer {
         : { message: String(err) };
     if (err instanceof LonglinkError) r.abort(err);
     else r.abort(new AbortedError('request ended'));
-    this.trySend(errorToMessage(e, r.requestId, this.codec));
+    if (report) this.reportFailure(r, err);
+    this.answer(r, errorToMessage(e, r.requestId, this.codec));
+  }
+
+  /**
+   * The one way out for an answer. A frame over the agreed limit becomes ERR_FRAME_TOO_LARGE (an
+   * ERROR too large — details the size of the frame limit — goes without its details); a queue
+   * over its high watermark pauses reading until it drains.
+   */
+  private answer(r: Inflight, msg: Message): void {
+    let out = this.sendWithin(msg);
+    if (out === SendOutcome.TOO_LARGE) {
+      const limit = (this.agreement as HelloAgreement).maxFrameLength;
+      if (msg.kind === MessageKind.RESPONSE) {
+        const err = new FrameTooLargeError(msg.payload.length, limit);
+        this.reportFailure(r, err);
+        out = this.sendWithin(
+          errorToMessage(
+            { code: err.code, message: `the result of ${r.method} exceeds the agreed maxFrameLength ${limit}` },
+            r.requestId,
+          ),
+        );
+      } else {
+        const m = msg as ErrorMessage;
+        out = this.sendWithin({ ...m, message: m.message.slice(0, 1024), details: Buffer.alloc(0) });
+      }
+    }
+    if (out === SendOutcome.FULL) this.connection.hold(ReadHold.BACKPRESSURE);
     this.afterSettle();
+  }
+
+  /** An ERROR for a request that never reached a handler. */
+  private deliverError(id: number, code: string, message: string, details?: unknown): void {
+    const out = this.sendWithin(
+      errorToMessage(details === undefined ? { code, message } : { code, message, details }, id, this.codec),
+    );
+    if (out === SendOutcome.FULL) this.connection.hold(ReadHold.BACKPRESSURE);
+  }
+
+  private reportFailure(r: Inflight, error: unknown): void {
+    this.options.events.peerHandlerError({
+      error,
+      method: r.method,
+      requestId: r.requestId,
+      connectionId: this.connectionId,
+      remoteAddress: this.remoteAddress,
+      identity: this.identity,
+    });
   }
 
   private settle(r: Inflight): void {
     r.done = true;
-    this.inflight.delete(r.requestId);
+    if (this.inflight.delete(r.requestId)) {
+      this.inflightBytes -= r.bytes;
+      if (this.inflightBytes < this.options.maxInFlightBytes) this.connection.release(ReadHold.BUSY);
+      if (r.bytes >= 65_536) this.connection.budgetChanged();
+    }
     if (r.deadline !== undefined) this.options.deadlines.cancel(r.deadline);
     this.completed++;
   }
@@ -423,6 +685,7 @@ export class ServerPeer extends Peer {
 
   protected onClose(info: CloseInfo): void {
     if (this.helloDeadline !== undefined) this.options.deadlines.cancel(this.helloDeadline);
+    this.helloDeadline = undefined;
     // The connection is gone: no answer can be delivered. Stop the handlers.
     const why = new AbortedError(`connection closed (${info.reason})`, { cause: info.error });
     for (const r of this.inflight.values()) {
@@ -431,6 +694,7 @@ export class ServerPeer extends Peer {
       r.abort(why);
     }
     this.inflight.clear();
+    this.inflightBytes = 0;
     const resolve = this.drainResolve;
     this.drainResolve = undefined;
     resolve?.();

@@ -2,13 +2,26 @@
  * The longlink server: accepts connections, speaks the longlink protocol on each (or, in legacy
  * mode, a plain framing with one frame handler), enforces limits with visible outcomes, and shuts
  * down without losing an accepted request.
+ *
+ * A connection goes through the accept path before it is served:
+ *
+ *   accept ─▶ [PROXY header, from trusted proxies only] ─▶ admission (limits, per address)
+ *          ─▶ [TLS handshake] ─▶ Connection + session (HELLO, authenticate) ─▶ served
+ *
+ * One deadline, `helloTimeoutMs`, runs from accept to a finished HELLO; a connection that does
+ * not get through in time is closed, whatever stage it is in. Refusals after admission are told
+ * why (GOAWAY with a jittered retry hint) once the transport allows it; the ones before (a
+ * malformed or untrusted PROXY header, a failed TLS handshake) can only be closed. Both are
+ * counted by reason in `stats().refused` and emitted as `'refused'`.
  */
 
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
+import { MemoryBudget, type MemoryBudgetStats, processBudget } from '../connection/budget.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
 import {
@@ -22,9 +35,33 @@ import { ErrorCode } from '../protocol/errors.js';
 import { checkHelloMaxFrameLength, HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
-import { countOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
-import { Deadlines } from '../util/deadlines.js';
-import { type Handler, type Router, ServerPeer, type ServerPeerOptions } from './server-peer.js';
+import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
+import { type Deadline, Deadlines } from '../util/deadlines.js';
+import {
+  Admission,
+  admissionLimits,
+  checkRate,
+  type RateLimit,
+  type Refusal,
+  type RefusalReason,
+  refusal,
+} from './admission.js';
+import { type LegacyConfig, type LegacyHandler, LegacySession } from './legacy.js';
+import { SERVER_DEFAULTS } from './limits.js';
+import { type ProxyConfig, type ProxyOptions, proxyConfig, readProxyHeader } from './proxy-accept.js';
+import {
+  type Authenticate,
+  type ConnectionContext,
+  type Handler,
+  type HandlerFailure,
+  type PeerOrigin,
+  type Router,
+  ServerPeer,
+  type ServerPeerEvents,
+  type ServerPeerOptions,
+} from './server-peer.js';
+
+export type { LegacyContext } from './legacy.js';
 
 /** Legacy mode: a plain framing, no longlink protocol; every frame goes to one handler. */
 export interface LegacyOptions {
@@ -33,21 +70,26 @@ export interface LegacyOptions {
   /**
    * Called for each frame. Its result (Buffer, string, or with `json` any JSON value) is sent back
    * as one frame; undefined sends nothing. Frames of one connection are handled one at a time, in
-   * order, since an id-less protocol can only match answers to questions by order.
+   * order, since an id-less protocol can only match answers to questions by order. A handler that
+   * throws or rejects, or an answer that cannot be sent, closes that connection (reason
+   * `handler-error`) and is reported as `'handlerError'`.
    */
-  handler: (frame: unknown, ctx: LegacyContext) => unknown;
+  handler: LegacyHandler;
   /** Parse each frame as JSON and JSON-encode the answer (the sources' header + JSON). Default false. */
   json?: boolean;
+  /** A connection with nothing read for this long is closed (reason `idle-timeout`). Default 120 000; 0: never. */
+  idleTimeoutMs?: number;
 }
 
-/** What a legacy handler gets besides the frame. */
-export interface LegacyContext {
-  readonly connection: Connection;
-  /** Sends an extra frame to this peer (a push, or a heartbeat answer). */
-  send(frame: Buffer | string): boolean;
-}
+/**
+ * TLS for the server: any `tls.createServer` option (key, cert, ca, requestCert, SNICallback,
+ * ALPNProtocols, minVersion …). With `requestCert` and `ca`, clients must present a certificate
+ * signed by `ca` (mTLS; `rejectUnauthorized` defaults to true) and its subject becomes the
+ * connection's identity. The handshake runs under `helloTimeoutMs`.
+ */
+export type ServerTlsOptions = tls.TlsOptions;
 
-/** Options of {@link createServer}. */
+/** Options of {@link createServer}. Defaults and what happens at each limit: docs/SECURITY.md. */
 export interface ServerOptions {
   /** Handlers by method name. */
   handlers?: Record<string, Handler>;
@@ -59,18 +101,41 @@ export interface ServerOptions {
   codecs?: PayloadCodec[];
   /** Most open connections; excess ones get GOAWAY ERR_TOO_MANY_CONNECTIONS, then a close. Default 10 000. */
   maxConnections?: number;
-  /** Largest frame accepted (and the HELLO's upper bound). Default 16 MiB. */
+  /** Most connections from one client address (the PROXY source behind a trusted proxy). Default Infinity. */
+  maxConnectionsPerAddress?: number;
+  /** New connections per second from one client address (token bucket). Default: no limit. */
+  connectionRate?: RateLimit;
+  /** Requests per second on one connection; more get ERR_TOO_MANY_REQUESTS with `retryAfterMs`. Default: no limit. */
+  requestRate?: RateLimit;
+  /** Largest frame accepted after HELLO (and the HELLO's upper bound). Default 16 MiB. */
   maxFrameLength?: number;
+  /** Largest frame accepted before the HELLO exchange (and authentication) is done. Default 8 KiB. */
+  helloMaxFrameLength?: number;
   /** Most requests in flight per connection; more get ERR_TOO_MANY_REQUESTS. Default 16 384. */
   maxInFlight?: number;
-  /** A peer that says nothing for this long after connecting is closed. Default 10 000 ms. */
+  /** Request bytes held by running handlers per connection; at the limit reading pauses. Default 64 MiB. */
+  maxInFlightBytes?: number;
+  /** Bytes queued to a peer that does not read; past it the connection is reset (`slow-consumer`). Default 32 MiB. */
+  maxQueuedBytes?: number;
+  /** A frame must be complete this long after its first byte; else reset (`frame-timeout`). Default 30 000; 0: none. */
+  frameTimeoutMs?: number;
+  /**
+   * The budget for bytes buffered on peers' behalf, shared by every connection: a number of bytes
+   * (this server's own budget) or a MemoryBudget object. Default: the process-wide budget, 512 MiB.
+   */
+  memoryBudget?: number | MemoryBudget;
+  /** From accept to a finished HELLO (PROXY header, TLS handshake, HELLO, authenticate). Default 10 000 ms. */
   helloTimeoutMs?: number;
-  /** A handler running longer than this is answered with ERR_TIMEOUT and its signal aborted. 0 = none. Default 0. */
+  /** A handler running longer than this is answered with ERR_TIMEOUT and its signal aborted. 0 = none. Default 60 000. */
   handlerTimeoutMs?: number;
-  /** Retry hint sent to refused connections. Default 1 000 ms. */
+  /** Base of the retry hint sent to refused connections (each gets up to as much again at random). Default 1 000 ms. */
   retryAfterMs?: number;
-  /** Checks the client's HELLO credential. */
-  authenticate?: (credential: string | undefined, peer: ServerPeer) => boolean | Promise<boolean>;
+  /** Checks the client's HELLO credential; see {@link Authenticate}. */
+  authenticate?: Authenticate;
+  /** TLS (and mTLS); see {@link ServerTlsOptions}. */
+  tls?: ServerTlsOptions;
+  /** PROXY protocol v1/v2, accepted only from `trustedProxies`; see {@link ProxyOptions}. */
+  proxyProtocol?: ProxyOptions;
   /**
    * Heartbeat: explicit `{ intervalMs, timeoutMs }`, 'standard' (dead within 30 s, the default),
    * 'strict' (6 s) or false. The HELLO agrees on the smaller interval of the two sides.
@@ -108,29 +173,79 @@ export interface ShutdownReport {
   durationMs: number;
 }
 
+/** A refused connection: why, and who it was. */
+export interface RefusalInfo {
+  reason: RefusalReason;
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+  /** The retry hint it was given (0 when it could only be closed). */
+  retryAfterMs: number;
+  /** The error behind it (a malformed PROXY header, a TLS failure), if any. */
+  error: Error | undefined;
+}
+
+/** What {@link Server.stats} reports. */
+export interface ServerStats {
+  /** Connections being served (after admission and handshakes). */
+  connections: number;
+  /** Connections still in the accept path (PROXY header, TLS handshake). */
+  accepting: number;
+  /** Requests being handled. */
+  inflight: number;
+  /** Refused connections since the start, by reason. */
+  refused: Partial<Record<RefusalReason, number>>;
+  /** Handler failures reported as 'handlerError'. */
+  handlerErrors: number;
+  /** Connections closed since the start, by close reason. */
+  closed: Partial<Record<CloseReason, number>>;
+  /** The memory budget this server counts against. */
+  memory: MemoryBudgetStats;
+}
+
 /** The events a Server emits. */
 export interface ServerEvents {
-  /** A connection was accepted (before HELLO). */
+  /** A connection was accepted and is being served (after PROXY, admission and TLS). */
   connection: [connection: Connection];
+  /** A connection finished its HELLO (and authentication): requests are served from now on. */
+  ready: [ctx: ConnectionContext];
   /** A connection closed, with its close info. */
   disconnect: [connection: Connection, info: CloseInfo];
-  /** A connection was refused at the limit. */
-  refused: [connection: Connection, reason: string];
+  /** A connection was refused: a limit, a PROXY or TLS failure, a shutdown. */
+  refused: [info: RefusalInfo];
+  /** A handler failed (threw, rejected, timed out, or its answer could not be sent). */
+  handlerError: [failure: HandlerFailure];
+  /** A client sent a NOTIFY (one-way message); `ctx` says who. A listener that throws is reported as 'handlerError'. */
+  notify: [topic: string, payload: unknown, ctx: ConnectionContext];
   listening: [address: net.AddressInfo];
   close: [report: ShutdownReport];
 }
 
-/** A connection served by a plain-framing handler (the `legacy` option). */
-type LegacySession = {
-  connection: Connection;
-  legacyBusy?: Promise<void> | undefined;
-};
-
-/** What the server keeps per connection: the protocol peer itself (no record around it), or a legacy session. */
+/** What the server keeps per connection: the protocol peer itself, or a legacy session. */
 type Session = ServerPeer | LegacySession;
 
 function peerOf(s: Session): ServerPeer | undefined {
   return s instanceof ServerPeer ? s : undefined;
+}
+
+/** A socket on its way through the accept path. */
+interface Accepting {
+  raw: net.Socket;
+  startedAt: number;
+  deadline: Deadline | undefined;
+  origin: PeerOrigin | undefined;
+  address: string | undefined;
+  refusal: Refusal | undefined;
+  /** Rejects the stage waiting (PROXY read) when the deadline passes. */
+  abort: ((reason: RefusalReason) => void) | undefined;
+}
+
+const noop = (): void => {};
+
+function onAcceptTimeout(arg: unknown): void {
+  const a = arg as Accepting;
+  a.deadline = undefined;
+  if (a.abort !== undefined) a.abort('handshake-timeout');
+  else a.raw.destroy();
 }
 
 /**
@@ -143,9 +258,11 @@ function peerOf(s: Session): ServerPeer | undefined {
  * process.on('SIGTERM', () => server.close({ graceMs: 10_000 }));
  * ```
  */
-export class Server extends EventEmitter {
+export class Server extends EventEmitter implements ServerPeerEvents {
   readonly netServer: net.Server;
   private readonly sessions = new Map<Connection, Session>();
+  /** Sockets in the accept path. */
+  private readonly accepting = new Map<net.Socket, Accepting>();
   private readonly router: Router;
   private readonly codecs: PayloadCodecRegistry;
   private readonly hello: HelloPolicy;
@@ -153,18 +270,31 @@ export class Server extends EventEmitter {
   private readonly framing: Framing;
   private readonly connectionOptions: ConnectionOptions;
   private readonly checkedConnection: CheckedOptions;
-  private readonly legacy: (LegacyOptions & { framing: Framing }) | undefined;
-  private readonly opts: ServerOptions;
-  private readonly maxConnections: number;
+  private readonly legacy: LegacyConfig | undefined;
   private readonly heartbeatOn: boolean;
   private readonly minPingIntervalMs: number;
+  private readonly helloTimeoutMs: number;
+  private readonly helloMaxFrameLength: number;
+  private readonly admission: Admission;
+  private readonly budget: MemoryBudget;
+  /** TLS: a tls.Server that never listens; accepted sockets are handed to it for the handshake. */
+  private readonly tlsServer: tls.Server | undefined;
+  private readonly proxy: ProxyConfig | undefined;
+  /** Sessions admitted (refused ones are served only their GOAWAY), for the connection limits. */
+  private admitted = 0;
+  /** The address each admitted session was counted against (only with per-address limits). */
+  private readonly admittedFrom = new Map<Connection, string | undefined>();
+  /** Sessions refused at admission, served only their GOAWAY (not counted as admitted). */
+  private readonly refusedSessions = new Set<Connection>();
+  private readonly refusedCounts: Partial<Record<RefusalReason, number>> = {};
+  private readonly closedCounts: Partial<Record<CloseReason, number>> = {};
+  private handlerErrors = 0;
   private closing: Promise<ShutdownReport> | undefined;
   /** One options object for every connection's ServerPeer. */
   private readonly peerOptions: ServerPeerOptions;
 
   constructor(options: ServerOptions = {}) {
     super();
-    this.opts = options;
     if (options.legacy === undefined && options.handlers === undefined && options.router === undefined) {
       throw new InvalidArgumentError('createServer needs handlers, a router, or legacy options');
     }
@@ -177,27 +307,34 @@ export class Server extends EventEmitter {
     for (const [name, h] of Object.entries(options.handlers ?? {})) {
       if (typeof h !== 'function') throw new InvalidArgumentError(`handler ${name} is not a function`);
     }
+    if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
+      throw new InvalidArgumentError('authenticate must be a function');
+    }
     const handlers = new Map(Object.entries(options.handlers ?? {}));
     this.router = options.router ?? ((m) => handlers.get(m));
     this.codecs = new PayloadCodecRegistry([jsonCodec, rawCodec, ...(options.codecs ?? [])]);
-    this.maxConnections = countOrInfinity('maxConnections', options.maxConnections, 10_000, 0);
-    finiteAtLeast('retryAfterMs', options.retryAfterMs, 0);
+    const D = SERVER_DEFAULTS;
+    this.admission = new Admission(admissionLimits(options, D));
     // In HELLO it is a u32 of at least 1 KiB; a legacy framing is bounded by the codec alone.
     const maxFrameLength =
       options.legacy === undefined
         ? checkHelloMaxFrameLength(options.maxFrameLength)
         : (options.maxFrameLength ?? HELLO_DEFAULTS.maxFrameLength);
+    this.helloMaxFrameLength = Math.min(
+      maxFrameLength,
+      finitePositive('helloMaxFrameLength', options.helloMaxFrameLength, D.helloMaxFrameLength),
+    );
     const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
     this.heartbeatOn = hb.timing !== undefined;
     if (hb.warning !== undefined) process.emitWarning(hb.warning, 'LonglinkWarning');
-    this.minPingIntervalMs = finitePositive('minPingIntervalMs', options.minPingIntervalMs, 1000);
+    this.minPingIntervalMs = finitePositive('minPingIntervalMs', options.minPingIntervalMs, D.minPingIntervalMs);
     const minHeartbeatIntervalMs = Math.min(
       this.minPingIntervalMs,
       hb.timing?.intervalMs ?? this.minPingIntervalMs,
     );
     this.hello = {
       maxFrameLength,
-      maxInFlight: options.maxInFlight ?? HELLO_DEFAULTS.maxInFlight,
+      maxInFlight: countOrInfinity('maxInFlight', options.maxInFlight, D.maxInFlight, 1),
       codecs: this.codecs.names(),
       minHeartbeatIntervalMs,
       ...(hb.timing === undefined
@@ -205,21 +342,55 @@ export class Server extends EventEmitter {
         : { heartbeatIntervalMs: hb.timing.intervalMs, heartbeatTimeoutMs: hb.timing.timeoutMs }),
       ...(options.name === undefined ? {} : { name: options.name }),
     };
+    if (this.hello.maxInFlight === Number.POSITIVE_INFINITY || (this.hello.maxInFlight ?? 0) > 0xffff_ffff) {
+      throw new InvalidArgumentError('maxInFlight must be an integer in [1, 2^32-1]');
+    }
+    const budget = options.memoryBudget;
+    this.budget =
+      budget === undefined
+        ? processBudget
+        : budget instanceof MemoryBudget
+          ? budget
+          : new MemoryBudget(finitePositive('memoryBudget', budget, D.memoryBudgetBytes));
+    this.helloTimeoutMs = finitePositive('helloTimeoutMs', options.helloTimeoutMs, D.helloTimeoutMs);
+    let idleTimeoutMs = 0;
     if (options.legacy !== undefined) {
-      const f = options.legacy.framing;
-      this.legacy = {
-        ...options.legacy,
-        framing: typeof f === 'string' ? parseFraming(f, { maxFrameLength }) : f,
-      };
-      if (typeof options.legacy.handler !== 'function')
-        throw new InvalidArgumentError('legacy.handler must be a function');
-      this.framing = this.legacy.framing;
+      const l = options.legacy;
+      if (typeof l.handler !== 'function') throw new InvalidArgumentError('legacy.handler must be a function');
+      const f = l.framing;
+      this.framing = typeof f === 'string' ? parseFraming(f, { maxFrameLength }) : f;
+      idleTimeoutMs = finiteAtLeast('legacy.idleTimeoutMs', l.idleTimeoutMs, D.legacyIdleTimeoutMs);
+      this.legacy = { handler: l.handler, json: l.json === true, events: this };
     } else {
       this.framing = parseFraming('u32be', { maxFrameLength });
     }
     // Checked once here: a bad connection option fails createServer, not every accepted socket.
-    this.connectionOptions = { ...options.connection, framing: this.framing };
+    const user = options.connection ?? {};
+    this.connectionOptions = {
+      maxQueuedBytes: durationOrInfinity('maxQueuedBytes', options.maxQueuedBytes, D.maxQueuedBytes),
+      frameTimeoutMs: finiteAtLeast('frameTimeoutMs', options.frameTimeoutMs, D.frameTimeoutMs),
+      ...(idleTimeoutMs > 0 && user.idle === undefined ? { idle: { readerMs: idleTimeoutMs, close: true } } : {}),
+      ...user,
+      budget: this.budget,
+      framing: this.framing,
+    };
     this.checkedConnection = checkOptions(this.connectionOptions);
+    if (options.tls !== undefined) {
+      if (typeof options.tls !== 'object' || options.tls === null) {
+        throw new InvalidArgumentError('tls must be an object of tls.createServer options');
+      }
+      // Never listens: the accept path hands it sockets ('connection'), it does the handshake,
+      // SNI, session resumption and client-certificate checks exactly as a tls.Server would.
+      this.tlsServer = tls.createServer({
+        rejectUnauthorized: true,
+        ...options.tls,
+        allowHalfOpen: true,
+        handshakeTimeout: this.helloTimeoutMs,
+      });
+      this.tlsServer.on('secureConnection', (t: tls.TLSSocket) => this.secured(t));
+      this.tlsServer.on('tlsClientError', (err: Error, t: tls.TLSSocket) => this.tlsFailed(err, t));
+    }
+    this.proxy = options.proxyProtocol === undefined ? undefined : proxyConfig(options.proxyProtocol);
     // allowHalfOpen: the Connection, not Node, decides when our side closes after the peer's FIN.
     this.netServer = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
       this.accept(socket),
@@ -229,8 +400,8 @@ export class Server extends EventEmitter {
       codecs: this.codecs,
       hello: this.hello,
       authenticate: options.authenticate,
-      handlerTimeoutMs: finiteAtLeast('handlerTimeoutMs', options.handlerTimeoutMs, 0),
-      helloTimeoutMs: finitePositive('helloTimeoutMs', options.helloTimeoutMs, 10_000),
+      handlerTimeoutMs: finiteAtLeast('handlerTimeoutMs', options.handlerTimeoutMs, D.handlerTimeoutMs),
+      helloTimeoutMs: this.helloTimeoutMs,
       deadlines: this.deadlines,
       heartbeat: this.heartbeatOn,
       // The floor HELLO agrees to, not the option: a server heartbeat below minPingIntervalMs
@@ -238,7 +409,9 @@ export class Server extends EventEmitter {
       // client at the agreed interval pings at most once per interval; half allows for jitter.
       minPingIntervalMs: minHeartbeatIntervalMs / 2,
       maxPingStrikes: 2,
-      onClose: (peer, info) => this.connectionClosed(peer.connection, info),
+      maxInFlightBytes: finitePositive('maxInFlightBytes', options.maxInFlightBytes, D.maxInFlightBytes),
+      requestRate: checkRate('requestRate', options.requestRate),
+      events: this,
     };
   }
 
@@ -267,7 +440,7 @@ export class Server extends EventEmitter {
     return a !== null && typeof a === 'object' ? a : undefined;
   }
 
-  /** Open connections. */
+  /** Open connections (being served; not counting those still in the accept path). */
   get connectionCount(): number {
     return this.sessions.size;
   }
@@ -277,6 +450,28 @@ export class Server extends EventEmitter {
     let n = 0;
     for (const s of this.sessions.values()) n += peerOf(s)?.inflightCount ?? 0;
     return n;
+  }
+
+  /**
+   * Replaces the TLS certificate, key or CAs for new connections without a restart (connections
+   * already open keep theirs). Throws InvalidArgumentError when the server has no TLS.
+   */
+  setSecureContext(options: tls.SecureContextOptions): void {
+    if (this.tlsServer === undefined) throw new InvalidArgumentError('this server was created without tls');
+    this.tlsServer.setSecureContext(options);
+  }
+
+  /** Counters: connections, refusals by reason, closes by reason, handler failures, memory. */
+  stats(): ServerStats {
+    return {
+      connections: this.sessions.size,
+      accepting: this.accepting.size,
+      inflight: this.inflightCount,
+      refused: { ...this.refusedCounts },
+      handlerErrors: this.handlerErrors,
+      closed: { ...this.closedCounts },
+      memory: this.budget.stats(),
+    };
   }
 
   /** Pushes a NOTIFY to every ready connection; returns how many were sent. */
@@ -315,13 +510,14 @@ export class Server extends EventEmitter {
       const sessions = [...this.sessions.values()];
       const inflightAtStart = this.inflightCount;
       this.netServer.close();
+      // Sockets still in the accept path have nothing accepted yet: close them now.
+      for (const a of this.accepting.values()) a.raw.destroy();
       let aborted = 0;
       let unanswered = 0;
       const all = Promise.all(sessions.map((s) => s.connection.closed));
       for (const s of sessions) {
         const peer = peerOf(s);
-        if (peer)
-          void peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.opts.retryAfterMs ?? 0);
+        if (peer) void peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.retryAfterMs);
         else void s.connection.close({ timeoutMs: graceMs });
       }
       const timer = setTimeout(() => {
@@ -354,6 +550,7 @@ export class Server extends EventEmitter {
   /** Forced shutdown: stop listening and abort every connection now. */
   destroy(): void {
     this.netServer.close();
+    for (const a of this.accepting.values()) a.raw.destroy();
     for (const s of this.sessions.values()) s.connection.abort();
     this.deadlines.clear();
   }
@@ -362,117 +559,259 @@ export class Server extends EventEmitter {
     await this.close();
   }
 
-  private connectionClosed(connection: Connection, info: CloseInfo): void {
-    this.sessions.delete(connection);
-    this.emit('disconnect', connection, info);
+  private get retryAfterMs(): number {
+    return this.admission.limits.retryAfterMs;
   }
 
-  private accept(socket: net.Socket): void {
+  // -------------------------------------------------------------------------------------------
+  // The accept path
+
+  private accept(raw: net.Socket): void {
+    if (this.proxy === undefined && this.tlsServer === undefined) {
+      // The common case: nothing to wait for, the session starts now (and reads once the loop turns).
+      const address = this.admission.perAddressLimits ? raw.remoteAddress : undefined;
+      this.open(raw, undefined, address, this.admit(address), this.helloTimeoutMs);
+      return;
+    }
+    // Until a Connection owns the socket, an error on it must not go unhandled.
+    raw.on('error', noop);
+    const a: Accepting = {
+      raw,
+      startedAt: performance.now(),
+      deadline: undefined,
+      origin: undefined,
+      address: undefined,
+      refusal: undefined,
+      abort: undefined,
+    };
+    this.accepting.set(raw, a);
+    raw.once('close', () => this.leftAccepting(a));
+    a.deadline = this.deadlines.add(this.helloTimeoutMs, onAcceptTimeout, a);
+    if (this.proxy !== undefined) {
+      void readProxyHeader(raw, this.proxy, (abort) => {
+        a.abort = abort;
+      }).then(
+        (origin) => {
+          a.abort = undefined;
+          a.origin = origin;
+          this.admitted1(a);
+        },
+        (failure: { reason: RefusalReason; error?: Error }) => {
+          a.abort = undefined;
+          this.refuseEarly(a, failure.reason, failure.error);
+        },
+      );
+      return;
+    }
+    this.admitted1(a);
+  }
+
+  /** The client's address is known: decide, then (with TLS) hand the socket to the handshake. */
+  private admitted1(a: Accepting): void {
+    if (a.raw.destroyed) return;
+    a.address = a.origin !== undefined ? a.origin.address : a.raw.remoteAddress;
+    a.refusal = this.admit(this.admission.perAddressLimits ? a.address : undefined);
+    if (this.tlsServer !== undefined) {
+      this.tlsServer.emit('connection', a.raw);
+      return;
+    }
+    this.finishAccept(a, a.raw);
+  }
+
+  private secured(t: tls.TLSSocket): void {
+    const raw = (t as unknown as { _parentWrap?: net.Socket })._parentWrap;
+    const a = raw === undefined ? undefined : this.accepting.get(raw);
+    if (a === undefined) {
+      t.destroy();
+      return;
+    }
+    this.finishAccept(a, t);
+  }
+
+  private tlsFailed(err: Error, t: tls.TLSSocket): void {
+    const raw = (t as unknown as { _parentWrap?: net.Socket })._parentWrap;
+    const a = raw === undefined ? undefined : this.accepting.get(raw);
+    t.destroy();
+    if (a === undefined) return;
+    if (a.refusal === undefined && a.address !== undefined) this.admission.leave(a.address);
+    a.refusal = undefined;
+    this.refuseEarly(a, /timeout/i.test(err.message) ? 'handshake-timeout' : 'tls-handshake', err);
+  }
+
+  private finishAccept(a: Accepting, socket: net.Socket): void {
+    this.accepting.delete(a.raw);
+    if (a.deadline !== undefined) this.deadlines.cancel(a.deadline);
+    a.deadline = undefined;
+    a.raw.off('error', noop);
+    const left = this.helloTimeoutMs - (performance.now() - a.startedAt);
+    this.open(socket, a.origin, a.refusal === undefined ? a.address : undefined, a.refusal, left);
+    // The PROXY stage paused the socket to put back what followed the header.
+    if (this.proxy !== undefined && socket === a.raw) socket.resume();
+  }
+
+  /** A socket that closed (or was destroyed) before it got through. */
+  private leftAccepting(a: Accepting): void {
+    if (!this.accepting.delete(a.raw)) return;
+    if (a.deadline !== undefined) this.deadlines.cancel(a.deadline);
+    if (a.deadline === undefined && a.refusal === undefined) {
+      // The deadline passed (it cleared itself): count it.
+      this.countRefusal({
+        reason: 'handshake-timeout',
+        remoteAddress: a.address ?? a.raw.remoteAddress,
+        remotePort: a.origin?.port ?? a.raw.remotePort,
+        retryAfterMs: 0,
+        error: undefined,
+      });
+    }
+    if (a.refusal === undefined && a.address !== undefined) this.admission.leave(a.address);
+  }
+
+  /** Refused before a session could be made (PROXY, TLS): close, count, tell. */
+  private refuseEarly(a: Accepting, reason: RefusalReason, error: Error | undefined): void {
+    if (this.accepting.delete(a.raw)) {
+      if (a.deadline !== undefined) this.deadlines.cancel(a.deadline);
+      a.deadline = undefined;
+    }
+    a.raw.destroy();
+    this.countRefusal({
+      reason,
+      remoteAddress: a.address ?? a.raw.remoteAddress,
+      remotePort: a.origin?.port ?? a.raw.remotePort,
+      retryAfterMs: 0,
+      error,
+    });
+  }
+
+  private admit(address: string | undefined): Refusal | undefined {
+    if (this.closing) return refusal('shutting-down', 'server shutting down', this.retryAfterMs);
+    return this.admission.admit(address, this.admitted, performance.now());
+  }
+
+  /** Makes the Connection and its session; refuses it with a GOAWAY when admission said no. */
+  private open(
+    socket: net.Socket,
+    origin: PeerOrigin | undefined,
+    countedAddress: string | undefined,
+    refused: Refusal | undefined,
+    helloTimeoutMs: number,
+  ): void {
     let connection: Connection;
     try {
       connection = new Connection(socket, this.connectionOptions, this.checkedConnection);
     } catch {
       socket.destroy();
+      if (refused === undefined) this.admission.leave(countedAddress);
       return;
     }
-    if (this.legacy) {
-      const session: LegacySession = { connection };
+    if (refused === undefined) {
+      this.admitted++;
+      if (countedAddress !== undefined) this.admittedFrom.set(connection, countedAddress);
+    } else this.refusedSessions.add(connection);
+    if (this.legacy !== undefined) {
+      const session = new LegacySession(connection, this.legacy, origin);
       this.sessions.set(connection, session);
-      connection.on('close', (info) => this.connectionClosed(connection, info));
       this.emit('connection', connection);
-      this.acceptLegacy(session, this.legacy);
+      if (refused !== undefined) {
+        void connection.close({ reason: CloseReason.REFUSED, timeoutMs: 2000 });
+        this.countRefusal(this.refusalInfo(refused, session.remoteAddress, session.remotePort));
+      }
       return;
     }
-    // A protocol session reports its close through peerOptions.onClose: no listener per connection.
+    // Until authenticated, a peer may send frames of a few KiB, not of maxFrameLength.
+    connection.limitFrames(this.helloMaxFrameLength);
+    // A protocol session reports its close through peerClosed: no listener per connection.
     // The peer only reads once the loop turns, so 'connection' listeners still come first.
-    const peer = new ServerPeer(connection, this.peerOptions);
+    const peer = new ServerPeer(connection, this.peerOptions, origin, helloTimeoutMs);
     this.sessions.set(connection, peer);
     this.emit('connection', connection);
-    if (this.closing) {
-      peer.refuse(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.opts.retryAfterMs ?? 1000);
-      return;
-    }
-    if (this.sessions.size > this.maxConnections) {
+    if (refused !== undefined) {
       // Told why, then closed — never silently dropped.
-      peer.refuse(
-        ErrorCode.TOO_MANY_CONNECTIONS,
-        `server is at its limit of ${this.maxConnections} connections`,
-        this.opts.retryAfterMs ?? 1000,
-      );
-      this.emit('refused', connection, ErrorCode.TOO_MANY_CONNECTIONS);
+      peer.refuse(refused.code, refused.message, refused.retryAfterMs);
+      this.countRefusal(this.refusalInfo(refused, peer.remoteAddress, peer.remotePort));
     }
   }
 
-  private acceptLegacy(session: LegacySession, legacy: LegacyOptions & { framing: Framing }): void {
-    const connection = session.connection;
-    if (this.sessions.size > this.maxConnections) {
-      void connection.close({ timeoutMs: 1000 });
-      this.emit('refused', connection, ErrorCode.TOO_MANY_CONNECTIONS);
-      return;
+  private refusalInfo(r: Refusal, address: string | undefined, port: number | undefined): RefusalInfo {
+    return { reason: r.reason, remoteAddress: address, remotePort: port, retryAfterMs: r.retryAfterMs, error: undefined };
+  }
+
+  private countRefusal(info: RefusalInfo): void {
+    this.refusedCounts[info.reason] = (this.refusedCounts[info.reason] ?? 0) + 1;
+    this.safeEmit('refused', info);
+  }
+
+  private sessionClosed(connection: Connection, info: CloseInfo): void {
+    this.sessions.delete(connection);
+    if (!this.refusedSessions.delete(connection)) {
+      this.admitted--;
+      const from = this.admittedFrom.get(connection);
+      if (from !== undefined) {
+        this.admittedFrom.delete(connection);
+        this.admission.leave(from);
+      }
     }
-    const ctx: LegacyContext = {
-      connection,
-      send: (frame) => connection.send(typeof frame === 'string' ? Buffer.from(frame) : frame),
-    };
-    const reply = (value: unknown) => {
-      if (value === undefined || !connection.writable) return;
-      let out: Buffer;
-      if (legacy.json) out = Buffer.from(JSON.stringify(value));
-      else if (Buffer.isBuffer(value)) out = value;
-      else if (typeof value === 'string') out = Buffer.from(value);
-      else if (value instanceof Uint8Array)
-        out = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-      else out = Buffer.from(JSON.stringify(value));
-      connection.send(out);
-    };
-    const handle = (frame: Buffer): Promise<void> | undefined => {
-      let input: unknown = frame;
-      if (legacy.json) {
-        try {
-          input = JSON.parse(frame.toString('utf8'));
-        } catch (err) {
-          void connection.close({
-            reason: CloseReason.PROTOCOL_ERROR,
-            error: new LonglinkError(ErrorCode.BAD_PAYLOAD, 'frame is not JSON', { cause: err }),
-            initiator: 'remote',
-          });
-          return undefined;
-        }
-      }
-      try {
-        const r = legacy.handler(input, ctx);
-        if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
-          return Promise.resolve(r).then(reply, (err: unknown) => this.legacyFailed(connection, err));
-        }
-        reply(r);
-      } catch (err) {
-        this.legacyFailed(connection, err);
-      }
-      return undefined;
-    };
-    // Frames of one connection are handled in order: an async handler holds the next frame back.
-    connection.on('frame', (frame) => {
-      const busy = session.legacyBusy;
-      // Neither `handle` nor its promise ever rejects: failures close the connection instead.
-      const p = busy
-        ? // A view would pin its whole read chunk while it waits: keep a copy of just the frame.
-          ((owned) => busy.then(() => handle(owned)))(Buffer.from(frame))
-        : handle(frame);
-      if (p === undefined) return;
-      session.legacyBusy = p;
-      void p.finally(() => {
-        if (session.legacyBusy === p) session.legacyBusy = undefined;
+    this.closedCounts[info.reason] = (this.closedCounts[info.reason] ?? 0) + 1;
+    this.emit('disconnect', connection, info);
+  }
+
+  /** Emits an event whose listener must not break the connection it reports on. */
+  private safeEmit<K extends keyof ServerEvents>(event: K, ...args: ServerEvents[K]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      process.emitWarning(`a '${event}' listener threw: ${(err as Error)?.message ?? String(err)}`, 'LonglinkWarning');
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // What sessions report (ServerPeerEvents, LegacyEvents): one object, no closure per connection.
+
+  /** @internal */
+  peerClosed(peer: ServerPeer, info: CloseInfo): void {
+    this.sessionClosed(peer.connection, info);
+  }
+
+  /** @internal */
+  legacyClosed(session: LegacySession, info: CloseInfo): void {
+    this.sessionClosed(session.connection, info);
+  }
+
+  /** @internal */
+  peerReady(peer: ServerPeer): void {
+    if (this.listenerCount('ready') > 0) this.safeEmit('ready', peer);
+  }
+
+  /** @internal */
+  peerHandlerError(failure: HandlerFailure): void {
+    this.handlerErrors++;
+    if (this.listenerCount('handlerError') > 0) this.safeEmit('handlerError', failure);
+  }
+
+  /** @internal */
+  peerNotify(peer: ServerPeer, topic: string, payload: unknown): void {
+    try {
+      this.emit('notify', topic, payload, peer);
+    } catch (error) {
+      this.peerHandlerError({
+        error,
+        method: undefined,
+        requestId: undefined,
+        connectionId: peer.connectionId,
+        remoteAddress: peer.remoteAddress,
+        identity: peer.identity,
       });
-    });
+    }
   }
 
-  private legacyFailed(connection: Connection, err: unknown): void {
-    void connection.close({
-      reason: CloseReason.PROTOCOL_ERROR,
-      error: new LonglinkError(ErrorCode.HANDLER, `legacy handler failed: ${(err as Error)?.message}`, {
-        cause: err,
-      }),
-      initiator: 'local',
+  /** @internal */
+  legacyFailed(session: LegacySession, error: LonglinkError): void {
+    this.peerHandlerError({
+      error: error.cause ?? error,
+      method: undefined,
+      requestId: undefined,
+      connectionId: session.connection.id,
+      remoteAddress: session.remoteAddress,
+      identity: undefined,
     });
   }
 }

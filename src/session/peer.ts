@@ -27,6 +27,19 @@ import {
 import { decodeMessage, encodeMessage } from '../protocol/wire.js';
 import { deferListenerTable } from '../util/events.js';
 
+/** What {@link Peer.sendWithin} did. */
+export const SendOutcome = {
+  /** Queued, below the high watermark. */
+  SENT: 0,
+  /** Queued; the queue is at or above its high watermark (stop producing until it drains). */
+  FULL: 1,
+  /** Not sent: the frame would exceed the agreed maxFrameLength. */
+  TOO_LARGE: 2,
+  /** Not sent: the connection takes no more sends. */
+  CLOSED: 3,
+} as const;
+export type SendOutcome = (typeof SendOutcome)[keyof typeof SendOutcome];
+
 /** The events every peer emits. */
 export interface PeerEvents {
   /** A NOTIFY arrived: `payload` decoded with the agreed codec. */
@@ -143,6 +156,21 @@ export abstract class Peer extends EventEmitter implements ConnectionHandler {
     const prefix = this.prefix;
     if (prefix > 0) return this.connection.sendPrefixed(encodeMessage(msg, prefix));
     return this.connection.sendParts(encodeMessage(msg));
+  }
+
+  /**
+   * Sends `msg` unless its frame would exceed the agreed `maxFrameLength` (the peer would take it
+   * as a protocol error and close the whole connection). Never throws: says what happened.
+   */
+  sendWithin(msg: Message): SendOutcome {
+    const c = this.connection;
+    if (!c.writable) return SendOutcome.CLOSED;
+    const prefix = this.prefix;
+    const parts = encodeMessage(msg, prefix);
+    let length = -prefix;
+    for (let i = 0; i < parts.length; i++) length += (parts[i] as Buffer).length;
+    if (length > (this.agreement?.maxFrameLength ?? c.framing.maxFrameLength)) return SendOutcome.TOO_LARGE;
+    return (prefix > 0 ? c.sendPrefixed(parts) : c.sendParts(parts)) ? SendOutcome.SENT : SendOutcome.FULL;
   }
 
   /** Sends if the connection is still writable; never throws. */

@@ -3,10 +3,13 @@ import { describe, it } from 'node:test';
 import {
   acceptHello,
   answerHello,
+  decodeHelloParams,
   decodeMessage,
+  encodeHelloParams,
   encodeMessage,
   formatVersion,
   HELLO_DEFAULTS,
+  HELLO_MAX_FRAME_LENGTH,
   type HelloMessage,
   type HelloParams,
   MessageKind,
@@ -169,24 +172,50 @@ describe('codec negotiation', () => {
 });
 
 describe('agreements are shared', () => {
-  it('equal negotiations share one frozen agreement; any difference (peer name included) makes another', () => {
-    const a = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 7000 }));
-    const b = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 7000 }));
+  it('equal negotiations without a peer name share one frozen agreement; any difference makes another', () => {
+    const a = handshake(hello({ heartbeatIntervalMs: 7000 }));
+    const b = handshake(hello({ heartbeatIntervalMs: 7000 }));
     assert.equal(a.server, b.server, 'one object on the server side');
     assert.equal(a.client, b.client, 'one object on the client side');
     assert.ok(Object.isFrozen(a.server) && Object.isFrozen(a.client));
     assert.throws(() => {
       (a.server as { maxInFlight: number }).maxInFlight = 1;
     }, TypeError);
-    const c = handshake(hello({ name: 'svc-b', heartbeatIntervalMs: 7000 }));
-    assert.notEqual(c.server, a.server);
-    assert.equal(c.server.peerName, 'svc-b');
-    assert.equal(a.server.peerName, 'svc-a');
-    const d = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 8000 }));
+    const d = handshake(hello({ heartbeatIntervalMs: 8000 }));
     assert.notEqual(d.server, a.server);
     assert.equal(d.server.heartbeatIntervalMs, 8000);
-    // A name that looks like a key separator cannot collide with another agreement.
+  });
+
+  it('regression: a peer-chosen name is never a key of the process-wide table (16 MiB names exhausted the heap)', () => {
+    const a = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 7000 }));
+    const b = handshake(hello({ name: 'svc-a', heartbeatIntervalMs: 7000 }));
+    assert.notEqual(a.server, b.server, 'named agreements are made per connection, and collected with it');
+    assert.equal(a.server.peerName, 'svc-a');
+    assert.ok(Object.isFrozen(a.server));
     const e = handshake(hello({ name: '7000,"json"' }));
     assert.equal(e.server.peerName, '7000,"json"');
+  });
+
+  it('name and credential are bounded: 255 and 4096 characters', () => {
+    assert.doesNotThrow(() => decodeHelloParams(Buffer.from(JSON.stringify({ name: 'n'.repeat(255) }))));
+    throwsCode(() => decodeHelloParams(Buffer.from(JSON.stringify({ name: 'n'.repeat(256) }))), 'ERR_MALFORMED');
+    assert.doesNotThrow(() =>
+      decodeHelloParams(Buffer.from(JSON.stringify({ credential: 'c'.repeat(4096) }))),
+    );
+    throwsCode(
+      () => decodeHelloParams(Buffer.from(JSON.stringify({ credential: 'c'.repeat(4097) }))),
+      'ERR_MALFORMED',
+    );
+    // The largest legal HELLO fits the pre-HELLO frame limit.
+    const biggest = {
+      heartbeatIntervalMs: 0x7fff_ffff,
+      heartbeatTimeoutMs: 0x7fff_ffff,
+      maxFrameLength: 0xffff_ffff,
+      maxInFlight: 0xffff_ffff,
+      codecs: Array.from({ length: 32 }, (_, i) => `${'c'.repeat(62)}${String(i).padStart(2, '0')}`),
+      credential: 'c'.repeat(4096),
+      name: 'n'.repeat(255),
+    };
+    assert.ok(encodeHelloParams(biggest).length + 4 <= HELLO_MAX_FRAME_LENGTH);
   });
 });

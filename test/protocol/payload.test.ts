@@ -53,8 +53,12 @@ describe('raw codec', () => {
     assert.equal(rawCodec.decode(b), b);
   });
 
+  it('encodes undefined (no result) as no bytes, which decode to an empty Buffer', () => {
+    assert.equal(rawCodec.encode(undefined).length, 0);
+  });
+
   it('rejects anything else with InvalidArgumentError', () => {
-    for (const v of ['str', 1, null, undefined, {}, [1, 2], new Uint16Array(2)]) {
+    for (const v of ['str', 1, null, {}, [1, 2], new Uint16Array(2)]) {
       assert.throws(() => rawCodec.encode(v), InvalidArgumentError);
     }
   });
