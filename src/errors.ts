@@ -264,6 +264,8 @@ export class ProxyHeaderError extends LonglinkError {
   constructor(message: string, reason: ProxyHeaderErrorReason, options?: LonglinkErrorOptions) {
     super('ERR_PROXY_HEADER', message, options);
     this.reason = reason;
+  }
+}
 
 /**
  * A frame's first bytes arrived, and the rest did not within `frameTimeoutMs`: a sender that holds

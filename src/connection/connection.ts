@@ -1455,7 +1455,11 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
     let next = Number.POSITIVE_INFINITY;
     if (ft > 0 && this.partialSince >= 0 && holds === 0) {
       if (now - this.partialSince >= ft) {
-        this.reset(CloseReason.FRAME_TIMEOUT, 'remote', new FrameTimeoutError(this.decoder.bufferedBytes, ft));
+        this.reset(
+          CloseReason.FRAME_TIMEOUT,
+          'remote',
+          new FrameTimeoutError(this.decoder.bufferedBytes, ft),
+        );
         return;
       }
       next = this.partialSince + ft;
