@@ -100,7 +100,9 @@ function helloProblem(p: Record<string, unknown>): string | undefined {
     const v = p[key];
     if (v === undefined) return undefined;
     if (typeof v !== 'string') return `${key} must be a string`;
-    return v.length <= maxLength ? undefined : `${key} must be at most ${maxLength} characters, got ${v.length}`;
+    return v.length <= maxLength
+      ? undefined
+      : `${key} must be at most ${maxLength} characters, got ${v.length}`;
   };
   const problem =
     checkInt('heartbeatIntervalMs', 1, MAX_TIMER_MS) ??

@@ -198,7 +198,10 @@ describe('agreements are shared', () => {
 
   it('name and credential are bounded: 255 and 4096 characters', () => {
     assert.doesNotThrow(() => decodeHelloParams(Buffer.from(JSON.stringify({ name: 'n'.repeat(255) }))));
-    throwsCode(() => decodeHelloParams(Buffer.from(JSON.stringify({ name: 'n'.repeat(256) }))), 'ERR_MALFORMED');
+    throwsCode(
+      () => decodeHelloParams(Buffer.from(JSON.stringify({ name: 'n'.repeat(256) }))),
+      'ERR_MALFORMED',
+    );
     assert.doesNotThrow(() =>
       decodeHelloParams(Buffer.from(JSON.stringify({ credential: 'c'.repeat(4096) }))),
     );
