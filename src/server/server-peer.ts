@@ -215,7 +215,8 @@ export function tlsInfoOf(socket: unknown): TlsInfo | null {
   if (s.encrypted !== true || typeof s.getProtocol !== 'function') return null;
   const t = s as TLSSocket;
   const cert = t.getPeerCertificate();
-  const subject = cert !== undefined && cert !== null && 'subject' in cert && cert.subject ? cert.subject : undefined;
+  const subject =
+    cert !== undefined && cert !== null && 'subject' in cert && cert.subject ? cert.subject : undefined;
   const err = t.authorizationError as Error | string | null | undefined;
   return {
     protocol: t.getProtocol(),
@@ -444,7 +445,11 @@ export class ServerPeer extends Peer implements AuthContext {
       this.refuseCredential(err);
       return;
     }
-    if (verdict !== null && typeof verdict === 'object' && typeof (verdict as PromiseLike<unknown>).then === 'function') {
+    if (
+      verdict !== null &&
+      typeof verdict === 'object' &&
+      typeof (verdict as PromiseLike<unknown>).then === 'function'
+    ) {
       (verdict as PromiseLike<unknown>).then(
         (v) => this.authenticated(answered, v),
         (err: unknown) => this.authenticated(answered, false, err),
@@ -456,7 +461,8 @@ export class ServerPeer extends Peer implements AuthContext {
 
   private authenticated(answered: ReturnType<typeof answerHello>, verdict: unknown, cause?: unknown): void {
     // Too late: the deadline fired (and closed the connection), or the connection is gone.
-    if (this.phase !== AUTHENTICATING || this.helloDeadline === undefined || !this.connection.writable) return;
+    if (this.phase !== AUTHENTICATING || this.helloDeadline === undefined || !this.connection.writable)
+      return;
     if (verdict === false || verdict === null || verdict === undefined) {
       this.refuseCredential(cause);
       return;
@@ -492,7 +498,10 @@ export class ServerPeer extends Peer implements AuthContext {
       // alive only one PING/PONG pair crosses per interval instead of one from each side. The
       // bound is unchanged: death is still declared `timeoutMs` after the last read (≥ 2 ×
       // interval, so the server's own PING, at 1.5 ×, still has half an interval for its PONG).
-      this.startHeartbeat(Math.min(a.heartbeatIntervalMs * 1.5, a.heartbeatTimeoutMs - 1), a.heartbeatTimeoutMs);
+      this.startHeartbeat(
+        Math.min(a.heartbeatIntervalMs * 1.5, a.heartbeatTimeoutMs - 1),
+        a.heartbeatTimeoutMs,
+      );
     }
     this.options.events.peerReady(this);
     this.emit('ready');
@@ -513,7 +522,11 @@ export class ServerPeer extends Peer implements AuthContext {
     this.lastReadId = id;
     const agreement = this.agreement as HelloAgreement;
     if (this.inflight.size >= agreement.maxInFlight) {
-      this.deliverError(id, ErrorCode.TOO_MANY_REQUESTS, `more than ${agreement.maxInFlight} requests in flight`);
+      this.deliverError(
+        id,
+        ErrorCode.TOO_MANY_REQUESTS,
+        `more than ${agreement.maxInFlight} requests in flight`,
+      );
       return;
     }
     const rate = this.options.requestRate;
@@ -522,9 +535,14 @@ export class ServerPeer extends Peer implements AuthContext {
       this.bucket ??= new TokenBucket(rate, now);
       const wait = this.bucket.take(now);
       if (wait > 0) {
-        this.deliverError(id, ErrorCode.TOO_MANY_REQUESTS, `more than ${rate.perSecond} requests per second`, {
-          retryAfterMs: wait,
-        });
+        this.deliverError(
+          id,
+          ErrorCode.TOO_MANY_REQUESTS,
+          `more than ${rate.perSecond} requests per second`,
+          {
+            retryAfterMs: wait,
+          },
+        );
         return;
       }
     }
@@ -589,9 +607,13 @@ export class ServerPeer extends Peer implements AuthContext {
     } catch (err) {
       this.finishWithError(
         r,
-        new LonglinkError(ErrorCode.HANDLER, `the result of ${r.method} could not be encoded: ${(err as Error)?.message}`, {
-          cause: err,
-        }),
+        new LonglinkError(
+          ErrorCode.HANDLER,
+          `the result of ${r.method} could not be encoded: ${(err as Error)?.message}`,
+          {
+            cause: err,
+          },
+        ),
         true,
       );
       return;
@@ -631,7 +653,10 @@ export class ServerPeer extends Peer implements AuthContext {
         this.reportFailure(r, err);
         out = this.sendWithin(
           errorToMessage(
-            { code: err.code, message: `the result of ${r.method} exceeds the agreed maxFrameLength ${limit}` },
+            {
+              code: err.code,
+              message: `the result of ${r.method} exceeds the agreed maxFrameLength ${limit}`,
+            },
             r.requestId,
           ),
         );

@@ -327,7 +327,11 @@ export class Server extends EventEmitter implements ServerPeerEvents {
     const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
     this.heartbeatOn = hb.timing !== undefined;
     if (hb.warning !== undefined) process.emitWarning(hb.warning, 'LonglinkWarning');
-    this.minPingIntervalMs = finitePositive('minPingIntervalMs', options.minPingIntervalMs, D.minPingIntervalMs);
+    this.minPingIntervalMs = finitePositive(
+      'minPingIntervalMs',
+      options.minPingIntervalMs,
+      D.minPingIntervalMs,
+    );
     const minHeartbeatIntervalMs = Math.min(
       this.minPingIntervalMs,
       hb.timing?.intervalMs ?? this.minPingIntervalMs,
@@ -356,7 +360,8 @@ export class Server extends EventEmitter implements ServerPeerEvents {
     let idleTimeoutMs = 0;
     if (options.legacy !== undefined) {
       const l = options.legacy;
-      if (typeof l.handler !== 'function') throw new InvalidArgumentError('legacy.handler must be a function');
+      if (typeof l.handler !== 'function')
+        throw new InvalidArgumentError('legacy.handler must be a function');
       const f = l.framing;
       this.framing = typeof f === 'string' ? parseFraming(f, { maxFrameLength }) : f;
       idleTimeoutMs = finiteAtLeast('legacy.idleTimeoutMs', l.idleTimeoutMs, D.legacyIdleTimeoutMs);
@@ -369,7 +374,9 @@ export class Server extends EventEmitter implements ServerPeerEvents {
     this.connectionOptions = {
       maxQueuedBytes: durationOrInfinity('maxQueuedBytes', options.maxQueuedBytes, D.maxQueuedBytes),
       frameTimeoutMs: finiteAtLeast('frameTimeoutMs', options.frameTimeoutMs, D.frameTimeoutMs),
-      ...(idleTimeoutMs > 0 && user.idle === undefined ? { idle: { readerMs: idleTimeoutMs, close: true } } : {}),
+      ...(idleTimeoutMs > 0 && user.idle === undefined
+        ? { idle: { readerMs: idleTimeoutMs, close: true } }
+        : {}),
       ...user,
       budget: this.budget,
       framing: this.framing,
@@ -732,7 +739,13 @@ export class Server extends EventEmitter implements ServerPeerEvents {
   }
 
   private refusalInfo(r: Refusal, address: string | undefined, port: number | undefined): RefusalInfo {
-    return { reason: r.reason, remoteAddress: address, remotePort: port, retryAfterMs: r.retryAfterMs, error: undefined };
+    return {
+      reason: r.reason,
+      remoteAddress: address,
+      remotePort: port,
+      retryAfterMs: r.retryAfterMs,
+      error: undefined,
+    };
   }
 
   private countRefusal(info: RefusalInfo): void {
@@ -759,7 +772,10 @@ export class Server extends EventEmitter implements ServerPeerEvents {
     try {
       this.emit(event, ...args);
     } catch (err) {
-      process.emitWarning(`a '${event}' listener threw: ${(err as Error)?.message ?? String(err)}`, 'LonglinkWarning');
+      process.emitWarning(
+        `a '${event}' listener threw: ${(err as Error)?.message ?? String(err)}`,
+        'LonglinkWarning',
+      );
     }
   }
 
