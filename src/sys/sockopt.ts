@@ -12,8 +12,8 @@
  * differently and lack TCP_USER_TIMEOUT; they take the fallback path.
  */
 
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import packageRequire from './package-require.cjs';
 
 const SOL_SOCKET = 1;
 const SO_KEEPALIVE = 9;
@@ -95,9 +95,8 @@ function load(): Native | null {
     return native;
   }
   try {
-    const require = createRequire(import.meta.url);
     // koffi's types are loose by design; narrow them at this one boundary.
-    const koffi = require('koffi') as {
+    const koffi = packageRequire('koffi') as {
       load(path: string): { func(decl: string): (...args: unknown[]) => number };
       errno(): number;
     };
