@@ -69,8 +69,8 @@ export interface ServerOptions {
   handlerTimeoutMs?: number;
   /** Retry hint sent to refused connections. Default 1 000 ms. */
   retryAfterMs?: number;
-  /** Checks the client's HELLO credential. */
-  authenticate?: (credential: string | undefined, peer: ServerPeer) => boolean | Promise<boolean>;
+  /** Checks the client's HELLO credential; false, a rejection or a throw refuses with ERR_UNAUTHENTICATED. */
+  authenticate?: (credential: string | undefined, peer: AuthenticatingPeer) => boolean | Promise<boolean>;
   /**
    * Heartbeat: explicit `{ intervalMs, timeoutMs }`, 'standard' (dead within 30 s, the default),
    * 'strict' (6 s) or false. The HELLO agrees on the smaller interval of the two sides.
@@ -84,6 +84,12 @@ export interface ServerOptions {
   name?: string;
   /** Options of every accepted Connection (watermarks, timeouts, keepalive). */
   connection?: Omit<ConnectionOptions, 'framing'>;
+}
+
+/** What `authenticate` is told about the connection whose HELLO it checks. */
+export interface AuthenticatingPeer {
+  /** The server's side of the connection: `remoteAddress`, `remotePort`, `id`, `stats()` … */
+  readonly connection: Connection;
 }
 
 /** Options of {@link Server.listen}. */
@@ -144,6 +150,7 @@ function peerOf(s: Session): ServerPeer | undefined {
  * ```
  */
 export class Server extends EventEmitter {
+  /** @internal The listening node:net server. */
   readonly netServer: net.Server;
   private readonly sessions = new Map<Connection, Session>();
   private readonly router: Router;

@@ -28,8 +28,24 @@ const SIOCINQ = 0x541b; // FIONREAD: bytes received, not yet read by the applica
 const SIOCOUTQ = 0x5411; // TIOCOUTQ: bytes in the send queue not yet acknowledged by the peer
 const SIOCOUTQNSD = 0x894b; // bytes in the send queue not yet sent at all
 
+/** A kernel TCP state, as /proc/net/tcp and TCP_INFO report it. */
+export type TcpState =
+  | 'UNKNOWN'
+  | 'ESTABLISHED'
+  | 'SYN_SENT'
+  | 'SYN_RECV'
+  | 'FIN_WAIT1'
+  | 'FIN_WAIT2'
+  | 'TIME_WAIT'
+  | 'CLOSE'
+  | 'CLOSE_WAIT'
+  | 'LAST_ACK'
+  | 'LISTEN'
+  | 'CLOSING'
+  | 'NEW_SYN_RECV';
+
 /** Kernel TCP states, numbered as in include/net/tcp_states.h and /proc/net/tcp. */
-export const TCP_STATES = [
+export const TCP_STATES: readonly TcpState[] = [
   'UNKNOWN',
   'ESTABLISHED',
   'SYN_SENT',
@@ -43,8 +59,7 @@ export const TCP_STATES = [
   'LISTEN',
   'CLOSING',
   'NEW_SYN_RECV',
-] as const;
-export type TcpState = (typeof TCP_STATES)[number];
+];
 
 /** The parts of Linux `struct tcp_info` longlink reports. Times in microseconds. */
 export interface TcpInfo {
@@ -195,7 +210,7 @@ export function kernelUnread(socket: Socket): number | undefined {
   return ioctlInt(socket, SIOCINQ);
 }
 
-/** Options for {@link setKeepAliveOptions}. */
+/** TCP keepalive settings (`ConnectionOptions.keepAlive`). */
 export interface KeepAliveOptions {
   /** Idle time before the first probe (TCP_KEEPIDLE), ms, rounded up to whole seconds. */
   idleMs: number;
@@ -205,7 +220,7 @@ export interface KeepAliveOptions {
   count: number;
 }
 
-/** What {@link setKeepAliveOptions} managed to set. */
+/** What setKeepAliveOptions managed to set. */
 export interface KeepAliveResult {
   idle: boolean;
   interval: boolean;
