@@ -218,14 +218,18 @@ function framingFor(maxFrameLength: number): Framing {
  *
  * @example
  * ```ts
- * await using client = await connect({ port: 9000 });
- * const user = await client.request('user.get', { id: 7 }, { timeoutMs: 2000 });
+ * const client = await connect({ port: 9000 });
  * client.on('notify', (topic, payload) => console.log(topic, payload));
+ * try {
+ *   const user = await client.request('user.get', { id: 7 }, { timeoutMs: 2000 });
+ * } finally {
+ *   await client.close();
+ * }
  * ```
  */
-// No `implements ClientPeerOwner`: that contract is internal (stripped from the published .d.ts),
-// and `peer.owner = this` in openPeer checks it all the same.
 export class Client extends EventEmitter {
+  // No `implements ClientPeerOwner`: that contract is internal (stripped from the published .d.ts),
+  // and `peer.owner = this` in openPeer checks it all the same.
   readonly codec: PayloadCodec;
   private readonly options: ClientOptions;
   /** Request deadlines of every client share one queue and one timer. */

@@ -514,9 +514,9 @@ class Lifecycle {
  * console.log(info.reason); // 'local-graceful'
  * ```
  */
-// No `implements WheelEntry`: the wheel's hooks are internal (stripped from the published .d.ts),
-// and `wheel.schedule(this, …)` checks them all the same.
 export class Connection extends EventEmitter {
+  // No `implements WheelEntry`: the wheel's hooks are internal (stripped from the published .d.ts),
+  // and `wheel.schedule(this, …)` checks them all the same.
   /** The id given in the options, or a process-unique number (made a string only when asked). */
   private readonly seq: string | number;
   readonly socket: net.Socket;

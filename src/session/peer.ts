@@ -64,9 +64,9 @@ class PeerHeartbeat implements HeartbeatHook {
   }
 }
 
-// No `implements ConnectionHandler`: its hooks here are internal (stripped from the published
-// .d.ts), and `connection.setHandler(this)` in the constructor checks them all the same.
 export abstract class Peer extends EventEmitter {
+  // No `implements ConnectionHandler`: its hooks here are internal (stripped from the published
+  // .d.ts), and `connection.setHandler(this)` in the constructor checks them all the same.
   readonly connection: Connection;
   /** The agreed parameters, once HELLO is done. */
   agreement: HelloAgreement | undefined;
