@@ -47,11 +47,17 @@ function npm(args: string[], cwd: string): { ok: boolean; out: string } {
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
 }
 
-/** npm_config_* set by an outer `npm test` (prefix, workspace flags…) must not steer the inner npm. */
+/** Where the outer npm keeps its cache and registry settings: the inner npm uses the same. */
+const KEEP = new Set(['npm_config_cache', 'npm_config_userconfig', 'npm_config_registry']);
+
+/**
+ * The rest of the npm_* variables an outer `npm test` sets (prefix, local_prefix, workspace
+ * flags …) must not steer the inner npm to the repository.
+ */
 function npmEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (!k.toLowerCase().startsWith('npm_')) env[k] = v;
+    if (!k.toLowerCase().startsWith('npm_') || KEEP.has(k.toLowerCase())) env[k] = v;
   }
   return env;
 }
