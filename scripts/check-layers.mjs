@@ -34,7 +34,7 @@ function walk(dir, out = []) {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) walk(p, out);
-    else if (p.endsWith('.ts')) out.push(p);
+    else if (p.endsWith('.ts') || p.endsWith('.cts')) out.push(p);
   }
   return out;
 }
@@ -47,7 +47,7 @@ for (const file of files) {
   const text = readFileSync(file, 'utf8');
   const deps = [];
   for (const m of text.matchAll(importRe)) {
-    const target = resolve(dirname(file), m[1].replace(/\.js$/, '.ts'));
+    const target = resolve(dirname(file), m[1].replace(/\.js$/, '.ts').replace(/\.cjs$/, '.cts'));
     deps.push(target);
     if (layerOf(target) > layerOf(file)) {
       problems.push(`${relative(root, file)} imports ${relative(root, target)} from a higher layer`);

@@ -29,6 +29,7 @@ export class LonglinkError extends Error {
   static readonly brand: string = 'LonglinkError';
   /** Stable, documented code (see docs/errors.md). */
   readonly code: string;
+  /** @internal */
   declare readonly [kBrands]: Brands;
 
   constructor(code: string, message: string, options?: LonglinkErrorOptions) {

@@ -1,8 +1,12 @@
 /**
  * longlink: dependable long-lived TCP connections for Node.js.
  *
- * The public API. Everything else is private (the package `exports` map); the CLI and tests use
- * 'longlink/internal', which has no semver promise.
+ * The public API, deliberately small: clients and servers, Connection and the framings, pools, the
+ * errors to match on, and the types of their options, events and stats. Everything else is private
+ * (the package `exports` map); the CLI, tests and benchmarks use 'longlink/internal', which
+ * exports everything and has no semver promise.
+ *
+ * @packageDocumentation
  */
 
 export type {
@@ -15,6 +19,7 @@ export type {
   RequestOptions,
 } from './client/client.js';
 export { Client, connect, RequestTimeoutError } from './client/client.js';
+export { RefusedError } from './client/client-peer.js';
 export type {
   AsciiFramingOptions,
   DelimiterFramingOptions,
@@ -22,7 +27,9 @@ export type {
   FrameEncoder,
   Framing,
   LengthFieldFramingOptions,
+  LengthFieldLength,
   LineFramingOptions,
+  ParseFramingOptions,
   VarintFramingOptions,
 } from './codec/index.js';
 export {
@@ -32,15 +39,10 @@ export {
   lengthFieldFraming,
   lineFraming,
   parseFraming,
-  u8,
-  u16be,
-  u16le,
-  u24be,
-  u32be,
-  u32le,
-  u64be,
   varintFraming,
 } from './codec/index.js';
+export type { MemoryBudgetStats } from './connection/budget.js';
+export { MemoryBudget } from './connection/budget.js';
 export type { CloseInfo } from './connection/close-reason.js';
 export { CloseReason } from './connection/close-reason.js';
 export type {
@@ -64,13 +66,17 @@ export {
   ConnectionClosedError,
   ConnectionResetError,
   ConnectTimeoutError,
+  FrameTimeoutError,
   FrameTooLargeError,
   FramingError,
   HeartbeatTimeoutError,
   InvalidArgumentError,
   LingerExpiredError,
   LonglinkError,
+  OverloadError,
+  ProxyHeaderError,
   RequestNotSentError,
+  SlowConsumerError,
   SocketError,
   TruncatedFrameError,
   UnsupportedError,
@@ -84,9 +90,14 @@ export type {
   ConnectionPoolEvents,
   ConnectionPoolOptions,
   ConnectionPoolStats,
+  DestroyDetail,
+  EjectionInfo,
   EndpointAddress,
+  EndpointEvents,
   EndpointStats,
   LeakInfo,
+  LeaseRequestOptions,
+  OutlierOptions,
   PoolEvents,
   PoolFactory,
   PoolOptions,
@@ -97,40 +108,48 @@ export type {
 } from './pool/index.js';
 export {
   AcquireTimeoutError,
-  Balancer,
   ClientPool,
   ConnectionLease,
   ConnectionPool,
   createClientPool,
   createConnectionPool,
-  DestroyReason,
   EndpointUnavailableError,
   isConnectionError,
   Lease,
-  LeaseDestroyReason,
   LeaseReclaimedError,
   Pool,
   PoolClosedError,
   PoolError,
   PoolFullError,
 } from './pool/index.js';
+export type { ProtocolErrorOptions, RemoteErrorOptions } from './protocol/errors.js';
 export { ErrorCode, ProtocolError, RemoteError } from './protocol/errors.js';
 export type { PayloadCodec } from './protocol/payload.js';
-export { jsonCodec, PayloadCodecRegistry, rawCodec } from './protocol/payload.js';
-export { PROTOCOL_VERSION } from './protocol/types.js';
+export type { RateLimit, RefusalReason } from './server/admission.js';
+export type { LegacyContext, LegacyHandler } from './server/legacy.js';
+export { SERVER_DEFAULTS } from './server/limits.js';
+export type { ProxyOptions } from './server/proxy-accept.js';
 export type {
-  LegacyContext,
   LegacyOptions,
   ListenOptions,
+  RefusalInfo,
   ServerEvents,
   ServerOptions,
+  ServerStats,
+  ServerTlsOptions,
   ShutdownReport,
 } from './server/server.js';
 export { createServer, Server } from './server/server.js';
-export type { Handler, RequestContext, Router } from './server/server-peer.js';
+export type {
+  AuthContext,
+  Authenticate,
+  ConnectionContext,
+  Handler,
+  HandlerFailure,
+  RequestContext,
+  Router,
+  TlsInfo,
+} from './server/server-peer.js';
 export type { HeartbeatSetting, HeartbeatTiming } from './session/heartbeat.js';
-export { HEARTBEAT_PRESETS, resolveHeartbeat } from './session/heartbeat.js';
 export type { KeepAliveOptions, NativeStatus, TcpInfo, TcpState } from './sys/sockopt.js';
 export { nativeSocketOptions } from './sys/sockopt.js';
-export type { TcpEntry, TcpFilter } from './sys/tcp-table.js';
-export { readTcpTable } from './sys/tcp-table.js';

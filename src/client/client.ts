@@ -36,7 +36,7 @@ import { AsyncQueue } from '../util/async-queue.js';
 import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 import { deferListenerTable } from '../util/events.js';
-import { ClientPeer, type ClientPeerOwner, type OutgoingRequest, RefusedError } from './client-peer.js';
+import { ClientPeer, type OutgoingRequest, RefusedError } from './client-peer.js';
 
 /** A request's own deadline passed before its answer came. The server was asked to cancel it. */
 export class RequestTimeoutError extends LonglinkError {
@@ -218,12 +218,18 @@ function framingFor(maxFrameLength: number): Framing {
  *
  * @example
  * ```ts
- * await using client = await connect({ port: 9000 });
- * const user = await client.request('user.get', { id: 7 }, { timeoutMs: 2000 });
+ * const client = await connect({ port: 9000 });
  * client.on('notify', (topic, payload) => console.log(topic, payload));
+ * try {
+ *   const user = await client.request('user.get', { id: 7 }, { timeoutMs: 2000 });
+ * } finally {
+ *   await client.close();
+ * }
  * ```
  */
-export class Client extends EventEmitter implements ClientPeerOwner {
+export class Client extends EventEmitter {
+  // No `implements ClientPeerOwner`: that contract is internal (stripped from the published .d.ts),
+  // and `peer.owner = this` in openPeer checks it all the same.
   readonly codec: PayloadCodec;
   private readonly options: ClientOptions;
   /** Request deadlines of every client share one queue and one timer. */

@@ -43,11 +43,11 @@ import {
 } from '../sys/sockopt.js';
 import { durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
-import { type TimerWheel, type WheelEntry, wheelFor } from '../util/wheel.js';
-import type { BudgetMember, MemoryBudget } from './budget.js';
+import { type TimerWheel, wheelFor } from '../util/wheel.js';
+import type { MemoryBudget } from './budget.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
 
-/** A connection's lifecycle states. Transitions are listed in {@link TRANSITIONS}. */
+/** A connection's lifecycle states (the allowed transitions are a table in connection.ts). */
 export const ConnectionState = {
   /** Reading and writing. */
   OPEN: 'open',
@@ -576,7 +576,9 @@ class Lifecycle {
  * console.log(info.reason); // 'local-graceful'
  * ```
  */
-export class Connection extends EventEmitter implements WheelEntry, BudgetMember {
+export class Connection extends EventEmitter {
+  // No `implements WheelEntry, BudgetMember`: their hooks are internal (stripped from the
+  // published .d.ts), and `wheel.schedule(this, …)` / `budget.update(this)` check them all the same.
   /** The id given in the options, or a process-unique number (made a string only when asked). */
   private readonly seq: string | number;
   readonly socket: net.Socket;
@@ -605,8 +607,9 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
   /** @internal */
   wheelIndex = -1;
 
-  /** Liveness bookkeeping: stamped once per read batch / flush; the timer does the arithmetic. */
+  /** @internal Liveness bookkeeping: stamped once per read batch / flush; the timer does the arithmetic. */
   lastReadAt: number;
+  /** @internal */
   lastWriteAt: number;
   private heartbeat: HeartbeatHook | undefined;
   /** A heartbeat was sent and nothing has been read since: at most one outstanding. */
@@ -629,7 +632,10 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
    * Wraps an already connected socket. The socket is switched to half-open mode so that the
    * peer's FIN is seen as an event and our side is closed by this class, not by Node.
    */
-  constructor(socket: net.Socket, options: ConnectionOptions, /** @internal */ checked?: CheckedOptions) {
+  constructor(socket: net.Socket, options: ConnectionOptions);
+  /** @internal `checked`: options already checked by checkOptions (a server checks them once for every connection). */
+  constructor(socket: net.Socket, options: ConnectionOptions, checked: CheckedOptions | undefined);
+  constructor(socket: net.Socket, options: ConnectionOptions, checked?: CheckedOptions) {
     super();
     deferListenerTable(this);
     // Every option is checked before anything touches the socket or the wheel: a constructor
@@ -677,7 +683,10 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
    * Opens a TCP (or TLS) connection and wraps it. Rejects with ConnectError (cause: the system
    * error), ConnectTimeoutError or AbortedError; the half-made socket is always destroyed.
    */
-  static connect(options: ConnectOptions, /** @internal */ checked?: CheckedOptions): Promise<Connection> {
+  static connect(options: ConnectOptions): Promise<Connection>;
+  /** @internal `checked`: options already checked by checkOptions. */
+  static connect(options: ConnectOptions, checked: CheckedOptions | undefined): Promise<Connection>;
+  static connect(options: ConnectOptions, checked?: CheckedOptions): Promise<Connection> {
     if (!Number.isInteger(options?.port) || options.port < 1 || options.port > 65535) {
       return Promise.reject(
         new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`),
@@ -820,6 +829,7 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
   }
 
   /**
+   * @internal
    * The framing's fixed prefix width, when it has one (u32be: 4). A layer above can then build
    * each message with that many bytes reserved in front and send it with {@link sendPrefixed}:
    * one buffer per small message instead of a payload plus a separate header.
@@ -829,6 +839,7 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
   }
 
   /**
+   * @internal
    * Queues one frame built in place: `parts[0]` starts with {@link prefixLength} reserved bytes,
    * filled here with the framing's header for the rest of `parts`. Same contract as
    * {@link send}; throws InvalidArgumentError when the framing has no fixed prefix.
@@ -846,6 +857,7 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
     return this.enqueue(parts);
   }
   /**
+   * @internal
    * {@link sendPrefixed} for a frame that is one buffer: `frame` starts with
    * {@link prefixLength} bytes of room, filled in place. No array, one queued chunk: what the
    * heartbeat's PING and PONG use.
@@ -863,6 +875,7 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
   }
 
   /**
+   * @internal
    * Hands frames to `handler.handleFrame` instead of emitting `'frame'` events, and calls its
    * `handleProtocolError` and `handleClose` before those events: a protocol layer's hooks, cheaper than an
    * emit per frame and than listener tables on every connection. Undefined goes back to events.
@@ -1128,6 +1141,7 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
    * event-loop lag.
    */
   /**
+   * @internal
    * Installs (or with undefined removes) a heartbeat: `ping()` is called when nothing was read
    * for `intervalMs`; the connection aborts with reason `heartbeat-timeout` when nothing was read
    * for `timeoutMs`. Protocol layers use this with their own PING message.
@@ -1141,6 +1155,7 @@ export class Connection extends EventEmitter implements WheelEntry, BudgetMember
   }
 
   /**
+   * @internal
    * Sends a heartbeat now if nothing has been read for `ms` and none is outstanding: a cheap check
    * before reusing a connection that sat idle (a dead peer is then found within the timeout).
    */

@@ -674,12 +674,16 @@ function ms(name: string, v: number | undefined, fallback: number): number {
  *
  * @example
  * ```ts
- * await using pool = createClientPool({
+ * const pool = createClientPool({
  *   endpoints: [{ host: '10.0.0.5', port: 9000 }, { host: '10.0.0.6', port: 9000 }],
  *   connectionsPerEndpoint: 4,
  * });
- * const user = await pool.request('user.get', { id: 7 }, { timeoutMs: 2000 });
- * await pool.request('counter.read', {}, { idempotent: true }); // may be retried once elsewhere
+ * try {
+ *   const user = await pool.request('user.get', { id: 7 }, { timeoutMs: 2000 });
+ *   await pool.request('counter.read', {}, { idempotent: true }); // may be retried once elsewhere
+ * } finally {
+ *   await pool.close();
+ * }
  * ```
  */
 export class ClientPool extends EventEmitter {

@@ -318,6 +318,7 @@ export class ConnectionLease {
   readonly connection: Connection;
   /** `host:port` of the server. */
   readonly endpoint: string;
+  /** @internal Leases are made by the pool. */
   constructor(
     private readonly owner: ConnectionPool,
     private readonly ep: Endpoint,

@@ -44,7 +44,7 @@ export interface PoolFactory<T> {
    */
   create(signal: AbortSignal): Promise<T>;
   /**
-   * Ends a resource. `reason` says why (see {@link DestroyReason}; release checks may add their
+   * Ends a resource. `reason` says why (the `DestroyReason` values; release checks may add their
    * own); `graceful` is false when the resource is known or suspected broken.
    */
   destroy(resource: T, reason: string, detail: DestroyDetail): Promise<void> | void;
@@ -368,6 +368,7 @@ function option(name: string, value: number | undefined, fallback: number, allow
  */
 export class Lease<T> {
   /** @internal */ _state = LEASE_ACTIVE;
+  /** @internal Leases are made by the pool. */
   constructor(
     /** @internal */ readonly _pool: Pool<T>,
     /** @internal */ readonly _slot: Slot<T>,
@@ -720,7 +721,7 @@ export class Pool<T> extends EventEmitter {
   }
 
   /**
-   * Rejects everyone waiting with `error` (e.g. a load balancer that ejected this endpoint and
+   * @internal Rejects everyone waiting with `error` (e.g. a load balancer that ejected this endpoint and
    * wants its waiters to retry elsewhere). Borrowed and idle resources are untouched.
    */
   rejectWaiters(error: unknown): number {
@@ -751,22 +752,22 @@ export class Pool<T> extends EventEmitter {
     };
   }
 
-  /** The breaker's state (cheap; for load balancers choosing among pools). */
+  /** @internal The breaker's state (cheap; for load balancers choosing among pools). */
   get breakerState(): BreakerState {
     return this.breaker;
   }
 
-  /** Borrowed + waiting: how busy the pool is (cheap; for least-loaded selection). */
+  /** @internal Borrowed + waiting: how busy the pool is (cheap; for least-loaded selection). */
   get load(): number {
     return this.borrowed + this.pendingLive;
   }
 
-  /** Idle resources ready to lend. */
+  /** @internal Idle resources ready to lend. */
   get idleCount(): number {
     return this.idle.length;
   }
 
-  /** The error the breaker would report, or undefined when it is closed. */
+  /** @internal The error the breaker would report, or undefined when it is closed. */
   unavailableError(): EndpointUnavailableError | undefined {
     if (this.breaker !== 'open') return undefined;
     return new EndpointUnavailableError(this.name, this.openUntil - this.clock(), {

@@ -55,7 +55,7 @@ export interface ProtocolErrorOptions extends LonglinkErrorOptions {
 
 /**
  * The peer broke the protocol: an unknown kind, a malformed message, a version mismatch, a
- * failed HELLO negotiation. Raised by {@link decodeMessage} and the HELLO helpers. The usual
+ * failed HELLO negotiation. Raised by the message decoder and the HELLO helpers. The usual
  * answer is to send it as a connection-level ERROR (`errorToMessage(err)`) and close.
  *
  * @example

@@ -15,7 +15,7 @@ import { isValidCodecName } from './hello.js';
  * `encode` throws InvalidArgumentError for a value it cannot represent. `decode` throws
  * ProtocolError with code ERR_BAD_PAYLOAD for bytes it cannot read (a server answers such a
  * REQUEST with an ERROR of that code). `decode` may be handed a view into a socket chunk: a codec
- * that returns the bytes themselves (like {@link rawCodec}) passes that view on.
+ * that returns the bytes themselves (like the built-in `raw` codec) passes that view on.
  *
  * @example
  * ```ts

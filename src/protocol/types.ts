@@ -42,7 +42,7 @@ export const PING_DATA_BYTES = 8;
  * Fields every message has. `flags` is the message's flags byte: protocol 1.0 defines no flag, so
  * senders leave it 0 (or omit it) and receivers ignore bits they do not know. A later minor version
  * may define flags, and a peer sends one only when the agreed version defines it.
- * {@link decodeMessage} always sets it.
+ * decodeMessage always sets it.
  */
 interface MessageBase {
   readonly flags?: number;

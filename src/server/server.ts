@@ -57,7 +57,6 @@ import {
   type PeerOrigin,
   type Router,
   ServerPeer,
-  type ServerPeerEvents,
   type ServerPeerOptions,
 } from './server-peer.js';
 
@@ -258,7 +257,10 @@ function onAcceptTimeout(arg: unknown): void {
  * process.on('SIGTERM', () => server.close({ graceMs: 10_000 }));
  * ```
  */
-export class Server extends EventEmitter implements ServerPeerEvents {
+export class Server extends EventEmitter {
+  // No `implements ServerPeerEvents, LegacyEvents`: the hooks are internal (stripped from the
+  // published .d.ts); `events: this` checks them all the same.
+  /** @internal The listening node:net server. */
   readonly netServer: net.Server;
   private readonly sessions = new Map<Connection, Session>();
   /** Sockets in the accept path. */

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import type { Connection, ConnectionHandler, HeartbeatHook } from '../connection/connection.js';
+import type { Connection, HeartbeatHook } from '../connection/connection.js';
 import { type FramingError, type LonglinkError, TruncatedFrameError } from '../errors.js';
 import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
@@ -77,7 +77,9 @@ class PeerHeartbeat implements HeartbeatHook {
   }
 }
 
-export abstract class Peer extends EventEmitter implements ConnectionHandler {
+export abstract class Peer extends EventEmitter {
+  // No `implements ConnectionHandler`: its hooks here are internal (stripped from the published
+  // .d.ts), and `connection.setHandler(this)` in the constructor checks them all the same.
   readonly connection: Connection;
   /** The agreed parameters, once HELLO is done. */
   agreement: HelloAgreement | undefined;

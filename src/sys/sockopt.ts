@@ -12,8 +12,8 @@
  * differently and lack TCP_USER_TIMEOUT; they take the fallback path.
  */
 
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import packageRequire from './package-require.cjs';
 
 const SOL_SOCKET = 1;
 const SO_KEEPALIVE = 9;
@@ -28,8 +28,24 @@ const SIOCINQ = 0x541b; // FIONREAD: bytes received, not yet read by the applica
 const SIOCOUTQ = 0x5411; // TIOCOUTQ: bytes in the send queue not yet acknowledged by the peer
 const SIOCOUTQNSD = 0x894b; // bytes in the send queue not yet sent at all
 
+/** A kernel TCP state, as /proc/net/tcp and TCP_INFO report it. */
+export type TcpState =
+  | 'UNKNOWN'
+  | 'ESTABLISHED'
+  | 'SYN_SENT'
+  | 'SYN_RECV'
+  | 'FIN_WAIT1'
+  | 'FIN_WAIT2'
+  | 'TIME_WAIT'
+  | 'CLOSE'
+  | 'CLOSE_WAIT'
+  | 'LAST_ACK'
+  | 'LISTEN'
+  | 'CLOSING'
+  | 'NEW_SYN_RECV';
+
 /** Kernel TCP states, numbered as in include/net/tcp_states.h and /proc/net/tcp. */
-export const TCP_STATES = [
+export const TCP_STATES: readonly TcpState[] = [
   'UNKNOWN',
   'ESTABLISHED',
   'SYN_SENT',
@@ -43,8 +59,7 @@ export const TCP_STATES = [
   'LISTEN',
   'CLOSING',
   'NEW_SYN_RECV',
-] as const;
-export type TcpState = (typeof TCP_STATES)[number];
+];
 
 /** The parts of Linux `struct tcp_info` longlink reports. Times in microseconds. */
 export interface TcpInfo {
@@ -95,9 +110,8 @@ function load(): Native | null {
     return native;
   }
   try {
-    const require = createRequire(import.meta.url);
     // koffi's types are loose by design; narrow them at this one boundary.
-    const koffi = require('koffi') as {
+    const koffi = packageRequire('koffi') as {
       load(path: string): { func(decl: string): (...args: unknown[]) => number };
       errno(): number;
     };
@@ -196,7 +210,7 @@ export function kernelUnread(socket: Socket): number | undefined {
   return ioctlInt(socket, SIOCINQ);
 }
 
-/** Options for {@link setKeepAliveOptions}. */
+/** TCP keepalive settings (`ConnectionOptions.keepAlive`). */
 export interface KeepAliveOptions {
   /** Idle time before the first probe (TCP_KEEPIDLE), ms, rounded up to whole seconds. */
   idleMs: number;
@@ -206,7 +220,7 @@ export interface KeepAliveOptions {
   count: number;
 }
 
-/** What {@link setKeepAliveOptions} managed to set. */
+/** What setKeepAliveOptions managed to set. */
 export interface KeepAliveResult {
   idle: boolean;
   interval: boolean;
