@@ -41,7 +41,7 @@ export {
   parseFraming,
   varintFraming,
 } from './codec/index.js';
-export type { MemoryBudgetStats } from './connection/budget.js';
+export type { BudgetMember, MemoryBudgetStats } from './connection/budget.js';
 export { MemoryBudget } from './connection/budget.js';
 export type { CloseInfo } from './connection/close-reason.js';
 export { CloseReason } from './connection/close-reason.js';
@@ -57,7 +57,7 @@ export type {
   IdleOptions,
 } from './connection/connection.js';
 export { Connection, ConnectionState } from './connection/connection.js';
-export type { LonglinkErrorOptions } from './errors.js';
+export type { LonglinkErrorOptions, ProxyHeaderErrorReason } from './errors.js';
 export {
   AbortedError,
   BadFrameHeaderError,

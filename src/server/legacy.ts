@@ -16,7 +16,7 @@
  */
 
 import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
-import { type Connection, type ConnectionHandler, ReadHold } from '../connection/connection.js';
+import { type Connection, ReadHold } from '../connection/connection.js';
 import { LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { type PeerOrigin, type TlsInfo, tlsInfoOf } from './server-peer.js';
@@ -53,7 +53,9 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function';
 }
 
-export class LegacySession implements ConnectionHandler, LegacyContext {
+// No `implements ConnectionHandler`: its hooks are internal (stripped from the published .d.ts);
+// `connection.setHandler(this)` checks them all the same.
+export class LegacySession implements LegacyContext {
   /** Frames that arrived while the handler was busy, in order (copies: a view would pin its read). */
   private waiting: Buffer[] | undefined;
   private busy = false;
