@@ -5,6 +5,7 @@
  */
 
 import { EventEmitter } from 'node:events';
+import type tls from 'node:tls';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
 import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
@@ -95,6 +96,11 @@ export interface ClientOptions {
   idleBudgetMs?: number;
   /** Options of the underlying Connection (watermarks, keepalive, local address …). */
   connection?: Omit<ConnectionOptions, 'framing'> & { localAddress?: string };
+  /**
+   * Connect with TLS: any `tls.connect` option (`ca` to trust a private CA, `cert` and `key` for
+   * mTLS, `servername` for SNI and the certificate check; it defaults to `host`).
+   */
+  tls?: tls.ConnectionOptions;
   signal?: AbortSignal;
 }
 
@@ -283,6 +289,9 @@ export class Client extends EventEmitter {
     // only show as failed attempts); each attempt hands the result on.
     this.framing = framingFor(maxFrameLength);
     this.checkedConnection = checkOptions({ ...options.connection, framing: this.framing });
+    if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) {
+      throw new InvalidArgumentError('tls must be an object of tls.connect options');
+    }
     const wd = options.whenDisconnected;
     if (wd !== undefined && wd !== 'wait' && wd !== 'fail') {
       throw new InvalidArgumentError(`whenDisconnected must be 'wait' or 'fail', got ${String(wd)}`);
@@ -559,6 +568,7 @@ export class Client extends EventEmitter {
           port: o.port,
           connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
           signal: abort.signal,
+          ...(o.tls === undefined ? {} : { tls: o.tls }),
         },
         this.checkedConnection,
       );

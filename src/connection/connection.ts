@@ -353,6 +353,26 @@ function coalesce(q: readonly Buffer[], from: number, to: number, bytes: number)
  */
 const SPLIT_BUDGET_BYTES = 64 * 1024;
 
+/**
+ * Says why a connect failed in words: a TLS handshake that met something else than TLS is told
+ * apart from a refused port, because the fix is different (the other side is not a TLS port).
+ */
+function connectFailure(host: string, port: number, tlsOn: boolean, err: NodeJS.ErrnoException): string {
+  const what = err.code ?? err.message;
+  if (tlsOn && (/^ERR_SSL|^ERR_TLS|^EPROTO$/.test(what) || /SSL|TLS/.test(err.message))) {
+    const hint = /WRONG_VERSION_NUMBER|wrong version number|packet length too long|record layer failure/i.test(
+      `${err.code} ${err.message}`,
+    )
+      ? ': the server does not speak TLS on this port'
+      : '';
+    return `TLS handshake with ${host}:${port} failed (${what})${hint}`;
+  }
+  if (tlsOn && what === 'ECONNRESET') {
+    return `TLS handshake with ${host}:${port} failed: the server reset the connection (it may not speak TLS, or refused our certificate)`;
+  }
+  return `connect to ${host}:${port} failed: ${what}`;
+}
+
 /** How often linger() asks the kernel for its unacknowledged byte count. */
 const LINGER_POLL_MS = 10;
 
@@ -727,11 +747,7 @@ export class Connection extends EventEmitter {
       };
       const onConnect = () => finish(undefined);
       const onError = (err: NodeJS.ErrnoException) =>
-        finish(
-          new ConnectError(`connect to ${host}:${options.port} failed: ${err.code ?? err.message}`, {
-            cause: err,
-          }),
-        );
+        finish(new ConnectError(connectFailure(host, options.port, options.tls !== undefined, err), { cause: err }));
       const onAbort = () => finish(new AbortedError('connect aborted', { cause: signal?.reason }));
       const timer = setTimeout(() => finish(new ConnectTimeoutError(timeoutMs)), timeoutMs);
       timer.unref();

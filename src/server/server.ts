@@ -628,8 +628,7 @@ export class Server extends EventEmitter {
   }
 
   private secured(t: tls.TLSSocket): void {
-    const raw = (t as unknown as { _parentWrap?: net.Socket })._parentWrap;
-    const a = raw === undefined ? undefined : this.accepting.get(raw);
+    const a = this.acceptingOf(t);
     if (a === undefined) {
       t.destroy();
       return;
@@ -637,9 +636,14 @@ export class Server extends EventEmitter {
     this.finishAccept(a, t);
   }
 
+  /** The accept record of the raw socket a tls.Server wrapped (the TLSSocket keeps it as `_parent`). */
+  private acceptingOf(t: tls.TLSSocket): Accepting | undefined {
+    const raw = (t as unknown as { _parent?: unknown })._parent;
+    return raw instanceof net.Socket ? this.accepting.get(raw) : undefined;
+  }
+
   private tlsFailed(err: Error, t: tls.TLSSocket): void {
-    const raw = (t as unknown as { _parentWrap?: net.Socket })._parentWrap;
-    const a = raw === undefined ? undefined : this.accepting.get(raw);
+    const a = this.acceptingOf(t);
     t.destroy();
     if (a === undefined) return;
     if (a.refusal === undefined && a.address !== undefined) this.admission.leave(a.address);
