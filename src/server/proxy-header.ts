@@ -122,13 +122,14 @@ const NEED_MORE = -1;
  *
  * @example
  * ```ts
+ * // At accept: a sender that resets at once (haproxy's bare health checks) has no address later.
+ * const peer = { address: socket.remoteAddress, port: socket.remotePort };
  * const reader = new ProxyHeaderReader();
  * socket.on('data', function onData(chunk) {
  *   const done = reader.push(chunk); // throws ProxyHeaderError: destroy the socket
  *   if (done === undefined) return;
  *   socket.off('data', onData);
- *   const client = done.header.source ?? { address: socket.remoteAddress, port: socket.remotePort };
- *   startProtocol(socket, client, done.rest);
+ *   startProtocol(socket, done.header.source ?? peer, done.rest); // rest: often the client's first bytes
  * });
  * ```
  */
