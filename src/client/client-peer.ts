@@ -7,7 +7,7 @@
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
 import type { Connection } from '../connection/connection.js';
-import { ConnectionClosedError, type LonglinkError } from '../errors.js';
+import { ConnectionClosedError, FrameTooLargeError, type LonglinkError } from '../errors.js';
 import { remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, RemoteError } from '../protocol/errors.js';
 import { acceptHello, type HelloAgreement } from '../protocol/hello.js';
@@ -58,6 +58,33 @@ export interface OutgoingRequest {
   seq: number;
   /** The caller gave up (timeout, abort): the answer is awaited only to free the id. */
   abandoned: boolean;
+}
+
+/**
+ * What a connection that ended during HELLO says about the other side, in words: the fix for a
+ * TLS port, an HTTP server or a refused client certificate is different from the fix for a crash.
+ */
+export function helloFailureHint(info: CloseInfo): string {
+  const err = info.error;
+  const code = (err?.cause as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && /^ERR_SSL/.test(code)) {
+    const what = code
+      .replace(/^ERR_SSL_(TLSV1_ALERT_|TLSV13_ALERT_|SSLV3_ALERT_)?/, '')
+      .toLowerCase()
+      .replace(/_/g, ' ');
+    return `: the TLS session failed (${what}${/certificate/.test(what) ? '; check the client certificate and the CAs' : ''})`;
+  }
+  if (err instanceof FrameTooLargeError) {
+    // Our decoder read the first 4 bytes of the answer as a length: name what they really were.
+    const head = err.length >>> 16;
+    if (head === 0x1503 || head === 0x1603) return ': the server answered with TLS; connect with { tls }';
+    if (err.length === 0x48545450) return ': the server answered like HTTP; it is not a longlink server';
+    return ': the server sent something that is not the longlink protocol';
+  }
+  if (info.bytesRead === 0 && (info.reason === 'remote-fin' || info.reason === 'remote-reset')) {
+    return ': the server closed without a word (not a longlink server, a TLS port without { tls }, or a proxy with no upstream)';
+  }
+  return '';
 }
 
 /**
@@ -268,9 +295,11 @@ export class ClientPeer extends Peer {
     if (this.helloReject) {
       this.helloReject(
         this.remoteError ??
-          new ConnectionClosedError(`connection closed (${info.reason}) during HELLO`, info.reason, {
-            cause: info.error,
-          }),
+          new ConnectionClosedError(
+            `connection closed (${info.reason}) during HELLO${helloFailureHint(info)}`,
+            info.reason,
+            { cause: info.error },
+          ),
       );
       this.helloReject = this.helloResolve = undefined;
     }

@@ -359,18 +359,24 @@ const SPLIT_BUDGET_BYTES = 64 * 1024;
  */
 function connectFailure(host: string, port: number, tlsOn: boolean, err: NodeJS.ErrnoException): string {
   const what = err.code ?? err.message;
-  if (tlsOn && (/^ERR_SSL|^ERR_TLS|^EPROTO$/.test(what) || /SSL|TLS/.test(err.message))) {
-    const hint = /WRONG_VERSION_NUMBER|wrong version number|packet length too long|record layer failure/i.test(
-      `${err.code} ${err.message}`,
-    )
-      ? ': the server does not speak TLS on this port'
-      : '';
-    return `TLS handshake with ${host}:${port} failed (${what})${hint}`;
+  // errno-style codes (ECONNREFUSED, ETIMEDOUT, ENOTFOUND …) are the TCP connect's; with TLS on,
+  // anything else happened in the handshake.
+  if (!tlsOn || (/^E[A-Z]+$/.test(what) && what !== 'ECONNRESET' && what !== 'EPROTO')) {
+    return `connect to ${host}:${port} failed: ${what}`;
   }
-  if (tlsOn && what === 'ECONNRESET') {
-    return `TLS handshake with ${host}:${port} failed: the server reset the connection (it may not speak TLS, or refused our certificate)`;
+  const text = `${err.code} ${err.message}`;
+  let hint = '';
+  if (
+    /WRONG_VERSION_NUMBER|wrong version number|packet length too long|record layer failure|EPROTO/i.test(text)
+  ) {
+    hint = ': the server does not speak TLS on this port';
+  } else if (/CERT|SELF_SIGNED|VERIFY|ALTNAME/.test(what)) {
+    hint =
+      ": the server's certificate is not trusted for this name (pass its CA as tls.ca, or tls.servername)";
+  } else if (what === 'ECONNRESET') {
+    hint = ': the server reset the connection (it may not speak TLS, or refused our certificate)';
   }
-  return `connect to ${host}:${port} failed: ${what}`;
+  return `TLS handshake with ${host}:${port} failed (${what})${hint}`;
 }
 
 /** How often linger() asks the kernel for its unacknowledged byte count. */
@@ -747,7 +753,11 @@ export class Connection extends EventEmitter {
       };
       const onConnect = () => finish(undefined);
       const onError = (err: NodeJS.ErrnoException) =>
-        finish(new ConnectError(connectFailure(host, options.port, options.tls !== undefined, err), { cause: err }));
+        finish(
+          new ConnectError(connectFailure(host, options.port, options.tls !== undefined, err), {
+            cause: err,
+          }),
+        );
       const onAbort = () => finish(new AbortedError('connect aborted', { cause: signal?.reason }));
       const timer = setTimeout(() => finish(new ConnectTimeoutError(timeoutMs)), timeoutMs);
       timer.unref();

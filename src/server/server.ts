@@ -582,6 +582,11 @@ export class Server extends EventEmitter {
       this.open(raw, undefined, address, this.admit(address), this.helloTimeoutMs);
       return;
     }
+    if (raw.remoteAddress === undefined) {
+      // Reset before we saw it (a proxy's bare connect health check does this): nothing to serve.
+      raw.destroy();
+      return;
+    }
     // Until a Connection owns the socket, an error on it must not go unhandled.
     raw.on('error', noop);
     const a: Accepting = {
@@ -644,11 +649,28 @@ export class Server extends EventEmitter {
 
   private tlsFailed(err: Error, t: tls.TLSSocket): void {
     const a = this.acceptingOf(t);
+    // A client certificate that failed verification is dropped by Node without a TLS error of its
+    // own (the close then reads "socket hang up"): name the real reason.
+    const why = t.authorizationError
+      ? new Error(`client certificate refused: ${t.authorizationError}`, { cause: err })
+      : err;
+    const reason: RefusalReason = /timeout/i.test(err.message) ? 'handshake-timeout' : 'tls-handshake';
     t.destroy();
-    if (a === undefined) return;
-    if (a.refusal === undefined && a.address !== undefined) this.admission.leave(a.address);
-    a.refusal = undefined;
-    this.refuseEarly(a, /timeout/i.test(err.message) ? 'handshake-timeout' : 'tls-handshake', err);
+    if (a !== undefined) {
+      if (a.refusal === undefined && a.address !== undefined) this.admission.leave(a.address);
+      a.refusal = undefined;
+      this.refuseEarly(a, reason, why);
+      return;
+    }
+    // The raw socket closed first (its record is gone, its address already released): still count it.
+    const raw = (t as unknown as { _parent?: net.Socket })._parent;
+    this.countRefusal({
+      reason,
+      remoteAddress: raw?.remoteAddress,
+      remotePort: raw?.remotePort,
+      retryAfterMs: 0,
+      error: why,
+    });
   }
 
   private finishAccept(a: Accepting, socket: net.Socket): void {

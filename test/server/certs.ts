@@ -38,13 +38,72 @@ function openssl(args: string[], cwd: string): void {
 export function makePki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'longlink-pki-'));
   const days = ['-days', '2'];
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', ...days, '-subj', '/CN=longlink test CA', '-keyout', 'ca.key', '-out', 'ca.pem'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      ...days,
+      '-subj',
+      '/CN=longlink test CA',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+    ],
+    dir,
+  );
   const leaf = (name: string, subj: string, ext: string | undefined, signedBy: 'ca' | 'self'): KeyPair => {
     if (signedBy === 'self') {
-      openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', ...days, '-subj', subj, '-keyout', `${name}.key`, '-out', `${name}.pem`], dir);
+      openssl(
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          ...days,
+          '-subj',
+          subj,
+          '-keyout',
+          `${name}.key`,
+          '-out',
+          `${name}.pem`,
+        ],
+        dir,
+      );
     } else {
-      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', subj, '-keyout', `${name}.key`, '-out', `${name}.csr`], dir);
-      const args = ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', ...days, '-out', `${name}.pem`];
+      openssl(
+        [
+          'req',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-subj',
+          subj,
+          '-keyout',
+          `${name}.key`,
+          '-out',
+          `${name}.csr`,
+        ],
+        dir,
+      );
+      const args = [
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        ...days,
+        '-out',
+        `${name}.pem`,
+      ];
       if (ext !== undefined) {
         writeFileSync(join(dir, `${name}.ext`), ext);
         args.push('-extfile', `${name}.ext`);
