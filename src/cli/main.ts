@@ -3,6 +3,7 @@
  * The longlink command line: serve, call, demo, inspect. `longlink help` lists them.
  */
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connect } from '../client/client.js';
 import { readTcpTable } from '../sys/tcp-table.js';
@@ -13,9 +14,13 @@ import { serve } from './serve.js';
 const USAGE = `usage: longlink <command> [options]
 
   serve   [--host H] [--port P] [--framing longlink|ascii:20|u32be|line|…] [--grace MS]
-          A longlink server with methods echo, sleep (ms), push ({topic,count}) and stats;
+          [--tls-cert F --tls-key F [--tls-ca F --tls-client-auth]]
+          [--proxy-protocol --trusted-proxies CIDR[,CIDR]] [--max-connections-per-ip N]
+          [--auth-token-file F]
+          A longlink server with methods echo, sleep (ms), push ({topic,count}), whoami and stats;
           with a plain framing, an echo server for that framing. SIGTERM/SIGINT: graceful shutdown.
-  call    [--host H] [--port P] [--timeout MS] METHOD [JSON]
+  call    [--host H] [--port P] [--timeout MS] [--credential C]
+          [--tls-ca F [--tls-cert F --tls-key F] [--tls-servername N]] METHOD [JSON]
           One request; prints the result as JSON, or the error code and exits 1.
   demo    [--clients N] [--concurrency N] [--seconds S]
           A server process and clients doing real work, with a graceful server restart under load.
@@ -51,14 +56,49 @@ async function main(argv: string[]): Promise<number> {
           port: { type: 'string', default: '7070' },
           framing: { type: 'string', default: 'longlink' },
           grace: { type: 'string', default: '10000' },
+          'tls-cert': { type: 'string' },
+          'tls-key': { type: 'string' },
+          'tls-ca': { type: 'string' },
+          'tls-client-auth': { type: 'boolean' },
+          'proxy-protocol': { type: 'boolean' },
+          'trusted-proxies': { type: 'string' },
+          'max-connections-per-ip': { type: 'string' },
+          'auth-token-file': { type: 'string' },
         },
       });
+      const cert = values['tls-cert'];
+      const key = values['tls-key'];
+      if ((cert === undefined) !== (key === undefined)) return fail('--tls-cert and --tls-key go together');
+      if (values['tls-client-auth'] && values['tls-ca'] === undefined) {
+        return fail('--tls-client-auth needs --tls-ca (the CA that signs client certificates)');
+      }
+      if ((values['proxy-protocol'] === true) !== (values['trusted-proxies'] !== undefined)) {
+        return fail(
+          '--proxy-protocol and --trusted-proxies CIDR[,CIDR] go together (a PROXY header is believed only from trusted proxies)',
+        );
+      }
+      const perIp = values['max-connections-per-ip'];
       return serve({
         host: values.host,
         port: int(values.port, 7070, 'port'),
         framing: values.framing,
         graceMs: int(values.grace, 10_000, 'grace'),
         log,
+        ...(cert !== undefined && key !== undefined
+          ? {
+              tls: {
+                certFile: cert,
+                keyFile: key,
+                ...(values['tls-ca'] === undefined ? {} : { caFile: values['tls-ca'] }),
+                clientAuth: values['tls-client-auth'] === true,
+              },
+            }
+          : {}),
+        ...(values['trusted-proxies'] === undefined ? {} : { trustedProxies: values['trusted-proxies'] }),
+        ...(perIp === undefined
+          ? {}
+          : { maxConnectionsPerAddress: Math.max(1, int(perIp, 1, 'max-connections-per-ip')) }),
+        ...(values['auth-token-file'] === undefined ? {} : { authTokenFile: values['auth-token-file'] }),
       });
     }
     case 'call': {
@@ -69,6 +109,11 @@ async function main(argv: string[]): Promise<number> {
           host: { type: 'string', default: '127.0.0.1' },
           port: { type: 'string', default: '7070' },
           timeout: { type: 'string', default: '10000' },
+          credential: { type: 'string' },
+          'tls-ca': { type: 'string' },
+          'tls-cert': { type: 'string' },
+          'tls-key': { type: 'string' },
+          'tls-servername': { type: 'string' },
         },
       });
       const [method, json] = positionals;
@@ -82,11 +127,26 @@ async function main(argv: string[]): Promise<number> {
         }
       }
       try {
+        const tlsOn =
+          values['tls-ca'] !== undefined ||
+          values['tls-cert'] !== undefined ||
+          values['tls-servername'] !== undefined;
         const client = await connect({
           host: values.host,
           port: int(values.port, 7070, 'port'),
           reconnect: false,
           connectTimeoutMs: 5000,
+          ...(values.credential === undefined ? {} : { credential: values.credential }),
+          ...(tlsOn
+            ? {
+                tls: {
+                  ...(values['tls-ca'] === undefined ? {} : { ca: readFileSync(values['tls-ca']) }),
+                  ...(values['tls-cert'] === undefined ? {} : { cert: readFileSync(values['tls-cert']) }),
+                  ...(values['tls-key'] === undefined ? {} : { key: readFileSync(values['tls-key']) }),
+                  ...(values['tls-servername'] === undefined ? {} : { servername: values['tls-servername'] }),
+                },
+              }
+            : {}),
         });
         try {
           const result = await client.request(method, params, {

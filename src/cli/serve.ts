@@ -1,7 +1,58 @@
 /** `longlink serve`: a longlink server with built-in methods, or a plain-framing echo server. */
 
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Connection } from '../connection/connection.js';
-import { createServer, type Server } from '../server/server.js';
+import { createServer, type Server, type ServerOptions } from '../server/server.js';
+import type { RequestContext } from '../server/server-peer.js';
+
+/** A credential check that takes the same time whatever the guess (no byte-by-byte timing oracle). */
+function tokenCheck(token: string): (credential: string | undefined) => boolean {
+  const want = Buffer.from(token);
+  return (credential) => {
+    if (credential === undefined) return false;
+    const got = Buffer.from(credential);
+    return got.length === want.length && timingSafeEqual(got, want);
+  };
+}
+
+/** The server options the flags ask for (TLS files, PROXY, limits, a required token). */
+export function edgeOptions(
+  o: Omit<ServeOptions, 'host' | 'port' | 'framing' | 'graceMs' | 'log'>,
+): Partial<ServerOptions> {
+  const out: Partial<ServerOptions> = {};
+  if (o.tls !== undefined) {
+    out.tls = {
+      cert: readFileSync(o.tls.certFile),
+      key: readFileSync(o.tls.keyFile),
+      ...(o.tls.caFile === undefined ? {} : { ca: readFileSync(o.tls.caFile) }),
+      ...(o.tls.clientAuth === true ? { requestCert: true, rejectUnauthorized: true } : {}),
+    };
+  }
+  if (o.trustedProxies !== undefined) out.proxyProtocol = { trustedProxies: o.trustedProxies };
+  if (o.maxConnectionsPerAddress !== undefined) out.maxConnectionsPerAddress = o.maxConnectionsPerAddress;
+  if (o.authTokenFile !== undefined) {
+    const token = readFileSync(o.authTokenFile, 'utf8').trim();
+    if (token.length === 0) throw new Error(`--auth-token-file ${o.authTokenFile} is empty`);
+    out.authenticate = tokenCheck(token);
+  }
+  return out;
+}
+
+/** What `whoami` answers: who the server thinks the caller is. */
+function whoami(_p: unknown, ctx: RequestContext) {
+  const t = ctx.tls;
+  return {
+    remoteAddress: ctx.remoteAddress,
+    remotePort: ctx.remotePort,
+    pid: process.pid,
+    tls:
+      t === null
+        ? null
+        : { protocol: t.protocol, authorized: t.authorized, peerSubject: t.peerSubject ?? null },
+    identity: ctx.identity ?? null,
+  };
+}
 
 export interface ServeOptions {
   host: string;
@@ -10,6 +61,13 @@ export interface ServeOptions {
   framing: string;
   graceMs: number;
   log: (line: string) => void;
+  /** TLS: certificate and key (PEM files); `ca` and `clientAuth` require client certificates (mTLS). */
+  tls?: { certFile: string; keyFile: string; caFile?: string; clientAuth?: boolean };
+  /** PROXY protocol v1/v2 from these addresses/CIDRs only. */
+  trustedProxies?: string;
+  maxConnectionsPerAddress?: number;
+  /** Require this credential in HELLO (read from a file; surrounding whitespace ignored). */
+  authTokenFile?: string;
 }
 
 function peer(c: Connection): string {
@@ -17,7 +75,8 @@ function peer(c: Connection): string {
 }
 
 /** Builds the server `serve` runs. Exported for the demo and the tests. */
-export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'>): Server {
+export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<ServeOptions>): Server {
+  const edge = edgeOptions(o);
   const started = Date.now();
   let requests = 0;
   const server: Server =
@@ -47,6 +106,7 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'>): Server {
               for (let i = 0; i < n; i++) ctx.notify(String(topic), { seq: i, of: n });
               return { pushed: n };
             },
+            // What any client may know: counts and uptime; nothing about other clients or the host.
             stats: () => {
               requests++;
               return {
@@ -54,13 +114,28 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'>): Server {
                 inflight: server.inflightCount,
                 requests,
                 uptimeMs: Date.now() - started,
-                pid: process.pid,
               };
             },
+            whoami: (p, ctx) => {
+              requests++;
+              return whoami(p, ctx);
+            },
           },
+          ...edge,
         })
-      : createServer({ legacy: { framing: o.framing, handler: (frame) => frame } });
+      : createServer({ legacy: { framing: o.framing, handler: (frame) => frame }, ...edge });
   server.on('connection', (c) => o.log(`open  ${peer(c)} id=${c.id}`));
+  server.on('refused', (r) =>
+    o.log(
+      `refused ${r.remoteAddress}:${r.remotePort} reason=${r.reason}` +
+        (r.error ? ` error=${JSON.stringify(r.error.message.split('\n')[0])}` : ''),
+    ),
+  );
+  server.on('handlerError', (f) =>
+    o.log(
+      `handler-error method=${f.method ?? '-'} id=${f.connectionId} error=${JSON.stringify(String((f.error as Error)?.message ?? f.error))}`,
+    ),
+  );
   server.on('disconnect', (c, info) =>
     o.log(
       `close ${peer(c)} id=${c.id} reason=${info.reason} initiator=${info.initiator} graceful=${info.graceful}` +
@@ -74,7 +149,12 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'>): Server {
 export async function serve(o: ServeOptions): Promise<number> {
   const server = buildServer(o);
   const addr = await server.listen({ host: o.host, port: o.port });
-  o.log(`listening ${addr.address}:${addr.port} framing=${o.framing} pid=${process.pid}`);
+  o.log(
+    `listening ${addr.address}:${addr.port} framing=${o.framing} pid=${process.pid}` +
+      (o.tls ? ` tls${o.tls.clientAuth ? '+client-auth' : ''}` : '') +
+      (o.trustedProxies ? ` proxy-protocol=${o.trustedProxies}` : '') +
+      (o.authTokenFile ? ' auth=token' : ''),
+  );
   return new Promise((resolve) => {
     let stopping = false;
     const stop = async (signal: string) => {

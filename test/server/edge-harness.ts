@@ -117,6 +117,27 @@ export class RawPeer {
     return out;
   }
 
+  /** The RESPONSE messages received: request id and payload (JSON-decoded when it parses). */
+  responses(): Array<{ id: number; payload: unknown }> {
+    const all = this.received;
+    const out: Array<{ id: number; payload: unknown }> = [];
+    for (let p = 0; p + 4 <= all.length; ) {
+      const n = all.readUInt32BE(p);
+      if (p + 4 + n > all.length) break;
+      const body = all.subarray(p + 4, p + 4 + n);
+      if (body[0] === MessageKind.RESPONSE) {
+        const text = body.subarray(6).toString();
+        let payload: unknown = text;
+        try {
+          payload = JSON.parse(text);
+        } catch {}
+        out.push({ id: body.readUInt32BE(2), payload });
+      }
+      p += 4 + n;
+    }
+    return out;
+  }
+
   write(b: Buffer | string): boolean {
     if (this.socket.destroyed) return false;
     return this.socket.write(b);
