@@ -8,7 +8,6 @@
 import diagnostics from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { checkInteger } from '../codec/options.js';
 import type { FrameDecoder, Framing } from '../codec/types.js';
@@ -42,6 +41,7 @@ import {
   tcpInfo,
 } from '../sys/sockopt.js';
 import { durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
+import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
 import { type TimerWheel, wheelFor } from '../util/wheel.js';
 import type { MemoryBudget } from './budget.js';
@@ -130,8 +130,6 @@ export interface ConnectionOptions {
   heartbeat?: (HeartbeatOptions & { frame?: Buffer }) | false;
   /** Idle detection (Netty's IdleStateHandler): 'idle' events, and optionally a close. */
   idle?: IdleOptions;
-  /** Time source in ms (default performance.now); injectable so tests of long timers run fast. */
-  clock?: () => number;
   /**
    * Once a frame's first byte has arrived, the rest must arrive within this many ms, or the
    * connection is reset with reason `frame-timeout` (a slow sender holding a buffer open). Time
@@ -268,12 +266,12 @@ const GRACEFUL_REASONS: ReadonlySet<CloseReason> = new Set([
 const EARLY_FLUSH_BYTES = 16 * 1024;
 
 /**
- * The default clock: one function for every connection, not a closure each. Whole milliseconds:
- * V8 keeps an integer field in the object itself, while a fractional one is a separate 16-byte
- * number; liveness needs no finer grain.
+ * The liveness clock: the one clock (util/clock.ts) in whole milliseconds. V8 keeps an integer
+ * field in the object itself, while a fractional one is a separate 16-byte number; liveness needs
+ * no finer grain.
  */
-function defaultNow(): number {
-  return Math.floor(performance.now());
+function wholeMs(): number {
+  return Math.floor(now());
 }
 
 /*
@@ -478,7 +476,6 @@ interface Settings {
   readonly allowHalfOpen: boolean;
   readonly earlyFlushBytes: number;
   readonly idle: IdleOptions | undefined;
-  readonly now: () => number;
   readonly frameTimeoutMs: number;
   readonly maxQueuedBytes: number;
   readonly budget: MemoryBudget | undefined;
@@ -486,7 +483,7 @@ interface Settings {
 
 /**
  * Interned settings: a server's connections (or a pool's) all carry the same nine values, and
- * nine fields are 72 bytes per connection. Options with their own idle object or clock get
+ * nine fields are 72 bytes per connection. Options with their own idle object or budget get
  * settings of their own.
  */
 const sharedSettings = new Map<string, Settings>();
@@ -514,7 +511,6 @@ function settingsFor(options: ConnectionOptions): Settings {
     allowHalfOpen: options.allowHalfOpen === true,
     earlyFlushBytes: finiteAtLeast('coalesceBytes', options.coalesceBytes, EARLY_FLUSH_BYTES),
     idle,
-    now: options.clock ?? defaultNow,
     frameTimeoutMs: finiteAtLeast('frameTimeoutMs', options.frameTimeoutMs, 0),
     maxQueuedBytes: durationOrInfinity('maxQueuedBytes', options.maxQueuedBytes, Number.POSITIVE_INFINITY),
     budget: options.budget,
@@ -522,7 +518,7 @@ function settingsFor(options: ConnectionOptions): Settings {
   if (settings.maxQueuedBytes < highWaterMark) {
     throw new InvalidArgumentError('maxQueuedBytes must not be below highWaterMark');
   }
-  if (idle !== undefined || settings.now !== defaultNow || settings.budget !== undefined) return settings;
+  if (idle !== undefined || settings.budget !== undefined) return settings;
   const key = `${highWaterMark},${lowWaterMark},${settings.closeTimeoutMs},${settings.remoteEndTimeoutMs},${settings.halfOpenWarnMs},${settings.allowHalfOpen},${settings.earlyFlushBytes},${settings.frameTimeoutMs},${settings.maxQueuedBytes}`;
   const shared = sharedSettings.get(key);
   if (shared !== undefined) return shared;
@@ -614,7 +610,7 @@ export class Connection extends EventEmitter {
   private readonly decoder: FrameDecoder;
   /** Validated options, shared by every connection made with the same values (see settingsFor). */
   private readonly settings: Settings;
-  private readonly openedAt = Math.floor(performance.now());
+  private readonly openedAt = wholeMs();
 
   /** Frames encoded but not yet handed to the socket: flushed once per microtask. */
   /** The one queued chunk (the usual case: no array); once a second comes, all of them are in outq. */
@@ -677,7 +673,7 @@ export class Connection extends EventEmitter {
     this.framing = options.framing;
     this.decoder = options.framing.createDecoder();
     this.socket = socket;
-    this.lastReadAt = this.lastWriteAt = this.settings.now();
+    this.lastReadAt = this.lastWriteAt = wholeMs();
 
     socket.allowHalfOpen = true;
     if (options.noDelay !== false) socket.setNoDelay(true);
@@ -1009,7 +1005,7 @@ export class Connection extends EventEmitter {
     this.socket.pause();
     if (why === ReadHold.BACKPRESSURE) {
       const life = this.lifecycle();
-      life.takenAt = this.settings.now();
+      life.takenAt = wholeMs();
       life.acked = tcpInfo(this.socket)?.bytesAcked;
     }
   }
@@ -1020,7 +1016,7 @@ export class Connection extends EventEmitter {
     this.flags &= ~why;
     if ((this.flags & HOLD_MASK) !== 0 || (this.flags & STOPPED) !== 0 || this._state === S.CLOSED) return;
     // The frame in progress could not advance while we were not reading: its clock starts again.
-    if (this.partialSince >= 0) this.partialSince = this.settings.now();
+    if (this.partialSince >= 0) this.partialSince = wholeMs();
     this.socket.resume();
     if (this.wheel !== undefined) this.checkLiveness();
   }
@@ -1147,7 +1143,7 @@ export class Connection extends EventEmitter {
     this.transition(this._state, S.LINGERING);
     this.endWrites();
     const life = this.lifecycle();
-    life.deadline = performance.now() + ms;
+    life.deadline = now() + ms;
     life.deadlineMs = ms;
     this.arm('linger-poll', Math.min(LINGER_POLL_MS, ms));
     return this.closed;
@@ -1188,7 +1184,7 @@ export class Connection extends EventEmitter {
   pingIfIdle(ms: number): void {
     const hb = this.heartbeat;
     if (hb === undefined || this.heartbeatOutstanding || this._state !== S.OPEN) return;
-    if (this.settings.now() - this.lastReadAt >= ms) {
+    if (wholeMs() - this.lastReadAt >= ms) {
       this.heartbeatOutstanding = true;
       hb.ping();
     }
@@ -1229,7 +1225,7 @@ export class Connection extends EventEmitter {
     if (from === S.OPEN) this.wheel?.cancel(this);
     switch (to) {
       case S.READ_CLOSED:
-        this.lifecycle().halfOpenSince = performance.now();
+        this.lifecycle().halfOpenSince = now();
         this.arm('half-open-warn', this.settings.halfOpenWarnMs);
         break;
       case S.CLOSED:
@@ -1280,7 +1276,7 @@ export class Connection extends EventEmitter {
     this.dropQueue();
     const s = this.socket;
     if (s.destroyed || s.writableEnded) return;
-    this.lastWriteAt = this.settings.now();
+    this.lastWriteAt = wholeMs();
     if (this.idleFired !== 0) this.activity(IDLE_WRITER | IDLE_ALL);
     if (q === undefined) {
       s.write(one as Buffer, this.needDrain ? this.drainCallback() : undefined);
@@ -1369,7 +1365,7 @@ export class Connection extends EventEmitter {
 
   private startDeadline(ms: number): void {
     const life = this.lifecycle();
-    life.deadline = performance.now() + ms;
+    life.deadline = now() + ms;
     life.deadlineMs = ms;
     this.arm('close-deadline', ms);
   }
@@ -1425,7 +1421,7 @@ export class Connection extends EventEmitter {
           this.socket.destroy();
           return;
         }
-        const left = life.deadline - performance.now();
+        const left = life.deadline - now();
         if (left <= 0) {
           let lost = this.outBytes + this.socket.writableLength + (unacked ?? 0);
           if (life.writeFinished && lost > 0) lost -= 1; // the FIN is not a byte of data
@@ -1437,7 +1433,7 @@ export class Connection extends EventEmitter {
       }
       case 'half-open-warn': {
         if (this._state !== S.READ_CLOSED) return;
-        const sinceMs = Math.round(performance.now() - life.halfOpenSince);
+        const sinceMs = Math.round(now() - life.halfOpenSince);
         this.emit('warning', {
           code: 'HALF_OPEN_LINGERING',
           message: `connection ${this.id} has been half-open for ${sinceMs} ms since the peer's FIN; close() it`,
@@ -1492,7 +1488,7 @@ export class Connection extends EventEmitter {
       this.wheel?.cancel(this);
       return;
     }
-    const now = this.settings.now();
+    const now = wholeMs();
     let next = Number.POSITIVE_INFINITY;
     if (ft > 0 && this.partialSince >= 0 && holds === 0) {
       if (now - this.partialSince >= ft) {
@@ -1598,7 +1594,7 @@ export class Connection extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     if (this._state === S.CLOSED) return;
-    this.lastReadAt = this.settings.now();
+    this.lastReadAt = wholeMs();
     if (this.heartbeatOutstanding) {
       // The answer (or any byte) came: schedule the next heartbeat from this read.
       this.heartbeatOutstanding = false;
@@ -1759,7 +1755,7 @@ export class Connection extends EventEmitter {
       bytesWritten: this.socket.bytesWritten,
       framesRead: this.framesRead,
       framesWritten: this.framesWritten,
-      durationMs: performance.now() - this.openedAt,
+      durationMs: now() - this.openedAt,
     };
     life.info = info;
     this.transition(this._state, S.CLOSED);

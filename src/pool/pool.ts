@@ -22,8 +22,8 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
 import { AbortedError, InvalidArgumentError } from '../errors.js';
+import { now } from '../util/clock.js';
 import { Deque } from './deque.js';
 import {
   AcquireTimeoutError,
@@ -156,7 +156,7 @@ export interface PoolOptions {
   housekeepingIntervalMs?: number;
   /** A label used in errors (e.g. the endpoint's `host:port`). */
   name?: string;
-  /** Monotonic milliseconds. Default performance.now. */
+  /** Monotonic milliseconds. Default: the one clock (util/clock.ts). */
   clock?: () => number;
   /** Random numbers in [0, 1) for jitter. Default Math.random. */
   random?: () => number;
@@ -313,35 +313,12 @@ function captureExecutor(resolve: (value: never) => void, reject: (err: unknown)
   capturedReject = reject;
 }
 
-/*
- * The default clock. performance.now() costs 25–70 ns (a clock_gettime through the vDSO, more on
- * some VMs) — a third of an acquire+release. The pool needs millisecond-ish time, not
- * nanoseconds, so a reading is reused for up to CLOCK_REUSE calls within one event-loop turn and
- * dropped at the turn's end (a setImmediate: the check phase right after this turn's poll).
- * Within a turn nothing the pool times can fire anyway (timers wait for the turn to end), so the
- * only error is the time spent between a few consecutive pool calls in one turn.
+/**
+ * The pool's default clock: the one clock (util/clock.ts). It used to keep a cache of its own,
+ * reused for up to 8 calls per turn; a deadline set from a reading that old can fire early, so
+ * every pool deadline reads the real clock now (see clock.ts).
  */
-const CLOCK_REUSE = 8;
-let clockValue = 0;
-let clockUses = 0;
-let clockReset: NodeJS.Immediate | undefined;
-function resetClock(): void {
-  clockUses = 0;
-  clockReset = undefined;
-}
-/** Monotonic milliseconds, cached briefly (see above). */
-export function fastNow(): number {
-  if (clockUses > 0) {
-    clockUses--;
-    return clockValue;
-  }
-  clockValue = performance.now();
-  clockUses = CLOCK_REUSE - 1;
-  // Ref'd on purpose: an unref'd immediate would let the loop block in poll with a stale
-  // reading, and the next I/O callback would see a time seconds old.
-  if (clockReset === undefined) clockReset = setImmediate(resetClock);
-  return clockValue;
-}
+export const fastNow: () => number = now;
 
 function option(name: string, value: number | undefined, fallback: number, allowInfinity = false): number {
   if (value === undefined) return fallback;

@@ -17,7 +17,6 @@
 
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
@@ -36,6 +35,7 @@ import { checkHelloMaxFrameLength, HELLO_DEFAULTS, type HelloPolicy } from '../p
 import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
 import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
+import { now } from '../util/clock.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 import {
   Admission,
@@ -514,7 +514,7 @@ export class Server extends EventEmitter {
   close(options: { graceMs?: number } = {}): Promise<ShutdownReport> {
     if (this.closing) return this.closing;
     const graceMs = options.graceMs ?? 30_000;
-    const t0 = performance.now();
+    const t0 = now();
     this.closing = new Promise<ShutdownReport>((resolve) => {
       const sessions = [...this.sessions.values()];
       const inflightAtStart = this.inflightCount;
@@ -547,7 +547,7 @@ export class Server extends EventEmitter {
           aborted,
           inflightAtStart,
           unanswered,
-          durationMs: performance.now() - t0,
+          durationMs: now() - t0,
         };
         this.emit('close', report);
         resolve(report);
@@ -591,7 +591,7 @@ export class Server extends EventEmitter {
     raw.on('error', noop);
     const a: Accepting = {
       raw,
-      startedAt: performance.now(),
+      startedAt: now(),
       deadline: undefined,
       origin: undefined,
       address: undefined,
@@ -678,7 +678,7 @@ export class Server extends EventEmitter {
     if (a.deadline !== undefined) this.deadlines.cancel(a.deadline);
     a.deadline = undefined;
     a.raw.off('error', noop);
-    const left = this.helloTimeoutMs - (performance.now() - a.startedAt);
+    const left = this.helloTimeoutMs - (now() - a.startedAt);
     this.open(socket, a.origin, a.refusal === undefined ? a.address : undefined, a.refusal, left);
     // The PROXY stage paused the socket to put back what followed the header.
     if (this.proxy !== undefined && socket === a.raw) socket.resume();
@@ -719,7 +719,7 @@ export class Server extends EventEmitter {
 
   private admit(address: string | undefined): Refusal | undefined {
     if (this.closing) return refusal('shutting-down', 'server shutting down', this.retryAfterMs);
-    return this.admission.admit(address, this.admitted, performance.now());
+    return this.admission.admit(address, this.admitted, now());
   }
 
   /** Makes the Connection and its session; refuses it with a GOAWAY when admission said no. */

@@ -7,7 +7,6 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
 import type { Connection, HeartbeatHook } from '../connection/connection.js';
@@ -25,6 +24,7 @@ import {
   PING_DATA_BYTES,
 } from '../protocol/types.js';
 import { decodeMessage, encodeMessage } from '../protocol/wire.js';
+import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
 
 /** What {@link Peer.sendWithin} did. */
@@ -199,7 +199,7 @@ export abstract class Peer extends EventEmitter {
     const seq = ++this.pingSeq;
     return new Promise((resolve) => {
       this.pings ??= [];
-      this.pings.push({ seq, sentAt: performance.now(), resolve });
+      this.pings.push({ seq, sentAt: now(), resolve });
       if (!this.sendPingFrame(MessageKind.PING, seq, undefined)) {
         this.pings.pop();
         resolve(Number.NaN);
@@ -220,7 +220,7 @@ export abstract class Peer extends EventEmitter {
   heartbeatPing(): void {
     const seq = ++this.pingSeq;
     this.hbSeq = seq;
-    this.hbSentAt = performance.now();
+    this.hbSentAt = now();
     this.sendPingFrame(MessageKind.PING, seq, undefined);
   }
 
@@ -367,7 +367,7 @@ export abstract class Peer extends EventEmitter {
   private onPong(seq: number): void {
     if (seq === this.hbSeq) {
       this.hbSeq = -1;
-      this.recordRtt(performance.now() - this.hbSentAt);
+      this.recordRtt(now() - this.hbSentAt);
       return;
     }
     const pings = this.pings;
@@ -379,7 +379,7 @@ export abstract class Peer extends EventEmitter {
     // PONGs come in PING order: earlier PINGs passed over were not answered (a server may leave
     // PINGs past its rate limit unanswered). Their callers learn it now, with NaN.
     for (const skipped of answered) skipped.resolve(Number.NaN);
-    const rtt = performance.now() - p.sentAt;
+    const rtt = now() - p.sentAt;
     this.recordRtt(rtt);
     p.resolve(rtt);
   }

@@ -9,9 +9,11 @@
  * the earliest head. A handful of distinct durations is the expected case.
  */
 
+import { now } from './clock.js';
+
 /** A scheduled deadline; pass it to {@link Deadlines.cancel}. */
 export interface Deadline {
-  /** performance.now() at which it fires. */
+  /** The clock's time (util/clock.ts) at which it fires. */
   readonly at: number;
   cancelled: boolean;
   fired: boolean;
@@ -28,23 +30,6 @@ interface Fifo {
   cancelled: number;
 }
 
-/**
- * performance.now(), read at most once per event-loop turn. Deadlines are set by the thousand
- * per turn and need no finer grain than the turn: reading the clock for each was ~3% of a
- * request's client-side cost. A stale reading only makes a deadline fire up to one turn early.
- */
-let turnNow = -1;
-function resetTurnNow(): void {
-  turnNow = -1;
-}
-export function coarseNow(): number {
-  if (turnNow < 0) {
-    turnNow = performance.now();
-    setImmediate(resetTurnNow).unref();
-  }
-  return turnNow;
-}
-
 export class Deadlines {
   private readonly queues = new Map<number, Fifo>();
   private timer: NodeJS.Timeout | undefined;
@@ -52,9 +37,12 @@ export class Deadlines {
   private size = 0;
   private readonly now: () => number;
 
-  /** `now` is used to set deadlines (default: the per-turn clock); firing always reads the real clock. */
-  constructor(now: () => number = coarseNow) {
-    this.now = now;
+  /**
+   * `now` is the clock deadlines are set and fired by: the one clock (util/clock.ts), read for
+   * every deadline set, so none fires before its time (see clock.ts for why nothing is cached).
+   */
+  constructor(clock: () => number = now) {
+    this.now = clock;
   }
 
   /** Calls `fire(arg)` after `ms` milliseconds unless cancelled first. */
@@ -102,7 +90,7 @@ export class Deadlines {
   private arm(at: number): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = setTimeout(Deadlines.onTimer, Math.max(0, at - performance.now()), this);
+    this.timer = setTimeout(Deadlines.onTimer, Math.max(0, at - this.now()), this);
     this.timer.unref();
   }
 
@@ -119,7 +107,7 @@ export class Deadlines {
   }
 
   private run(): void {
-    const now = performance.now();
+    const now = this.now();
     let next = Number.POSITIVE_INFINITY;
     const due: Deadline[] = [];
     for (const [ms, q] of this.queues) {

@@ -21,6 +21,8 @@
  * finding the next one to fire is O(log ticks) and empty ticks cost nothing.
  */
 
+import { now } from './clock.js';
+
 /** What a wheel files: the fields are the wheel's bookkeeping; start them at -1. */
 export interface WheelEntry {
   /** The tick this entry is filed under; -1 when it is not scheduled. */
@@ -57,7 +59,7 @@ export class TimerWheel {
 
   constructor(tickMs: number) {
     this.tickMs = tickMs;
-    this.cursor = Math.floor(performance.now() / tickMs);
+    this.cursor = Math.floor(now() / tickMs);
   }
 
   /** Entries scheduled now. */
@@ -67,7 +69,7 @@ export class TimerWheel {
 
   /** Files `entry` to fire `delayMs` from now (at the end of that tick), replacing any earlier schedule. */
   schedule(entry: WheelEntry, delayMs: number): void {
-    const tick = Math.max(Math.ceil((performance.now() + delayMs) / this.tickMs), this.cursor + 1);
+    const tick = Math.max(Math.ceil((now() + delayMs) / this.tickMs), this.cursor + 1);
     if (entry.wheelTick === tick) return;
     if (entry.wheelTick !== -1) this.cancel(entry);
     let slot = this.slots.get(tick);
@@ -104,7 +106,7 @@ export class TimerWheel {
     // While a tick is fired in slices, the slice that finishes it arms the timer.
     if (this.resume !== undefined) return;
     this.timerTick = tick;
-    const delay = Math.max(1, Math.ceil(tick * this.tickMs - performance.now()));
+    const delay = Math.max(1, Math.ceil(tick * this.tickMs - now()));
     const timer = this.timer;
     if (timer !== undefined && delay === this.timerDelay) {
       // Same delay as last time (the usual case: one tick ahead): re-arm the same Timeout.
@@ -140,7 +142,7 @@ export class TimerWheel {
 
   /** Fires the due ticks, at most MAX_PER_TURN entries; leaves `firing` set when a tick is unfinished. */
   private fireDue(): void {
-    const nowTick = Math.floor(performance.now() / this.tickMs);
+    const nowTick = Math.floor(now() / this.tickMs);
     // Anything scheduled while firing lands after the ticks being fired.
     if (nowTick > this.cursor) this.cursor = nowTick;
     const heap = this.heap;
