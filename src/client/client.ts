@@ -9,13 +9,8 @@ import type tls from 'node:tls';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
 import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
-import {
-  type CheckedOptions,
-  Connection,
-  type ConnectionOptions,
-  type ConnectionStats,
-  checkOptions,
-} from '../connection/connection.js';
+import { Connection, type ConnectionOptions, type ConnectionStats } from '../connection/connection.js';
+import { type CheckedOptions, checkOptions } from '../connection/options.js';
 import {
   AbortedError,
   ConnectionClosedError,

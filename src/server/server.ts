@@ -23,12 +23,8 @@ import type { Framing } from '../codec/types.js';
 import { MemoryBudget, type MemoryBudgetStats, processBudget } from '../connection/budget.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import {
-  type CheckedOptions,
-  Connection,
-  type ConnectionOptions,
-  checkOptions,
-} from '../connection/connection.js';
+import { Connection, type ConnectionOptions } from '../connection/connection.js';
+import { type CheckedOptions, checkOptions } from '../connection/options.js';
 import { InvalidArgumentError, LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { checkHelloMaxFrameLength, HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
