@@ -51,4 +51,12 @@ export {
   type RequestMessage,
   type ResponseMessage,
 } from './types.js';
-export { decodeMessage, encodeMessage, INLINE_PAYLOAD_MAX } from './wire.js';
+export {
+  decodeMessage,
+  encodeMessage,
+  encodePing,
+  encodePong,
+  INLINE_PAYLOAD_MAX,
+  pingKind,
+  pingSequence,
+} from './wire.js';

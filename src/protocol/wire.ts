@@ -256,6 +256,47 @@ function encodePingPong(msg: PingMessage | PongMessage, headroom: number): Buffe
   return [buf];
 }
 
+/*
+ * The heartbeat's own encoding, without Message objects: a heartbeat is the one message every idle
+ * connection sends, so its cost is counted in CPU per ten thousand connections (bench/heartbeat).
+ * A PING's data is a sequence number as a u64 (two u32 halves: no BigInt on the hot path); a PONG
+ * copies the data of the PING it answers. One buffer each, with the framing's headroom in front.
+ */
+
+/** The frame body of PING `seq` (kind PING, flags 0, seq as a u64) after `headroom` bytes of room. */
+export function encodePing(seq: number, headroom: number): Buffer {
+  const buf = Buffer.allocUnsafe(headroom + 2 + PING_DATA_BYTES);
+  buf[headroom] = MessageKind.PING;
+  buf[headroom + 1] = 0;
+  buf.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), headroom + 2);
+  buf.writeUInt32BE(seq >>> 0, headroom + 6);
+  return buf;
+}
+
+/** The PONG answering `ping` (a PING frame body, as read), after `headroom` bytes of room. */
+export function encodePong(ping: Buffer, headroom: number): Buffer {
+  const buf = Buffer.allocUnsafe(headroom + 2 + PING_DATA_BYTES);
+  buf[headroom] = MessageKind.PONG;
+  buf[headroom + 1] = 0;
+  ping.copy(buf, headroom + 2, 2, 2 + PING_DATA_BYTES);
+  return buf;
+}
+
+/**
+ * The kind of a frame body when it is a well-formed PING or PONG (the heartbeat's fast path),
+ * else 0: anything unusual takes the full decodeMessage.
+ */
+export function pingKind(frame: Buffer): 0 | 7 | 8 {
+  const kind = frame[0];
+  if (frame.length !== 2 + PING_DATA_BYTES) return 0;
+  return kind === MessageKind.PING || kind === MessageKind.PONG ? kind : 0;
+}
+
+/** The sequence number a PING (or the PONG answering it) carries, as encodePing wrote it. */
+export function pingSequence(frame: Buffer): number {
+  return frame.readUInt32BE(2) * 0x1_0000_0000 + frame.readUInt32BE(6);
+}
+
 // GOAWAY: kind flags lastId:u32 retryAfterMs:u32 reasonLen:u8 reason messageLen:u16 message
 function encodeGoaway(msg: GoawayMessage, headroom: number): Buffer[] {
   checkId(msg.lastId, 'last request id', true);

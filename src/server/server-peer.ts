@@ -510,6 +510,11 @@ export class ServerPeer extends Peer implements AuthContext {
   private onRequest(msg: RequestMessage): void {
     const id = msg.id;
     this.pingStrikes = 0; // pings between requests are what keepalive is for
+    if (this.goawayReceived !== undefined) {
+      // The client said it sends no more work (PROTOCOL.md §9.1): a REQUEST after its own GOAWAY.
+      this.fail(new ProtocolError(ErrorCode.PROTOCOL, `REQUEST ${id} after the client's GOAWAY`));
+      return;
+    }
     if (this.goawaySent) {
       // Sent before the client saw our GOAWAY: not processed, safe to retry elsewhere.
       this.deliverError(id, ErrorCode.SHUTTING_DOWN, 'server is shutting down');

@@ -21,9 +21,15 @@ import {
   type Message,
   MessageKind,
   type NotifyMessage,
-  PING_DATA_BYTES,
 } from '../protocol/types.js';
-import { decodeMessage, encodeMessage } from '../protocol/wire.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  encodePing,
+  encodePong,
+  pingKind,
+  pingSequence,
+} from '../protocol/wire.js';
 import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
 
@@ -200,7 +206,7 @@ export abstract class Peer extends EventEmitter {
     return new Promise((resolve) => {
       this.pings ??= [];
       this.pings.push({ seq, sentAt: now(), resolve });
-      if (!this.sendPingFrame(MessageKind.PING, seq, undefined)) {
+      if (!this.sendPingFrame(seq, undefined)) {
         this.pings.pop();
         resolve(Number.NaN);
       }
@@ -221,28 +227,19 @@ export abstract class Peer extends EventEmitter {
     const seq = ++this.pingSeq;
     this.hbSeq = seq;
     this.hbSentAt = now();
-    this.sendPingFrame(MessageKind.PING, seq, undefined);
+    this.sendPingFrame(seq, undefined);
   }
 
-  /*
-   * PING and PONG skip the Message objects: a heartbeat is the one message every idle connection
-   * sends, so its cost is counted in CPU per ten thousand connections (bench/heartbeat). The frame
-   * is one buffer with the framing's prefix room, the data written (PING) or copied from the PING
-   * answered (PONG) in place: one allocation per heartbeat on each side.
+  /**
+   * Queues a heartbeat PING (`seq`) or the PONG answering `answering`, built by wire.ts's
+   * encodePing/encodePong with the framing's prefix room: one allocation per heartbeat on each
+   * side. Returns whether it was queued (false: the connection is not writable).
    */
-  /** Returns whether the frame was queued (false: the connection is not writable). */
-  private sendPingFrame(kind: 7 | 8, seq: number, answering: Buffer | undefined): boolean {
+  private sendPingFrame(seq: number, answering: Buffer | undefined): boolean {
     const c = this.connection;
     if (!c.writable) return false;
     const p = this.prefix;
-    const buf = Buffer.allocUnsafe(p + 2 + PING_DATA_BYTES);
-    buf[p] = kind;
-    buf[p + 1] = 0;
-    if (answering !== undefined) answering.copy(buf, p + 2, 2, 2 + PING_DATA_BYTES);
-    else {
-      buf.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), p + 2);
-      buf.writeUInt32BE(seq >>> 0, p + 6);
-    }
+    const buf = answering !== undefined ? encodePong(answering, p) : encodePing(seq, p);
     try {
       // Queued is sent: send()'s false only says the queue is above its high-water mark.
       if (p > 0) c.sendPrefixedOne(buf);
@@ -290,16 +287,11 @@ export abstract class Peer extends EventEmitter {
   }
 
   private onFrame(frame: Buffer): void {
-    // The heartbeat's fast path (see sendPingFrame); anything unusual takes the full decode below.
-    const kind = frame[0];
-    if (
-      (kind === MessageKind.PING || kind === MessageKind.PONG) &&
-      frame.length === 2 + PING_DATA_BYTES &&
-      this.ready
-    ) {
-      if (kind === MessageKind.PONG)
-        this.onPong(frame.readUInt32BE(2) * 0x1_0000_0000 + frame.readUInt32BE(6));
-      else if (this.onPing()) this.sendPingFrame(MessageKind.PONG, 0, frame);
+    // The heartbeat's fast path (wire.ts pingKind); anything unusual takes the full decode below.
+    const fast = this.ready ? pingKind(frame) : 0;
+    if (fast !== 0) {
+      if (fast === MessageKind.PONG) this.onPong(pingSequence(frame));
+      else if (this.onPing()) this.sendPingFrame(0, frame);
       return;
     }
     let msg: Message;
@@ -329,7 +321,7 @@ export abstract class Peer extends EventEmitter {
         if (this.onPing()) this.trySend({ kind: MessageKind.PONG, data: msg.data });
         return;
       case MessageKind.PONG:
-        this.onPong(msg.data.readUInt32BE(0) * 0x1_0000_0000 + msg.data.readUInt32BE(4));
+        this.onPong(pingSequence(frame));
         return;
       case MessageKind.NOTIFY:
         this.onNotify(msg);
@@ -342,6 +334,8 @@ export abstract class Peer extends EventEmitter {
         this.onMessage(msg);
         return;
       case MessageKind.GOAWAY:
+        // A second GOAWAY is ignored (PROTOCOL.md §9.1): the first one already split the work.
+        if (this.goawayReceived !== undefined) return;
         this.goawayReceived = msg;
         this.onMessage(msg);
         this.goneAway(msg);

@@ -4,11 +4,15 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import {
   decodeMessage,
   encodeMessage,
+  encodePing,
+  encodePong,
   INLINE_PAYLOAD_MAX,
   type Message,
   MessageKind,
   PROTOCOL_VERSION,
   ProtocolError,
+  pingKind,
+  pingSequence,
 } from '../../src/protocol/index.js';
 
 const enc = (m: Message): Buffer => Buffer.concat(encodeMessage(m));
@@ -362,5 +366,27 @@ describe('decode rejects malformed input with ProtocolError', () => {
       Buffer.from([1, 0, 1, 0, ...ascii('{"future":[1,2],"name":"n","__proto__":{"x":1}}')]),
     );
     assert.deepEqual(m, { kind: MessageKind.HELLO, flags: 0, version: 0x100, params: { name: 'n' } });
+  });
+});
+
+describe('the heartbeat encoding (encodePing, encodePong, pingKind, pingSequence)', () => {
+  it('a PING built in place decodes as a PING carrying its sequence, with room for the framing prefix', () => {
+    for (const seq of [1, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1]) {
+      const buf = encodePing(seq, 4);
+      const body = buf.subarray(4);
+      const msg = decodeMessage(body);
+      assert.equal(msg.kind, MessageKind.PING);
+      assert.equal(pingKind(body), MessageKind.PING);
+      assert.equal(pingSequence(body), seq);
+      const pong = encodePong(body, 0);
+      assert.equal(decodeMessage(pong).kind, MessageKind.PONG);
+      assert.equal(pingKind(pong), MessageKind.PONG);
+      assert.equal(pingSequence(pong), seq, 'a PONG carries the data of the PING it answers');
+    }
+  });
+
+  it('pingKind is 0 for anything else: other kinds, or a PING of the wrong length', () => {
+    assert.equal(pingKind(Buffer.from([MessageKind.PING, 0, 1, 2])), 0);
+    assert.equal(pingKind(Buffer.alloc(10, MessageKind.REQUEST)), 0);
   });
 });
