@@ -29,7 +29,7 @@ import {
   setUserTimeout,
   tcpInfo,
 } from '../sys/sockopt.js';
-import { finiteAtLeast } from '../util/check.js';
+import { checkPort, finiteAtLeast } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
 import type { TimerWheel } from '../util/wheel.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
@@ -208,9 +208,7 @@ export class Connection extends EventEmitter {
   /** @internal `checked`: options already checked by checkOptions. */
   static connect(options: ConnectOptions, checked: CheckedOptions | undefined): Promise<Connection>;
   static async connect(options: ConnectOptions, checked?: CheckedOptions): Promise<Connection> {
-    if (!Number.isInteger(options?.port) || options.port < 1 || options.port > 65535) {
-      throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`);
-    }
+    checkPort(options?.port);
     // Bad options fail before a socket is opened, not after the handshake.
     const timeoutMs = finiteAtLeast('connectTimeoutMs', options.connectTimeoutMs, 10_000);
     const opts = checked ?? checkOptions(options);

@@ -42,6 +42,17 @@ export interface Refusal {
   retryAfterMs: number;
 }
 
+/** A refused connection: why, and who it was. */
+export interface RefusalInfo {
+  reason: RefusalReason;
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
+  /** The retry hint it was given (0 when it could only be closed). */
+  retryAfterMs: number;
+  /** The error behind it (a malformed PROXY header, a TLS failure), if any. */
+  error: Error | undefined;
+}
+
 /** Buckets kept at most; the least recently used goes first. */
 export const MAX_TRACKED_ADDRESSES = 65_536;
 

@@ -17,7 +17,7 @@
 
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
 import { MemoryBudget, type MemoryBudgetStats, processBudget } from '../connection/budget.js';
@@ -32,19 +32,21 @@ import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '..
 import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
 import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { now } from '../util/clock.js';
-import { type Deadline, Deadlines } from '../util/deadlines.js';
+import { Deadlines } from '../util/deadlines.js';
+import { AcceptPath } from './accept.js';
 import {
   Admission,
   admissionLimits,
   checkRate,
   type RateLimit,
   type Refusal,
+  type RefusalInfo,
   type RefusalReason,
   refusal,
 } from './admission.js';
 import { type LegacyConfig, type LegacyHandler, LegacySession } from './legacy.js';
 import { SERVER_DEFAULTS } from './limits.js';
-import { type ProxyConfig, type ProxyOptions, proxyConfig, readProxyHeader } from './proxy-accept.js';
+import { type ProxyOptions, proxyConfig } from './proxy-accept.js';
 import {
   type Authenticate,
   type ConnectionContext,
@@ -56,6 +58,7 @@ import {
   type ServerPeerOptions,
 } from './server-peer.js';
 
+export type { RefusalInfo } from './admission.js';
 export type { LegacyContext } from './legacy.js';
 
 /** Legacy mode: a plain framing, no longlink protocol; every frame goes to one handler. */
@@ -168,17 +171,6 @@ export interface ShutdownReport {
   durationMs: number;
 }
 
-/** A refused connection: why, and who it was. */
-export interface RefusalInfo {
-  reason: RefusalReason;
-  remoteAddress: string | undefined;
-  remotePort: number | undefined;
-  /** The retry hint it was given (0 when it could only be closed). */
-  retryAfterMs: number;
-  /** The error behind it (a malformed PROXY header, a TLS failure), if any. */
-  error: Error | undefined;
-}
-
 /** What {@link Server.stats} reports. */
 export interface ServerStats {
   /** Connections being served (after admission and handshakes). */
@@ -222,27 +214,6 @@ function peerOf(s: Session): ServerPeer | undefined {
   return s instanceof ServerPeer ? s : undefined;
 }
 
-/** A socket on its way through the accept path. */
-interface Accepting {
-  raw: net.Socket;
-  startedAt: number;
-  deadline: Deadline | undefined;
-  origin: PeerOrigin | undefined;
-  address: string | undefined;
-  refusal: Refusal | undefined;
-  /** Rejects the stage waiting (PROXY read) when the deadline passes. */
-  abort: ((reason: RefusalReason) => void) | undefined;
-}
-
-const noop = (): void => {};
-
-function onAcceptTimeout(arg: unknown): void {
-  const a = arg as Accepting;
-  a.deadline = undefined;
-  if (a.abort !== undefined) a.abort('handshake-timeout');
-  else a.raw.destroy();
-}
-
 /**
  * A longlink server.
  *
@@ -259,8 +230,6 @@ export class Server extends EventEmitter {
   /** @internal The listening node:net server. */
   readonly netServer: net.Server;
   private readonly sessions = new Map<Connection, Session>();
-  /** Sockets in the accept path. */
-  private readonly accepting = new Map<net.Socket, Accepting>();
   private readonly router: Router;
   private readonly codecs: PayloadCodecRegistry;
   private readonly hello: HelloPolicy;
@@ -275,9 +244,8 @@ export class Server extends EventEmitter {
   private readonly helloMaxFrameLength: number;
   private readonly admission: Admission;
   private readonly budget: MemoryBudget;
-  /** TLS: a tls.Server that never listens; accepted sockets are handed to it for the handshake. */
-  private readonly tlsServer: tls.Server | undefined;
-  private readonly proxy: ProxyConfig | undefined;
+  /** PROXY header and TLS handshake, when configured, before a session starts. */
+  private readonly acceptPath: AcceptPath;
   /** Sessions admitted (refused ones are served only their GOAWAY), for the connection limits. */
   private admitted = 0;
   /** The address each admitted session was counted against (only with per-address limits). */
@@ -380,22 +348,16 @@ export class Server extends EventEmitter {
       framing: this.framing,
     };
     this.checkedConnection = checkOptions(this.connectionOptions);
-    if (options.tls !== undefined) {
-      if (typeof options.tls !== 'object' || options.tls === null) {
-        throw new InvalidArgumentError('tls must be an object of tls.createServer options');
-      }
-      // Never listens: the accept path hands it sockets ('connection'), it does the handshake,
-      // SNI, session resumption and client-certificate checks exactly as a tls.Server would.
-      this.tlsServer = tls.createServer({
-        rejectUnauthorized: true,
-        ...options.tls,
-        allowHalfOpen: true,
-        handshakeTimeout: this.helloTimeoutMs,
-      });
-      this.tlsServer.on('secureConnection', (t: tls.TLSSocket) => this.secured(t));
-      this.tlsServer.on('tlsClientError', (err: Error, t: tls.TLSSocket) => this.tlsFailed(err, t));
+    if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) {
+      throw new InvalidArgumentError('tls must be an object of tls.createServer options');
     }
-    this.proxy = options.proxyProtocol === undefined ? undefined : proxyConfig(options.proxyProtocol);
+    this.acceptPath = new AcceptPath(this, {
+      helloTimeoutMs: this.helloTimeoutMs,
+      deadlines: this.deadlines,
+      perAddress: this.admission.perAddressLimits,
+      tls: options.tls,
+      proxy: options.proxyProtocol === undefined ? undefined : proxyConfig(options.proxyProtocol),
+    });
     // allowHalfOpen: the Connection, not Node, decides when our side closes after the peer's FIN.
     this.netServer = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
       this.accept(socket),
@@ -462,15 +424,16 @@ export class Server extends EventEmitter {
    * already open keep theirs). Throws InvalidArgumentError when the server has no TLS.
    */
   setSecureContext(options: tls.SecureContextOptions): void {
-    if (this.tlsServer === undefined) throw new InvalidArgumentError('this server was created without tls');
-    this.tlsServer.setSecureContext(options);
+    if (!this.acceptPath.setSecureContext(options)) {
+      throw new InvalidArgumentError('this server was created without tls');
+    }
   }
 
   /** Counters: connections, refusals by reason, closes by reason, handler failures, memory. */
   stats(): ServerStats {
     return {
       connections: this.sessions.size,
-      accepting: this.accepting.size,
+      accepting: this.acceptPath.size,
       inflight: this.inflightCount,
       refused: { ...this.refusedCounts },
       handlerErrors: this.handlerErrors,
@@ -516,7 +479,7 @@ export class Server extends EventEmitter {
       const inflightAtStart = this.inflightCount;
       this.netServer.close();
       // Sockets still in the accept path have nothing accepted yet: close them now.
-      for (const a of this.accepting.values()) a.raw.destroy();
+      this.acceptPath.destroyAll();
       let aborted = 0;
       let unanswered = 0;
       const all = Promise.all(sessions.map((s) => s.connection.closed));
@@ -555,7 +518,7 @@ export class Server extends EventEmitter {
   /** Forced shutdown: stop listening and abort every connection now. */
   destroy(): void {
     this.netServer.close();
-    for (const a of this.accepting.values()) a.raw.destroy();
+    this.acceptPath.destroyAll();
     for (const s of this.sessions.values()) s.connection.abort();
     this.deadlines.clear();
   }
@@ -569,157 +532,36 @@ export class Server extends EventEmitter {
   }
 
   // -------------------------------------------------------------------------------------------
-  // The accept path
+  // Accepting (accept.ts has the PROXY and TLS stages)
 
   private accept(raw: net.Socket): void {
-    if (this.proxy === undefined && this.tlsServer === undefined) {
-      // The common case: nothing to wait for, the session starts now (and reads once the loop turns).
-      const address = this.admission.perAddressLimits ? raw.remoteAddress : undefined;
-      this.open(raw, undefined, address, this.admit(address), this.helloTimeoutMs);
+    if (this.acceptPath.needed) {
+      this.acceptPath.accept(raw);
       return;
     }
-    if (raw.remoteAddress === undefined) {
-      // Reset before we saw it (a proxy's bare connect health check does this): nothing to serve.
-      raw.destroy();
-      return;
-    }
-    // Until a Connection owns the socket, an error on it must not go unhandled.
-    raw.on('error', noop);
-    const a: Accepting = {
-      raw,
-      startedAt: now(),
-      deadline: undefined,
-      origin: undefined,
-      address: undefined,
-      refusal: undefined,
-      abort: undefined,
-    };
-    this.accepting.set(raw, a);
-    raw.once('close', () => this.leftAccepting(a));
-    a.deadline = this.deadlines.add(this.helloTimeoutMs, onAcceptTimeout, a);
-    if (this.proxy !== undefined) {
-      void readProxyHeader(raw, this.proxy, (abort) => {
-        a.abort = abort;
-      }).then(
-        (origin) => {
-          a.abort = undefined;
-          a.origin = origin;
-          this.admitted1(a);
-        },
-        (failure: { reason: RefusalReason; error?: Error }) => {
-          a.abort = undefined;
-          this.refuseEarly(a, failure.reason, failure.error);
-        },
-      );
-      return;
-    }
-    this.admitted1(a);
+    // The common case: nothing to wait for, the session starts now (and reads once the loop turns).
+    const address = this.admission.perAddressLimits ? raw.remoteAddress : undefined;
+    this.open(raw, undefined, address, this.admit(address), this.helloTimeoutMs);
   }
 
-  /** The client's address is known: decide, then (with TLS) hand the socket to the handshake. */
-  private admitted1(a: Accepting): void {
-    if (a.raw.destroyed) return;
-    a.address = a.origin !== undefined ? a.origin.address : a.raw.remoteAddress;
-    a.refusal = this.admit(this.admission.perAddressLimits ? a.address : undefined);
-    if (this.tlsServer !== undefined) {
-      this.tlsServer.emit('connection', a.raw);
-      return;
-    }
-    this.finishAccept(a, a.raw);
-  }
-
-  private secured(t: tls.TLSSocket): void {
-    const a = this.acceptingOf(t);
-    if (a === undefined) {
-      t.destroy();
-      return;
-    }
-    this.finishAccept(a, t);
-  }
-
-  /** The accept record of the raw socket a tls.Server wrapped (the TLSSocket keeps it as `_parent`). */
-  private acceptingOf(t: tls.TLSSocket): Accepting | undefined {
-    const raw = (t as unknown as { _parent?: unknown })._parent;
-    return raw instanceof net.Socket ? this.accepting.get(raw) : undefined;
-  }
-
-  private tlsFailed(err: Error, t: tls.TLSSocket): void {
-    const a = this.acceptingOf(t);
-    // A client certificate that failed verification is dropped by Node without a TLS error of its
-    // own (the close then reads "socket hang up"): name the real reason.
-    const why = t.authorizationError
-      ? new Error(`client certificate refused: ${t.authorizationError}`, { cause: err })
-      : err;
-    const reason: RefusalReason = /timeout/i.test(err.message) ? 'handshake-timeout' : 'tls-handshake';
-    t.destroy();
-    if (a !== undefined) {
-      if (a.refusal === undefined && a.address !== undefined) this.admission.leave(a.address);
-      a.refusal = undefined;
-      this.refuseEarly(a, reason, why);
-      return;
-    }
-    // The raw socket closed first (its record is gone, its address already released): still count it.
-    const raw = (t as unknown as { _parent?: net.Socket })._parent;
-    this.countRefusal({
-      reason,
-      remoteAddress: raw?.remoteAddress,
-      remotePort: raw?.remotePort,
-      retryAfterMs: 0,
-      error: why,
-    });
-  }
-
-  private finishAccept(a: Accepting, socket: net.Socket): void {
-    this.accepting.delete(a.raw);
-    if (a.deadline !== undefined) this.deadlines.cancel(a.deadline);
-    a.deadline = undefined;
-    a.raw.off('error', noop);
-    const left = this.helloTimeoutMs - (now() - a.startedAt);
-    this.open(socket, a.origin, a.refusal === undefined ? a.address : undefined, a.refusal, left);
-    // The PROXY stage paused the socket to put back what followed the header.
-    if (this.proxy !== undefined && socket === a.raw) socket.resume();
-  }
-
-  /** A socket that closed (or was destroyed) before it got through. */
-  private leftAccepting(a: Accepting): void {
-    if (!this.accepting.delete(a.raw)) return;
-    if (a.deadline !== undefined) this.deadlines.cancel(a.deadline);
-    if (a.deadline === undefined && a.refusal === undefined) {
-      // The deadline passed (it cleared itself): count it.
-      this.countRefusal({
-        reason: 'handshake-timeout',
-        remoteAddress: a.address ?? a.raw.remoteAddress,
-        remotePort: a.origin?.port ?? a.raw.remotePort,
-        retryAfterMs: 0,
-        error: undefined,
-      });
-    }
-    if (a.refusal === undefined && a.address !== undefined) this.admission.leave(a.address);
-  }
-
-  /** Refused before a session could be made (PROXY, TLS): close, count, tell. */
-  private refuseEarly(a: Accepting, reason: RefusalReason, error: Error | undefined): void {
-    if (this.accepting.delete(a.raw)) {
-      if (a.deadline !== undefined) this.deadlines.cancel(a.deadline);
-      a.deadline = undefined;
-    }
-    a.raw.destroy();
-    this.countRefusal({
-      reason,
-      remoteAddress: a.address ?? a.raw.remoteAddress,
-      remotePort: a.origin?.port ?? a.raw.remotePort,
-      retryAfterMs: 0,
-      error,
-    });
-  }
-
-  private admit(address: string | undefined): Refusal | undefined {
+  /** @internal AcceptOwner: the admission decision (shutting down refuses everyone). */
+  admit(address: string | undefined): Refusal | undefined {
     if (this.closing) return refusal('shutting-down', 'server shutting down', this.retryAfterMs);
     return this.admission.admit(address, this.admitted, now());
   }
 
-  /** Makes the Connection and its session; refuses it with a GOAWAY when admission said no. */
-  private open(
+  /** @internal AcceptOwner: a socket counted against `address` left before it was served. */
+  leave(address: string): void {
+    this.admission.leave(address);
+  }
+
+  /** @internal AcceptOwner: a socket closed in the accept path. */
+  refused(info: RefusalInfo): void {
+    this.countRefusal(info);
+  }
+
+  /** @internal AcceptOwner: makes the Connection and its session; refuses it with a GOAWAY when admission said no. */
+  open(
     socket: net.Socket,
     origin: PeerOrigin | undefined,
     countedAddress: string | undefined,

@@ -1,7 +1,8 @@
 /**
- * Checks for numeric options: each throws InvalidArgumentError naming the option, so a bad
- * setting fails where it is written (in a constructor, synchronously) and not later inside a
- * socket callback, where nothing would catch it.
+ * The one validator module: every option of every longlink component (codecs, connections,
+ * clients, servers, pools) is checked with these. Each throws InvalidArgumentError naming the
+ * option, so a bad setting fails where it is written (in a constructor, synchronously) and not
+ * later inside a socket callback, where nothing would catch it.
  */
 
 import { InvalidArgumentError } from '../errors.js';
@@ -46,4 +47,56 @@ export function durationOrInfinity(name: string, value: unknown, fallback: numbe
     );
   }
   return value;
+}
+
+/** An integer in [min, max]. */
+export function checkInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+/** An optional integer in [min, max] with a default. */
+export function optionalInteger(name: string, value: unknown, fallback: number, min: number, max: number) {
+  return value === undefined ? fallback : checkInteger(name, value, min, max);
+}
+
+/** An optional boolean with a default. */
+export function optionalBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new InvalidArgumentError(`${name} must be a boolean, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** One of a fixed set of strings, with a default. */
+export function optionalChoice<T extends string>(
+  name: string,
+  value: unknown,
+  choices: readonly T[],
+  fallback: T,
+): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(
+      `${name} must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${String(value)}`,
+    );
+  }
+  return value as T;
+}
+
+/** The options argument itself: undefined or a plain object. */
+export function checkOptions<T extends object>(options: T | undefined, what: string): Partial<T> {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError(`${what} options must be an object`);
+  }
+  return options;
+}
+
+/** A TCP port: an integer 1 … 65535 (what a connect needs; a listen may also take 0). */
+export function checkPort(value: unknown, min = 1): number {
+  return checkInteger('port', value, min, 65535);
 }
