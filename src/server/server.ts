@@ -20,7 +20,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
-import { MemoryBudget, type MemoryBudgetStats, processBudget } from '../connection/budget.js';
+import { MemoryBudget, processBudget } from '../connection/budget.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
 import { Connection, type ConnectionOptions } from '../connection/connection.js';
@@ -28,8 +28,8 @@ import { type CheckedOptions, checkOptions } from '../connection/options.js';
 import { InvalidArgumentError, LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { checkHelloMaxFrameLength, HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
-import { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
-import { type HeartbeatSetting, resolveHeartbeat } from '../session/heartbeat.js';
+import { jsonCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
+import { resolveHeartbeat } from '../session/heartbeat.js';
 import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { now } from '../util/clock.js';
 import { Deadlines } from '../util/deadlines.js';
@@ -38,174 +38,29 @@ import {
   Admission,
   admissionLimits,
   checkRate,
-  type RateLimit,
   type Refusal,
   type RefusalInfo,
   type RefusalReason,
   refusal,
 } from './admission.js';
-import { type LegacyConfig, type LegacyHandler, LegacySession } from './legacy.js';
+import type { HandlerFailure, PeerOrigin, Router, ServerPeerOptions } from './context.js';
+import { type LegacyConfig, LegacySession } from './legacy.js';
 import { SERVER_DEFAULTS } from './limits.js';
-import { type ProxyOptions, proxyConfig } from './proxy-accept.js';
-import {
-  type Authenticate,
-  type ConnectionContext,
-  type Handler,
-  type HandlerFailure,
-  type PeerOrigin,
-  type Router,
-  ServerPeer,
-  type ServerPeerOptions,
-} from './server-peer.js';
+import type { ListenOptions, ServerEvents, ServerOptions, ServerStats, ShutdownReport } from './options.js';
+import { proxyConfig } from './proxy-accept.js';
+import { ServerPeer } from './server-peer.js';
 
 export type { RefusalInfo } from './admission.js';
 export type { LegacyContext } from './legacy.js';
-
-/** Legacy mode: a plain framing, no longlink protocol; every frame goes to one handler. */
-export interface LegacyOptions {
-  /** The framing, e.g. asciiFraming() for the sources' 20-digit header, or a spec like 'ascii:20'. */
-  framing: Framing | string;
-  /**
-   * Called for each frame. Its result (Buffer, string, or with `json` any JSON value) is sent back
-   * as one frame; undefined sends nothing. Frames of one connection are handled one at a time, in
-   * order, since an id-less protocol can only match answers to questions by order. A handler that
-   * throws or rejects, or an answer that cannot be sent, closes that connection (reason
-   * `handler-error`) and is reported as `'handlerError'`.
-   */
-  handler: LegacyHandler;
-  /** Parse each frame as JSON and JSON-encode the answer (the sources' header + JSON). Default false. */
-  json?: boolean;
-  /** A connection with nothing read for this long is closed (reason `idle-timeout`). Default 120 000; 0: never. */
-  idleTimeoutMs?: number;
-}
-
-/**
- * TLS for the server: any `tls.createServer` option (key, cert, ca, requestCert, SNICallback,
- * ALPNProtocols, minVersion …). With `requestCert` and `ca`, clients must present a certificate
- * signed by `ca` (mTLS; `rejectUnauthorized` defaults to true) and its subject becomes the
- * connection's identity. The handshake runs under `helloTimeoutMs`.
- */
-export type ServerTlsOptions = tls.TlsOptions;
-
-/** Options of {@link createServer}. Defaults and what happens at each limit: docs/SECURITY.md. */
-export interface ServerOptions {
-  /** Handlers by method name. */
-  handlers?: Record<string, Handler>;
-  /** Or a router: method → handler. Takes precedence over `handlers` when both are given. */
-  router?: Router;
-  /** Serve a plain framing instead of the longlink protocol. */
-  legacy?: LegacyOptions;
-  /** Payload codecs offered in HELLO besides json and raw (e.g. MessagePack). */
-  codecs?: PayloadCodec[];
-  /** Most open connections; excess ones get GOAWAY ERR_TOO_MANY_CONNECTIONS, then a close. Default 10 000. */
-  maxConnections?: number;
-  /** Most connections from one client address (the PROXY source behind a trusted proxy). Default Infinity. */
-  maxConnectionsPerAddress?: number;
-  /** New connections per second from one client address (token bucket). Default: no limit. */
-  connectionRate?: RateLimit;
-  /** Requests per second on one connection; more get ERR_TOO_MANY_REQUESTS with `retryAfterMs`. Default: no limit. */
-  requestRate?: RateLimit;
-  /** Largest frame accepted after HELLO (and the HELLO's upper bound). Default 16 MiB. */
-  maxFrameLength?: number;
-  /** Largest frame accepted before the HELLO exchange (and authentication) is done. Default 8 KiB. */
-  helloMaxFrameLength?: number;
-  /** Most requests in flight per connection; more get ERR_TOO_MANY_REQUESTS. Default 16 384. */
-  maxInFlight?: number;
-  /** Request bytes held by running handlers per connection; at the limit reading pauses. Default 64 MiB. */
-  maxInFlightBytes?: number;
-  /** Bytes queued to a peer that does not read; past it the connection is reset (`slow-consumer`). Default 32 MiB. */
-  maxQueuedBytes?: number;
-  /** A frame must be complete this long after its first byte; else reset (`frame-timeout`). Default 30 000; 0: none. */
-  frameTimeoutMs?: number;
-  /**
-   * The budget for bytes buffered on peers' behalf, shared by every connection: a number of bytes
-   * (this server's own budget) or a MemoryBudget object. Default: the process-wide budget, 512 MiB.
-   */
-  memoryBudget?: number | MemoryBudget;
-  /** From accept to a finished HELLO (PROXY header, TLS handshake, HELLO, authenticate). Default 10 000 ms. */
-  helloTimeoutMs?: number;
-  /** A handler running longer than this is answered with ERR_TIMEOUT and its signal aborted. 0 = none. Default 60 000. */
-  handlerTimeoutMs?: number;
-  /** Base of the retry hint sent to refused connections (each gets up to as much again at random). Default 1 000 ms. */
-  retryAfterMs?: number;
-  /** Checks the client's HELLO credential; see {@link Authenticate}. */
-  authenticate?: Authenticate;
-  /** TLS (and mTLS); see {@link ServerTlsOptions}. */
-  tls?: ServerTlsOptions;
-  /** PROXY protocol v1/v2, accepted only from `trustedProxies`; see {@link ProxyOptions}. */
-  proxyProtocol?: ProxyOptions;
-  /**
-   * Heartbeat: explicit `{ intervalMs, timeoutMs }`, 'standard' (dead within 30 s, the default),
-   * 'strict' (6 s) or false. The HELLO agrees on the smaller interval of the two sides.
-   */
-  heartbeat?: HeartbeatSetting;
-  /** The path's idle budget (a middlebox's idle timeout): derives the heartbeat; see resolveHeartbeat. */
-  idleBudgetMs?: number;
-  /** Clients may not PING more often than this; strikes lead to GOAWAY ERR_TOO_MANY_PINGS. Default 1 000 ms. */
-  minPingIntervalMs?: number;
-  /** The server's name in HELLO. */
-  name?: string;
-  /** Options of every accepted Connection (watermarks, timeouts, keepalive). */
-  connection?: Omit<ConnectionOptions, 'framing'>;
-}
-
-/** Options of {@link Server.listen}. */
-export interface ListenOptions {
-  port?: number;
-  host?: string;
-  backlog?: number;
-}
-
-/** What {@link Server.close} reports. */
-export interface ShutdownReport {
-  /** Connections open when the shutdown began. */
-  connections: number;
-  /** Connections that closed gracefully within the grace period. */
-  closedGracefully: number;
-  /** Connections aborted at the end of the grace period. */
-  aborted: number;
-  /** Requests in flight when the shutdown began. */
-  inflightAtStart: number;
-  /** Requests still unanswered when the grace period ended (their connections were aborted). */
-  unanswered: number;
-  durationMs: number;
-}
-
-/** What {@link Server.stats} reports. */
-export interface ServerStats {
-  /** Connections being served (after admission and handshakes). */
-  connections: number;
-  /** Connections still in the accept path (PROXY header, TLS handshake). */
-  accepting: number;
-  /** Requests being handled. */
-  inflight: number;
-  /** Refused connections since the start, by reason. */
-  refused: Partial<Record<RefusalReason, number>>;
-  /** Handler failures reported as 'handlerError'. */
-  handlerErrors: number;
-  /** Connections closed since the start, by close reason. */
-  closed: Partial<Record<CloseReason, number>>;
-  /** The memory budget this server counts against. */
-  memory: MemoryBudgetStats;
-}
-
-/** The events a Server emits. */
-export interface ServerEvents {
-  /** A connection was accepted and is being served (after PROXY, admission and TLS). */
-  connection: [connection: Connection];
-  /** A connection finished its HELLO (and authentication): requests are served from now on. */
-  ready: [ctx: ConnectionContext];
-  /** A connection closed, with its close info. */
-  disconnect: [connection: Connection, info: CloseInfo];
-  /** A connection was refused: a limit, a PROXY or TLS failure, a shutdown. */
-  refused: [info: RefusalInfo];
-  /** A handler failed (threw, rejected, timed out, or its answer could not be sent). */
-  handlerError: [failure: HandlerFailure];
-  /** A client sent a NOTIFY (one-way message); `ctx` says who. A listener that throws is reported as 'handlerError'. */
-  notify: [topic: string, payload: unknown, ctx: ConnectionContext];
-  listening: [address: net.AddressInfo];
-  close: [report: ShutdownReport];
-}
+export type {
+  LegacyOptions,
+  ListenOptions,
+  ServerEvents,
+  ServerOptions,
+  ServerStats,
+  ServerTlsOptions,
+  ShutdownReport,
+} from './options.js';
 
 /** What the server keeps per connection: the protocol peer itself, or a legacy session. */
 type Session = ServerPeer | LegacySession;
