@@ -16,6 +16,7 @@ export * from './server/admission.js';
 export * from './server/legacy.js';
 export * from './server/limits.js';
 export * from './server/proxy-accept.js';
+export * from './server/proxy-encode.js';
 export * from './server/proxy-header.js';
 export * from './server/server.js';
 export * from './server/server-peer.js';

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { encodeProxyV1 } from '../../src/server/proxy-header.js';
+import { encodeProxyV1 } from '../../src/server/proxy-encode.js';
 import { waitFor } from '../helpers.js';
 import { makePki, type TestPki } from '../server/certs.js';
 import { helloFrame, rawConnect, requestFrame } from '../server/edge-harness.js';

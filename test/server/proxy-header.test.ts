@@ -7,10 +7,9 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { InvalidArgumentError, LonglinkError, ProxyHeaderError } from '../../src/errors.js';
+import { encodeProxyV1, encodeProxyV2 } from '../../src/server/proxy-encode.js';
 import {
   DEFAULT_MAX_V2_BYTES,
-  encodeProxyV1,
-  encodeProxyV2,
   looksLikeProxyHeader,
   PP2_TYPE,
   PROXY_V1_MAX_BYTES,

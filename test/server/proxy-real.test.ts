@@ -17,12 +17,8 @@ import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { ProxyHeaderError } from '../../src/errors.js';
-import {
-  encodeProxyV1,
-  looksLikeProxyHeader,
-  type ProxyHeader,
-  ProxyHeaderReader,
-} from '../../src/server/proxy-header.js';
+import { encodeProxyV1 } from '../../src/server/proxy-encode.js';
+import { looksLikeProxyHeader, type ProxyHeader, ProxyHeaderReader } from '../../src/server/proxy-header.js';
 import { isTrustedAddress, parseTrustedProxies } from '../../src/server/trusted-proxies.js';
 import { proxyUnavailable, type RunningProxy, startHaproxy, startNginx } from './proxies.js';
 

@@ -14,7 +14,7 @@ import { after, describe, test } from 'node:test';
 import { type Client, connect } from '../../src/client/client.js';
 import { RefusedError } from '../../src/client/client-peer.js';
 import { ConnectionClosedError } from '../../src/errors.js';
-import { encodeProxyV2 } from '../../src/server/proxy-header.js';
+import { encodeProxyV2 } from '../../src/server/proxy-encode.js';
 import { createServer, type RefusalInfo, type Server, type ServerOptions } from '../../src/server/server.js';
 import type { RequestContext } from '../../src/server/server-peer.js';
 import { waitFor } from '../helpers.js';
