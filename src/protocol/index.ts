@@ -40,6 +40,7 @@ export {
   MAX_NAME_BYTES,
   MAX_REQUEST_ID,
   MAX_TEXT_BYTES,
+  METADATA_LIMITS,
   type Message,
   MessageKind,
   messageKindName,
@@ -48,6 +49,7 @@ export {
   type PingMessage,
   type PongMessage,
   PROTOCOL_VERSION,
+  RequestFlag,
   type RequestMessage,
   type ResponseMessage,
 } from './types.js';

@@ -4,10 +4,34 @@
  */
 
 /**
- * Protocol version 1.0, as carried in HELLO: major in the high byte, minor in the low byte.
- * Peers with different majors cannot talk; the minor agreed is the lower of the two.
+ * Protocol version 1.1, as carried in HELLO: major in the high byte, minor in the low byte.
+ * Peers with different majors cannot talk; the minor agreed is the lower of the two, and a peer
+ * uses only what the agreed minor defines (1.1 adds REQUEST metadata and the caller's timeout).
  */
-export const PROTOCOL_VERSION = 0x0100;
+export const PROTOCOL_VERSION = 0x0101;
+
+/**
+ * REQUEST flags defined by protocol 1.1 (a 1.0 connection never sets them, and a 1.1 receiver on a
+ * 1.0 connection ignores them): each adds a field to the REQUEST's header (docs/PROTOCOL.md §3.2).
+ */
+export const RequestFlag = {
+  /** A metadata block (key/value strings) follows the method. */
+  METADATA: 0x01,
+  /** The caller's remaining timeout (u32 ms) follows the id. */
+  TIMEOUT: 0x02,
+} as const;
+
+/** Limits of a REQUEST's metadata (1.1): what a receiver accepts; more is ERR_MALFORMED. */
+export const METADATA_LIMITS = {
+  /** Entries per request. */
+  entries: 32,
+  /** Key length: 1–64 characters of [a-z0-9._-]. */
+  keyLength: 64,
+  /** Value length in UTF-8 bytes. */
+  valueBytes: 4096,
+  /** The whole block in bytes. */
+  blockBytes: 8192,
+} as const;
 
 /**
  * The kind byte. 0 is never valid; 10–127 are reserved for later minor versions of the protocol,
@@ -89,6 +113,10 @@ export interface RequestMessage extends MessageBase {
   readonly method: string;
   /** Encoded with the agreed payload codec. Decoded messages hold a view into the frame. */
   readonly payload: Buffer;
+  /** 1.1: what the caller attaches (a `traceparent`, a tenant …): lowercase keys, string values. */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** 1.1: how long the caller still waits for the answer, in ms (the responder may stop after it). */
+  readonly timeoutMs?: number;
 }
 
 /** RESPONSE: the successful answer to REQUEST `id`. */

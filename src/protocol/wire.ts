@@ -22,6 +22,7 @@ import {
   type HelloMessage,
   MAX_NAME_BYTES,
   MAX_TEXT_BYTES,
+  METADATA_LIMITS,
   type Message,
   MessageKind,
   messageKindName,
@@ -29,6 +30,8 @@ import {
   PING_DATA_BYTES,
   type PingMessage,
   type PongMessage,
+  PROTOCOL_VERSION,
+  RequestFlag,
   type RequestMessage,
   type ResponseMessage,
 } from './types.js';
@@ -174,19 +177,83 @@ export function encodeMessage(msg: Message, headroom = 0): Buffer[] {
   }
 }
 
-// REQUEST: kind flags id:u32 methodLen:u8 method payload…
+// REQUEST: kind flags id:u32 [timeout:u32] methodLen:u8 method [metadata] payload…
+// (the bracketed fields are 1.1's, present when their flag is set)
 function encodeRequest(msg: RequestMessage, headroom: number): Buffer[] {
   checkId(msg.id, 'request id', false);
   const method = nameBytes(msg.method, 'method');
   checkBytes(msg.payload, 'payload');
-  const chunks = withPayload(headroom, 7 + method.length, msg.payload);
+  let flags = flagsOf(msg) & ~(RequestFlag.METADATA | RequestFlag.TIMEOUT);
+  const timeoutMs = msg.timeoutMs;
+  if (timeoutMs !== undefined) {
+    checkU32(timeoutMs, 'timeoutMs');
+    flags |= RequestFlag.TIMEOUT;
+  }
+  const meta = msg.metadata === undefined ? undefined : metadataBytes(msg.metadata);
+  if (meta !== undefined) flags |= RequestFlag.METADATA;
+  const at = timeoutMs === undefined ? 6 : 10;
+  const header = at + 1 + method.length + (meta?.length ?? 0);
+  const chunks = withPayload(headroom, header, msg.payload);
   const buf = chunks[0] as Buffer;
   buf[headroom] = MessageKind.REQUEST;
-  buf[headroom + 1] = flagsOf(msg);
+  buf[headroom + 1] = flags;
   buf.writeUInt32BE(msg.id, headroom + 2);
-  buf[headroom + 6] = method.length;
-  method.copy(buf, headroom + 7);
+  if (timeoutMs !== undefined) buf.writeUInt32BE(timeoutMs, headroom + 6);
+  buf[headroom + at] = method.length;
+  method.copy(buf, headroom + at + 1);
+  meta?.copy(buf, headroom + at + 1 + method.length);
   return chunks;
+}
+
+const METADATA_KEY_RE = /^[a-z0-9._-]{1,64}$/;
+
+/**
+ * A metadata block: count:u8, then per entry keyLen:u8 key valueLen:u16 value (UTF-8). Undefined
+ * for no entries (no block, no flag). Throws InvalidArgumentError past METADATA_LIMITS.
+ */
+function metadataBytes(metadata: Readonly<Record<string, string>>): Buffer | undefined {
+  if (typeof metadata !== 'object' || metadata === null)
+    throw new InvalidArgumentError('metadata must be an object of strings');
+  const entries = Object.entries(metadata);
+  if (entries.length === 0) return undefined;
+  if (entries.length > METADATA_LIMITS.entries) {
+    throw new InvalidArgumentError(
+      `metadata has ${entries.length} entries, at most ${METADATA_LIMITS.entries}`,
+    );
+  }
+  const parts: Array<[Buffer, Buffer]> = [];
+  let size = 1;
+  for (const [k, v] of entries) {
+    if (!METADATA_KEY_RE.test(k)) {
+      throw new InvalidArgumentError(
+        `metadata key ${JSON.stringify(k)} must be 1–64 characters of [a-z0-9._-]`,
+      );
+    }
+    if (typeof v !== 'string') throw new InvalidArgumentError(`metadata value of ${k} must be a string`);
+    const value = Buffer.from(v, 'utf8');
+    if (value.length > METADATA_LIMITS.valueBytes) {
+      throw new InvalidArgumentError(
+        `metadata value of ${k} is ${value.length} bytes, at most ${METADATA_LIMITS.valueBytes}`,
+      );
+    }
+    parts.push([Buffer.from(k, 'latin1'), value]);
+    size += 3 + k.length + value.length;
+  }
+  if (size > METADATA_LIMITS.blockBytes) {
+    throw new InvalidArgumentError(`metadata is ${size} bytes, at most ${METADATA_LIMITS.blockBytes}`);
+  }
+  const out = Buffer.allocUnsafe(size);
+  out[0] = parts.length;
+  let p = 1;
+  for (const [k, v] of parts) {
+    out[p] = k.length;
+    k.copy(out, p + 1);
+    p += 1 + k.length;
+    out.writeUInt16BE(v.length, p);
+    v.copy(out, p + 2);
+    p += 2 + v.length;
+  }
+  return out;
 }
 
 // RESPONSE: kind flags id:u32 payload…
@@ -402,7 +469,7 @@ function readCode(frame: Buffer, start: number, end: number, kind: number): stri
  * }
  * ```
  */
-export function decodeMessage(frame: Buffer): Message {
+export function decodeMessage(frame: Buffer, minor = PROTOCOL_VERSION & 0xff): Message {
   const len = frame.length;
   if (len === 0) throw new ProtocolError(ErrorCode.MALFORMED, 'empty message');
   const kind = frame[0] as number;
@@ -413,7 +480,7 @@ export function decodeMessage(frame: Buffer): Message {
   const flags = frame[1] as number;
   switch (kind) {
     case MessageKind.REQUEST:
-      return decodeRequest(frame, flags);
+      return decodeRequest(frame, flags, minor);
     case MessageKind.RESPONSE:
       return decodeResponse(frame, flags);
     case MessageKind.NOTIFY:
@@ -432,23 +499,71 @@ export function decodeMessage(frame: Buffer): Message {
   }
 }
 
-function decodeRequest(frame: Buffer, flags: number): RequestMessage {
+function decodeRequest(frame: Buffer, flags: number, minor: number): RequestMessage {
   const len = frame.length;
-  // kind flags id:u32 methodLen:u8 and at least one method byte.
-  if (len < 8) throw malformed(MessageKind.REQUEST, `${len} bytes is shorter than the header`);
+  // 1.1's fields exist only when the agreed minor defines them: on a 1.0 connection the flags
+  // byte is ignored, as 1.0 says unknown bits are.
+  const timeout = minor >= 1 && (flags & RequestFlag.TIMEOUT) !== 0;
+  const at = timeout ? 10 : 6;
+  // kind flags id:u32 [timeout:u32] methodLen:u8 and at least one method byte.
+  if (len < at + 2) throw malformed(MessageKind.REQUEST, `${len} bytes is shorter than the header`);
   const id = frame.readUInt32BE(2);
   if (id === 0) throw malformed(MessageKind.REQUEST, 'request id 0');
-  const n = frame[6] as number;
-  const end = 7 + n;
+  const n = frame[at] as number;
+  let end = at + 1 + n;
   if (n === 0) throw malformed(MessageKind.REQUEST, 'empty method');
   if (end > len) throw malformed(MessageKind.REQUEST, 'method runs past the end');
+  const method = readName(frame, at + 1, end, MessageKind.REQUEST);
+  let metadata: Record<string, string> | undefined;
+  if (minor >= 1 && (flags & RequestFlag.METADATA) !== 0) {
+    const block = readMetadata(frame, end);
+    metadata = block.metadata;
+    end = block.end;
+  }
+  if (!timeout && metadata === undefined) {
+    return { kind: MessageKind.REQUEST, flags, id, method, payload: frame.subarray(end) };
+  }
   return {
     kind: MessageKind.REQUEST,
     flags,
     id,
-    method: readName(frame, 7, end, MessageKind.REQUEST),
+    method,
     payload: frame.subarray(end),
+    ...(timeout ? { timeoutMs: frame.readUInt32BE(6) } : {}),
+    ...(metadata === undefined ? {} : { metadata }),
   };
+}
+
+/** Reads a metadata block at `p` (see metadataBytes); every limit checked before anything is kept. */
+function readMetadata(frame: Buffer, p: number): { metadata: Record<string, string>; end: number } {
+  const len = frame.length;
+  const bad = (why: string) => malformed(MessageKind.REQUEST, `metadata: ${why}`);
+  if (p >= len) throw bad('no entry count');
+  const count = frame[p] as number;
+  if (count === 0 || count > METADATA_LIMITS.entries)
+    throw bad(`${count} entries (1–${METADATA_LIMITS.entries})`);
+  const start = p;
+  p++;
+  const metadata: Record<string, string> = Object.create(null);
+  for (let i = 0; i < count; i++) {
+    if (p >= len) throw bad('runs past the end');
+    const kl = frame[p] as number;
+    if (kl === 0 || kl > METADATA_LIMITS.keyLength || p + 1 + kl + 2 > len)
+      throw bad('key runs past the end or is too long');
+    const key = frame.toString('latin1', p + 1, p + 1 + kl);
+    if (!METADATA_KEY_RE.test(key)) throw bad(`key ${JSON.stringify(key)} is not [a-z0-9._-]`);
+    p += 1 + kl;
+    const vl = frame.readUInt16BE(p);
+    if (vl > METADATA_LIMITS.valueBytes || p + 2 + vl > len)
+      throw bad(`value of ${key} runs past the end or is too long`);
+    const value = frame.subarray(p + 2, p + 2 + vl);
+    if (!isUtf8(value)) throw bad(`value of ${key} is not UTF-8`);
+    if (key in metadata) throw bad(`key ${key} twice`);
+    metadata[key] = value.toString('utf8');
+    p += 2 + vl;
+    if (p - start > METADATA_LIMITS.blockBytes) throw bad(`block over ${METADATA_LIMITS.blockBytes} bytes`);
+  }
+  return { metadata, end: p };
 }
 
 function decodeResponse(frame: Buffer, flags: number): ResponseMessage {

@@ -48,10 +48,17 @@ export interface RequestContext extends ConnectionContext {
   /** The request id on this connection. */
   readonly requestId: number;
   /**
-   * Fires when the client cancels the request, when the handler timeout passes, or when the
-   * connection dies. Pass it on to whatever the handler waits for.
+   * Fires when the client cancels the request, when the handler timeout or the caller's own
+   * deadline passes, or when the connection dies. Pass it on to whatever the handler waits for.
    */
   readonly signal: AbortSignal;
+  /** What the caller attached (protocol 1.1): lowercase keys, string values; empty when nothing. */
+  readonly metadata: Readonly<Record<string, string>>;
+  /**
+   * How long the caller still waited when the request arrived, in ms (protocol 1.1, like
+   * gRPC's grpc-timeout); undefined when it did not say. `signal` aborts when it passes.
+   */
+  readonly timeoutMs: number | undefined;
 }
 
 /** A request handler: returns the result, or a promise of it; throwing answers with an ERROR. */

@@ -53,14 +53,21 @@ export { tlsInfoOf } from './context.js';
 import type { Deadline } from '../util/deadlines.js';
 import { TokenBucket } from './admission.js';
 
+/** Shared by every request that carries no metadata. */
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
+
 /** One request being handled. */
 class Inflight implements RequestContext {
   readonly method: string;
   readonly requestId: number;
   /** The request's bytes, held while the handler runs (counted against maxInFlightBytes). */
   readonly bytes: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly timeoutMs: number | undefined;
   private controller: AbortController | undefined;
   deadline: Deadline | undefined;
+  /** The deadline armed is the caller's (shorter than the handler timeout). */
+  callerDeadline = false;
   done = false;
   constructor(
     readonly peer: ServerPeer,
@@ -69,6 +76,8 @@ class Inflight implements RequestContext {
     this.method = msg.method;
     this.requestId = msg.id;
     this.bytes = msg.payload.length;
+    this.metadata = msg.metadata ?? NO_METADATA;
+    this.timeoutMs = msg.timeoutMs;
   }
   get connectionId(): string {
     return this.peer.connectionId;
@@ -104,7 +113,10 @@ class Inflight implements RequestContext {
 function onHandlerTimeout(arg: unknown): void {
   const r = arg as Inflight;
   r.deadline = undefined;
-  r.peer.finishWithError(r, new LonglinkError(ErrorCode.TIMEOUT, `handler for ${r.method} timed out`), true);
+  const why = r.callerDeadline
+    ? `the caller's deadline for ${r.method} (${r.timeoutMs} ms) passed`
+    : `handler for ${r.method} timed out`;
+  r.peer.finishWithError(r, new LonglinkError(ErrorCode.TIMEOUT, why), true);
 }
 
 function onHelloTimeout(arg: unknown): void {
@@ -478,8 +490,14 @@ export class ServerPeer extends Peer implements AuthContext {
       this.connection.hold(ReadHold.BUSY);
     }
     if (r.bytes >= 65_536) this.connection.budgetChanged();
-    if (this.options.handlerTimeoutMs > 0) {
-      r.deadline = this.options.deadlines.add(this.options.handlerTimeoutMs, onHandlerTimeout, r);
+    // The handler's own limit, or the caller's remaining time when it is shorter (1.1).
+    const own = this.options.handlerTimeoutMs;
+    const caller = r.timeoutMs;
+    if (caller !== undefined && (own === 0 || caller < own)) {
+      r.callerDeadline = true;
+      r.deadline = this.options.deadlines.add(Math.max(1, caller), onHandlerTimeout, r);
+    } else if (own > 0) {
+      r.deadline = this.options.deadlines.add(own, onHandlerTimeout, r);
     }
     (result as PromiseLike<unknown>).then(
       (value) => this.finishWithResult(r, value),

@@ -296,7 +296,10 @@ export abstract class Peer extends EventEmitter {
     }
     let msg: Message;
     try {
-      msg = decodeMessage(frame);
+      // The layout of a message depends on the agreed minor (1.1 adds REQUEST fields); before
+      // the HELLO exchange, 1.0's.
+      const a = this.agreement;
+      msg = decodeMessage(frame, a === undefined ? 0 : a.version & 0xff);
     } catch (err) {
       this.fail(
         err instanceof ProtocolError

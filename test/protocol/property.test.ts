@@ -54,7 +54,34 @@ const message: fc.Arbitrary<Message> = fc.oneof(
       params: helloParams,
     }),
   ),
-  withFlags(fc.record({ kind: fc.constant(MessageKind.REQUEST), id, method: name, payload })),
+  // REQUEST: the 1.1 flags (METADATA 0x01, TIMEOUT 0x02) follow the fields, never set by hand.
+  fc
+    .tuple(
+      fc.record(
+        {
+          kind: fc.constant(MessageKind.REQUEST),
+          id,
+          method: name,
+          payload,
+          timeoutMs: u32,
+          metadata: fc.dictionary(fc.stringMatching(/^[a-z0-9._-]{1,64}$/), fc.string({ maxLength: 40 }), {
+            minKeys: 1,
+            maxKeys: 6,
+          }),
+        },
+        { requiredKeys: ['kind', 'id', 'method', 'payload'] },
+      ),
+      fc.option(
+        fc.integer({ min: 0, max: 63 }).map((f) => f << 2),
+        { nil: undefined },
+      ),
+    )
+    .map(([m, f]) => {
+      const flags = (f ?? 0) | (m.metadata === undefined ? 0 : 0x01) | (m.timeoutMs === undefined ? 0 : 0x02);
+      const meta =
+        m.metadata === undefined ? {} : { metadata: Object.assign(Object.create(null), m.metadata) };
+      return { ...m, ...meta, flags } as Message;
+    }),
   withFlags(fc.record({ kind: fc.constant(MessageKind.RESPONSE), id, payload })),
   withFlags(
     fc.record({ kind: fc.constant(MessageKind.ERROR), id: u32, code, message: text, details: payload }),

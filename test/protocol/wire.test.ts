@@ -390,3 +390,83 @@ describe('the heartbeat encoding (encodePing, encodePong, pingKind, pingSequence
     assert.equal(pingKind(Buffer.alloc(10, MessageKind.REQUEST)), 0);
   });
 });
+
+describe('1.1: REQUEST metadata and the caller timeout', () => {
+  it('pins the bytes: flags, timeout after the id, metadata block after the method', () => {
+    const frame = Buffer.concat(
+      encodeMessage({
+        kind: MessageKind.REQUEST,
+        id: 7,
+        method: 'm',
+        payload: Buffer.from('P'),
+        timeoutMs: 1500,
+        metadata: { traceparent: 'v' },
+      }),
+    );
+    assert.deepEqual(
+      [...frame],
+      [
+        ...[2, 0x03], // kind REQUEST, flags METADATA | TIMEOUT
+        ...[0, 0, 0, 7], // id
+        ...[0, 0, 0x05, 0xdc], // timeout 1500 ms
+        ...[1, 0x6d], // method 'm'
+        ...[1, 11, ...Buffer.from('traceparent'), 0, 1, 0x76], // 1 entry: key, value 'v'
+        0x50, // payload 'P'
+      ],
+    );
+    const m = decodeMessage(frame) as { timeoutMs?: number; metadata?: Record<string, string> };
+    assert.equal(m.timeoutMs, 1500);
+    assert.deepEqual({ ...m.metadata }, { traceparent: 'v' });
+  });
+
+  it('a REQUEST without them reads the same under 1.0 and 1.1; with them, 1.0 cannot read it (so it is sent only when agreed)', () => {
+    const plain = Buffer.concat(
+      encodeMessage({ kind: MessageKind.REQUEST, id: 1, method: 'm', payload: Buffer.from('p') }),
+    );
+    assert.deepEqual(decodeMessage(plain, 0), decodeMessage(plain, 1));
+    // Flag bits a 1.0 sender set anyway are ignored on a 1.0 connection, as 1.0 says.
+    const flagged = Buffer.from(plain);
+    flagged[1] = 0x03;
+    assert.equal((decodeMessage(flagged, 0) as { method: string }).method, 'm');
+    const withTimeout = Buffer.concat(
+      encodeMessage({
+        kind: MessageKind.REQUEST,
+        id: 1,
+        method: 'm',
+        payload: Buffer.alloc(0),
+        timeoutMs: 5,
+      }),
+    );
+    assert.throws(
+      () => decodeMessage(withTimeout, 0),
+      (e: unknown) => e instanceof ProtocolError,
+    );
+  });
+
+  it('limits are checked on both sides', () => {
+    const req = (metadata: Record<string, string>) => ({
+      kind: MessageKind.REQUEST as 2,
+      id: 1,
+      method: 'm',
+      payload: Buffer.alloc(0),
+      metadata,
+    });
+    assert.throws(() => encodeMessage(req({ Upper: 'x' })), InvalidArgumentError);
+    assert.throws(() => encodeMessage(req({ k: 'x'.repeat(4097) })), InvalidArgumentError);
+    assert.throws(
+      () => encodeMessage(req(Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])))),
+      InvalidArgumentError,
+    );
+    // A hand-made block with a bad key, or running past the end, is ERR_MALFORMED.
+    const bad = Buffer.from([2, 0x01, 0, 0, 0, 1, 1, 0x6d, 1, 1, 0x41, 0, 0]);
+    assert.throws(
+      () => decodeMessage(bad),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'ERR_MALFORMED',
+    );
+    const cut = Buffer.from([2, 0x01, 0, 0, 0, 1, 1, 0x6d, 1, 1, 0x6b, 0, 9, 0x76]);
+    assert.throws(
+      () => decodeMessage(cut),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'ERR_MALFORMED',
+    );
+  });
+});
