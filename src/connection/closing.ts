@@ -232,7 +232,9 @@ function onTimer(c: ConnectionCore): void {
 export function onEnd(c: ConnectionCore): void {
   switch (c._state) {
     case S.OPEN:
-      if (c.settings.allowHalfOpen) {
+      // Half-open when the user asked for it, or while the layer above still owes answers (a
+      // client that half-closed after its requests still reads them: the sources' shutdown recipe).
+      if (c.settings.allowHalfOpen || c.handler?.handleEnd?.() === true) {
         transition(c, S.OPEN, S.READ_CLOSED);
         return;
       }

@@ -120,6 +120,13 @@ export interface ConnectionHandler {
   handleProtocolError?(error: FramingError): void;
   /** Before the `'close'` event. */
   handleClose?(info: CloseInfo): void;
+  /**
+   * The peer's FIN was read, after every frame it sent. Return true to keep our side open (the
+   * connection goes half-open, still writable) because answers are still owed: the layer above
+   * then closes once it owes nothing. False (or no hook): our FIN follows as soon as the queue is
+   * flushed — no CLOSE_WAIT.
+   */
+  handleEnd?(): boolean;
   /** The send queue fell to the low watermark after a send returned false (before `'drain'`). */
   handleDrain?(): void;
   /** Bytes the layer above holds for this peer (requests being handled), counted by the budget. */

@@ -16,7 +16,7 @@
  */
 
 import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
-import { type Connection, ReadHold } from '../connection/connection.js';
+import { type Connection, ConnectionState, ReadHold } from '../connection/connection.js';
 import { LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { type PeerOrigin, type TlsInfo, tlsInfoOf } from './server-peer.js';
@@ -99,6 +99,14 @@ export class LegacySession implements LegacyContext {
     this.run(frame);
   }
 
+  /**
+   * @internal ConnectionHandler: the client's FIN (a client that half-closes after its requests,
+   * `nc -N`). Frames already read are still answered, in order; then our side closes.
+   */
+  handleEnd(): boolean {
+    return this.busy || (this.waiting !== undefined && this.waiting.length > 0);
+  }
+
   /** @internal ConnectionHandler: the send queue drained: read again. */
   handleDrain(): void {
     this.connection.release(ReadHold.BACKPRESSURE);
@@ -166,6 +174,8 @@ export class LegacySession implements LegacyContext {
     if (!this.busy) {
       this.waiting = undefined;
       this.connection.release(ReadHold.BUSY);
+      // The client finished sending while we worked: everything it sent is answered now.
+      if (this.connection.state === ConnectionState.READ_CLOSED) void this.connection.close();
     }
   }
 

@@ -12,7 +12,7 @@
 
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import { type Connection, ReadHold } from '../connection/connection.js';
+import { type Connection, ConnectionState, ReadHold } from '../connection/connection.js';
 import { AbortedError, FrameTooLargeError, LonglinkError } from '../errors.js';
 import { errorToMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError } from '../protocol/errors.js';
@@ -205,6 +205,15 @@ export class ServerPeer extends Peer implements AuthContext {
   /** @internal ConnectionHandler: bytes held by handlers still running (for the memory budget). */
   heldBytes(): number {
     return this.inflightBytes;
+  }
+
+  /**
+   * @internal ConnectionHandler: the client's FIN. Requests it sent before are still answered
+   * (PROTOCOL.md §9.2: a side ends its own half once it owes nothing): hold our side open until
+   * the last one is (each bounded by its handler or caller deadline), then close.
+   */
+  handleEnd(): boolean {
+    return this.inflight.size > 0;
   }
 
   /** @internal ConnectionHandler: the queue drained: take work again. */
@@ -612,7 +621,8 @@ export class ServerPeer extends Peer implements AuthContext {
   }
 
   private afterSettle(): void {
-    if (this.inflight.size === 0 && (this.goawaySent || this.goawayReceived)) {
+    if (this.inflight.size > 0) return;
+    if (this.goawaySent || this.goawayReceived || this.connection.state === ConnectionState.READ_CLOSED) {
       const resolve = this.drainResolve;
       this.drainResolve = undefined;
       void this.closeConnection(this.goawaySent ? CloseReason.LOCAL_GRACEFUL : CloseReason.GOING_AWAY);
