@@ -1,0 +1,168 @@
+/**
+ * What the fuzz suite found, one focused regression test each. They fail today and are marked
+ * `todo` (node:test reports them without failing the run); when src/ is fixed they pass, the
+ * `todo` goes, and the finding leaves KNOWN_FINDINGS in oracle.ts so the fuzzer fails on it again.
+ *
+ * F1 — a FIN after GOAWAY makes the server drop answers to requests it accepted.
+ *   PROTOCOL.md §9.2 step 4: the peer that receives GOAWAY's sender's FIN "ends its own side once
+ *   it owes nothing"; §9.1: every request up to the GOAWAY's lastId "will be completed: the GOAWAY
+ *   sender sends their terminal answers before closing". The server instead closes at the
+ *   client's FIN (Connection answers a FIN once its queue is flushed), and answers of handlers
+ *   still running are lost. Three faces: the client's own GOAWAY then FIN; the server's GOAWAY
+ *   (ERR_TOO_MANY_PINGS, lastId = the request) then the client's FIN; server.close(), whose
+ *   ShutdownReport then says unanswered: 0 and closedGracefully: 1.
+ *   Found by `npm run fuzz -- --framing longlink --seed 101 --strict`, shrunk to (HELLO {},
+ *   REQUEST 1 sleep "0", GOAWAY, FIN):
+ *   00000006010001007b7d0000000d02000000000105736c656570300000003209000000000000000000124552525f434c49454e545f434c4f53494e47001366757a7a20636c69656e74206c656176696e67
+ *
+ * F2 — legacy mode: a FIN from the client drops the answers to frames already read.
+ *   A legacy client that writes its requests and half-closes (shutdown(SHUT_WR), `nc -N`) gets
+ *   the answers of a synchronous handler, but not those of an asynchronous one still running or
+ *   of frames queued behind it: they were read, then dropped at the FIN without a word (the
+ *   close reason is remote-fin, no handler-error, no report).
+ *   Found by `npm run fuzz -- --framing line+raw --seed 101 --strict`, shrunk to four empty lines
+ *   and FIN (handler 'mixed': every second frame answered a turn later), 1 of 4 unanswered:
+ *   0a0a0a0a
+ */
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { after, describe, test } from 'node:test';
+import { MessageKind } from '../../src/protocol/types.js';
+import { createServer, type Server } from '../../src/server/server.js';
+import type { Fixture } from '../faults/harness.js';
+import { waitFor } from '../helpers.js';
+import {
+  frame,
+  helloFrame,
+  type RawPeer,
+  rawConnect,
+  requestFrame,
+  startEdgeServer,
+} from '../server/edge-harness.js';
+
+const fixtures: Fixture[] = [];
+const peers: RawPeer[] = [];
+const servers: Server[] = [];
+after(() => {
+  for (const p of peers) p.destroy();
+  for (const f of fixtures) f.kill('SIGKILL');
+  for (const s of servers) s.destroy();
+});
+
+async function server(options: object) {
+  const s = await startEdgeServer(options);
+  fixtures.push(s.fixture);
+  return s;
+}
+
+/** A raw client past the HELLO exchange (it waited for the server's HELLO, as PROTOCOL.md §4.1 asks). */
+async function ready(port: number): Promise<RawPeer> {
+  const p = await rawConnect(port);
+  peers.push(p);
+  p.write(helloFrame({}));
+  await waitFor(() => p.messages().includes('HELLO'), 5000, "the server's HELLO");
+  return p;
+}
+
+const GOAWAY = frame({
+  kind: MessageKind.GOAWAY,
+  lastId: 0,
+  retryAfterMs: 0,
+  reason: 'ERR_CLIENT_CLOSING',
+  message: 'bye',
+});
+
+const ping = (n: number) => frame({ kind: MessageKind.PING, data: Buffer.alloc(8, n) });
+
+describe('fuzz findings (todo until src/ is fixed)', () => {
+  test('F1: a request accepted before the client GOAWAY and FIN is answered before the server closes', {
+    todo: 'finding F1: the client FIN after its GOAWAY drops the answer (PROTOCOL.md §9.2 step 4)',
+  }, async () => {
+    const { port } = await server({});
+    const p = await ready(port);
+    // sleep 50: still running when the FIN arrives (the fuzzer's sleep "0" loses the race too, mostly).
+    p.write(Buffer.concat([requestFrame(1, 'sleep', 50), GOAWAY]));
+    p.socket.end();
+    await p.closed;
+    assert.deepEqual(p.messages(), ['HELLO', 'RESPONSE'], 'request 1 answered, then the close');
+  });
+
+  test("F1: the server's own GOAWAY (lastId 1) keeps its promise when the client then sends FIN", {
+    todo: 'finding F1: GOAWAY says request 1 "will be completed"; the FIN drops it (PROTOCOL.md §9.1)',
+  }, async () => {
+    const { port } = await server({});
+    const p = await ready(port);
+    // Four PINGs at once: GOAWAY ERR_TOO_MANY_PINGS with lastId 1, request 1 still running.
+    p.write(Buffer.concat([requestFrame(1, 'sleep', 50), ping(1), ping(2), ping(3), ping(4)]));
+    await waitFor(() => p.messages().includes('GOAWAY:ERR_TOO_MANY_PINGS'), 5000, 'GOAWAY');
+    p.socket.end();
+    await p.closed;
+    assert.ok(p.messages().includes('RESPONSE'), `request 1 answered; read ${p.messages().join(', ')}`);
+  });
+
+  test('F1: server.close() delivers an accepted request to a client that half-closes on GOAWAY, or reports it unanswered', {
+    todo: 'finding F1: the request is dropped and the ShutdownReport says unanswered 0, closedGracefully 1',
+  }, async () => {
+    const s = createServer({
+      handlers: { sleep: () => new Promise((r) => setTimeout(() => r('done'), 100)) },
+    });
+    servers.push(s);
+    const { port } = await s.listen({ port: 0 });
+    const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(sock, 'connect');
+    const got: Buffer[] = [];
+    let goaway = false;
+    sock.on('data', (d: Buffer) => {
+      got.push(d);
+      // A client that owes nothing answers GOAWAY with its FIN.
+      if (!goaway && Buffer.concat(got).includes(Buffer.from('ERR_SHUTTING_DOWN'))) {
+        goaway = true;
+        sock.end();
+      }
+    });
+    sock.on('end', () => sock.destroy());
+    sock.write(helloFrame({}));
+    await waitFor(() => got.length > 0, 5000, "the server's HELLO");
+    sock.write(requestFrame(1, 'sleep', null));
+    await waitFor(() => s.inflightCount === 1, 5000, 'request 1 in flight');
+    const report = await s.close({ graceMs: 2000 });
+    await once(sock, 'close');
+    const all = Buffer.concat(got);
+    const kinds: number[] = [];
+    for (let at = 0; at + 4 <= all.length; at += 4 + all.readUInt32BE(at)) kinds.push(all[at + 4] as number);
+    assert.ok(
+      kinds.includes(MessageKind.RESPONSE) || report.unanswered === 1,
+      `request 1 neither answered nor reported: kinds ${kinds.join(',')}, report ${JSON.stringify(report)}`,
+    );
+    assert.ok(kinds.includes(MessageKind.RESPONSE), 'request 1 answered (it was accepted: GOAWAY lastId 1)');
+  });
+
+  test('F2: legacy frames read before the client FIN are all answered (async handler)', {
+    todo: 'finding F2: answers of frames read before the FIN are dropped when the handler is async',
+  }, async () => {
+    const { port } = await server({ legacy: { framing: 'line', json: false, handler: 'slowEcho' } });
+    const p = await rawConnect(port);
+    peers.push(p);
+    p.write('a\nb\nc\n');
+    p.socket.end();
+    await p.closed;
+    assert.equal(p.received.toString(), 'a\nb\nc\n');
+  });
+
+  test("F2: the fuzzer's shrunk stream, four empty lines and FIN ('mixed' handler), gets four answers", {
+    todo: 'finding F2: 1 of the 4 frames read is dropped at the FIN',
+  }, async () => {
+    const { port } = await server({ legacy: { framing: 'line', json: false, handler: 'mixed' } });
+    // Repeated: which frame is lost depends on when the FIN is read; one run may be lucky.
+    for (let i = 0; i < 20; i++) {
+      const p = await rawConnect(port);
+      peers.push(p);
+      p.write(Buffer.from('0a0a0a0a', 'hex'));
+      p.socket.end();
+      await p.closed;
+      assert.equal(p.received.toString('hex'), '0a0a0a0a', `attempt ${i}`);
+    }
+  });
+});
