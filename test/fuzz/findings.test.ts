@@ -1,7 +1,8 @@
 /**
- * What the fuzz suite found, one focused regression test each. They fail today and are marked
- * `todo` (node:test reports them without failing the run); when src/ is fixed they pass, the
- * `todo` goes, and the finding leaves KNOWN_FINDINGS in oracle.ts so the fuzzer fails on it again.
+ * What the fuzz suite found, one focused regression test each. Each failed on the code it was
+ * found on (they were `todo` until the fix); F1 and F2 are fixed (Connection's handleEnd hook: a
+ * side that owes answers keeps its half open after the peer's FIN), and the oracle no longer
+ * excuses them, so the fuzzer fails on them again too.
  *
  * F1 — a FIN after GOAWAY makes the server drop answers to requests it accepted.
  *   PROTOCOL.md §9.2 step 4: the peer that receives GOAWAY's sender's FIN "ends its own side once
@@ -76,10 +77,8 @@ const GOAWAY = frame({
 
 const ping = (n: number) => frame({ kind: MessageKind.PING, data: Buffer.alloc(8, n) });
 
-describe('fuzz findings (todo until src/ is fixed)', () => {
-  test('F1: a request accepted before the client GOAWAY and FIN is answered before the server closes', {
-    todo: 'finding F1: the client FIN after its GOAWAY drops the answer (PROTOCOL.md §9.2 step 4)',
-  }, async () => {
+describe('fuzz findings (regression tests)', () => {
+  test('F1: a request accepted before the client GOAWAY and FIN is answered before the server closes', async () => {
     const { port } = await server({});
     const p = await ready(port);
     // sleep 50: still running when the FIN arrives (the fuzzer's sleep "0" loses the race too, mostly).
@@ -89,9 +88,7 @@ describe('fuzz findings (todo until src/ is fixed)', () => {
     assert.deepEqual(p.messages(), ['HELLO', 'RESPONSE'], 'request 1 answered, then the close');
   });
 
-  test("F1: the server's own GOAWAY (lastId 1) keeps its promise when the client then sends FIN", {
-    todo: 'finding F1: GOAWAY says request 1 "will be completed"; the FIN drops it (PROTOCOL.md §9.1)',
-  }, async () => {
+  test("F1: the server's own GOAWAY (lastId 1) keeps its promise when the client then sends FIN", async () => {
     const { port } = await server({});
     const p = await ready(port);
     // Four PINGs at once: GOAWAY ERR_TOO_MANY_PINGS with lastId 1, request 1 still running.
@@ -102,9 +99,7 @@ describe('fuzz findings (todo until src/ is fixed)', () => {
     assert.ok(p.messages().includes('RESPONSE'), `request 1 answered; read ${p.messages().join(', ')}`);
   });
 
-  test('F1: server.close() delivers an accepted request to a client that half-closes on GOAWAY, or reports it unanswered', {
-    todo: 'finding F1: the request is dropped and the ShutdownReport says unanswered 0, closedGracefully 1',
-  }, async () => {
+  test('F1: server.close() delivers an accepted request to a client that half-closes on GOAWAY, or reports it unanswered', async () => {
     const s = createServer({
       handlers: { sleep: () => new Promise((r) => setTimeout(() => r('done'), 100)) },
     });
@@ -127,8 +122,9 @@ describe('fuzz findings (todo until src/ is fixed)', () => {
     await waitFor(() => got.length > 0, 5000, "the server's HELLO");
     sock.write(requestFrame(1, 'sleep', null));
     await waitFor(() => s.inflightCount === 1, 5000, 'request 1 in flight');
+    const closed = once(sock, 'close');
     const report = await s.close({ graceMs: 2000 });
-    await once(sock, 'close');
+    await closed;
     const all = Buffer.concat(got);
     const kinds: number[] = [];
     for (let at = 0; at + 4 <= all.length; at += 4 + all.readUInt32BE(at)) kinds.push(all[at + 4] as number);
@@ -139,9 +135,7 @@ describe('fuzz findings (todo until src/ is fixed)', () => {
     assert.ok(kinds.includes(MessageKind.RESPONSE), 'request 1 answered (it was accepted: GOAWAY lastId 1)');
   });
 
-  test('F2: legacy frames read before the client FIN are all answered (async handler)', {
-    todo: 'finding F2: answers of frames read before the FIN are dropped when the handler is async',
-  }, async () => {
+  test('F2: legacy frames read before the client FIN are all answered (async handler)', async () => {
     const { port } = await server({ legacy: { framing: 'line', json: false, handler: 'slowEcho' } });
     const p = await rawConnect(port);
     peers.push(p);
@@ -151,9 +145,7 @@ describe('fuzz findings (todo until src/ is fixed)', () => {
     assert.equal(p.received.toString(), 'a\nb\nc\n');
   });
 
-  test("F2: the fuzzer's shrunk stream, four empty lines and FIN ('mixed' handler), gets four answers", {
-    todo: 'finding F2: 1 of the 4 frames read is dropped at the FIN',
-  }, async () => {
+  test("F2: the fuzzer's shrunk stream, four empty lines and FIN ('mixed' handler), gets four answers", async () => {
     const { port } = await server({ legacy: { framing: 'line', json: false, handler: 'mixed' } });
     // Repeated: which frame is lost depends on when the FIN is read; one run may be lucky.
     for (let i = 0; i < 20; i++) {
