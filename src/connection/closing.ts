@@ -23,7 +23,6 @@
  *                                     └ N ms pass ─▶ RST, { reason: 'linger-expired', unsentBytes }
  */
 
-import diagnostics from 'node:diagnostics_channel';
 import {
   CloseTimeoutError,
   ConnectionClosedError,
@@ -33,6 +32,7 @@ import {
   SocketError,
 } from '../errors.js';
 import { kernelUnacked } from '../sys/sockopt.js';
+import { channels } from '../util/channels.js';
 import { now } from '../util/clock.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
 import { dropQueue, reset, setPending } from './core.js';
@@ -51,8 +51,8 @@ import {
 } from './state.js';
 import { endWrites } from './write-queue.js';
 
-const stateChannel = diagnostics.channel('longlink:connection:state');
-const closeChannel = diagnostics.channel('longlink:connection:close');
+const stateChannel = channels.connectionState;
+const closeChannel = channels.connectionClose;
 
 /** How often linger() asks the kernel for its unacknowledged byte count. */
 const LINGER_POLL_MS = 10;

@@ -11,6 +11,7 @@ import type { CloseInfo, CloseReason } from '../connection/close-reason.js';
 import type { Connection, ConnectionOptions } from '../connection/connection.js';
 import type { PayloadCodec } from '../protocol/payload.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
+import type { Logger } from '../util/log.js';
 import type { RateLimit, RefusalInfo, RefusalReason } from './admission.js';
 import type { Authenticate, ConnectionContext, Handler, HandlerFailure, Router } from './context.js';
 import type { LegacyHandler } from './legacy.js';
@@ -102,6 +103,12 @@ export interface ServerOptions {
   name?: string;
   /** Options of every accepted Connection (watermarks, timeouts, keepalive). */
   connection?: Omit<ConnectionOptions, 'framing'>;
+  /**
+   * Where to log (pino's shape: `debug/info/warn/error(obj, msg)`, optional `child`): handler
+   * failures, refusals, slow consumers, heartbeat deaths, shutdowns; floods summarised. Silent by
+   * default; `NODE_DEBUG=longlink` logs to stderr.
+   */
+  logger?: Logger;
 }
 
 /** Options of {@link Server.listen}. */

@@ -26,6 +26,7 @@ import {
   type RequestMessage,
 } from '../protocol/types.js';
 import { Peer, SendOutcome } from '../session/peer.js';
+import { channels, type RequestTrace } from '../util/channels.js';
 import {
   type AuthContext,
   type PeerOrigin,
@@ -53,6 +54,10 @@ export { tlsInfoOf } from './context.js';
 import type { Deadline } from '../util/deadlines.js';
 import { TokenBucket } from './admission.js';
 
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function';
+}
+
 /** Shared by every request that carries no metadata. */
 const NO_METADATA: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 
@@ -68,6 +73,8 @@ class Inflight implements RequestContext {
   deadline: Deadline | undefined;
   /** The deadline armed is the caller's (shorter than the handler timeout). */
   callerDeadline = false;
+  /** The tracing channel's message, while someone subscribes to `longlink:server:request`. */
+  trace: RequestTrace | undefined;
   done = false;
   constructor(
     readonly peer: ServerPeer,
@@ -475,11 +482,38 @@ export class ServerPeer extends Peer implements AuthContext {
     }
     const r = new Inflight(this, msg);
     let result: unknown;
-    try {
-      result = handler(params, r);
-    } catch (err) {
-      this.finishWithError(r, err, true);
-      return;
+    const tc = channels.serverRequest;
+    if (tc.hasSubscribers) {
+      // Traced (OpenTelemetry, metrics): start before the handler, end when it returns; the
+      // settlement of an async handler is asyncStart/asyncEnd in finishWith*.
+      const trace: RequestTrace = {
+        side: 'server',
+        method: r.method,
+        requestId: id,
+        connectionId: this.connectionId,
+        metadata: msg.metadata === undefined ? undefined : { ...msg.metadata },
+      };
+      r.trace = trace;
+      tc.start.publish(trace);
+      try {
+        result = handler(params, r);
+      } catch (err) {
+        trace.error = err;
+        tc.error.publish(trace);
+        tc.end.publish(trace);
+        this.finishWithError(r, err, true);
+        return;
+      }
+      if (isThenable(result)) trace.async = true;
+      else trace.result = result;
+      tc.end.publish(trace);
+    } else {
+      try {
+        result = handler(params, r);
+      } catch (err) {
+        this.finishWithError(r, err, true);
+        return;
+      }
     }
     if (
       result === null ||
@@ -540,6 +574,13 @@ export class ServerPeer extends Peer implements AuthContext {
       return;
     }
     this.settle(r);
+    const trace = r.trace;
+    if (trace?.async === true) {
+      trace.result = value;
+      const tc = channels.serverRequest;
+      tc.asyncStart.publish(trace);
+      tc.asyncEnd.publish(trace);
+    }
     this.answer(r, { kind: MessageKind.RESPONSE, id: r.requestId, payload });
   }
 
@@ -557,6 +598,14 @@ export class ServerPeer extends Peer implements AuthContext {
     if (err instanceof LonglinkError) r.abort(err);
     else r.abort(new AbortedError('request ended'));
     if (report) this.reportFailure(r, err);
+    const trace = r.trace;
+    if (trace?.async === true) {
+      trace.error = err;
+      const tc = channels.serverRequest;
+      tc.error.publish(trace);
+      tc.asyncStart.publish(trace);
+      tc.asyncEnd.publish(trace);
+    }
     this.answer(r, errorToMessage(e, r.requestId, this.codec));
   }
 

@@ -30,9 +30,11 @@ import { ErrorCode } from '../protocol/errors.js';
 import { checkHelloMaxFrameLength, HELLO_DEFAULTS, type HelloPolicy } from '../protocol/hello.js';
 import { jsonCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import { resolveHeartbeat } from '../session/heartbeat.js';
+import { channels } from '../util/channels.js';
 import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { now } from '../util/clock.js';
 import { Deadlines } from '../util/deadlines.js';
+import { type Logger, LogSampler, resolveLogger } from '../util/log.js';
 import { AcceptPath } from './accept.js';
 import {
   Admission,
@@ -64,6 +66,16 @@ export type {
 
 /** What the server keeps per connection: the protocol peer itself, or a legacy session. */
 type Session = ServerPeer | LegacySession;
+
+/** Closes worth a log line: someone pushing, or a peer that died. */
+const LOGGED_CLOSES: ReadonlySet<string> = new Set([
+  CloseReason.SLOW_CONSUMER,
+  CloseReason.FRAME_TIMEOUT,
+  CloseReason.OVERLOAD,
+  CloseReason.HEARTBEAT_TIMEOUT,
+  CloseReason.PROTOCOL_ERROR,
+  CloseReason.HANDLER_ERROR,
+]);
 
 function peerOf(s: Session): ServerPeer | undefined {
   return s instanceof ServerPeer ? s : undefined;
@@ -110,6 +122,9 @@ export class Server extends EventEmitter {
   private readonly refusedCounts: Partial<Record<RefusalReason, number>> = {};
   private readonly closedCounts: Partial<Record<CloseReason, number>> = {};
   private handlerErrors = 0;
+  /** Where this server logs (silent without one; NODE_DEBUG=longlink prints to stderr). */
+  private readonly log: Logger | undefined;
+  private readonly logSampler = new LogSampler();
   private closing: Promise<ShutdownReport> | undefined;
   /** One options object for every connection's ServerPeer. */
   private readonly peerOptions: ServerPeerOptions;
@@ -135,6 +150,7 @@ export class Server extends EventEmitter {
     this.router = options.router ?? ((m) => handlers.get(m));
     this.codecs = new PayloadCodecRegistry([jsonCodec, rawCodec, ...(options.codecs ?? [])]);
     const D = SERVER_DEFAULTS;
+    this.log = resolveLogger(options.logger, { component: 'longlink-server' });
     this.admission = new Admission(admissionLimits(options, D));
     // In HELLO it is a u32 of at least 1 KiB; a legacy framing is bounded by the codec alone.
     const maxFrameLength =
@@ -250,6 +266,7 @@ export class Server extends EventEmitter {
         () => {
           this.netServer.off('error', onError);
           const addr = this.netServer.address() as net.AddressInfo;
+          this.log?.info({ address: addr.address, port: addr.port }, 'listening');
           this.emit('listening', addr);
           resolve(addr);
         },
@@ -329,6 +346,10 @@ export class Server extends EventEmitter {
     if (this.closing) return this.closing;
     const graceMs = options.graceMs ?? 30_000;
     const t0 = now();
+    this.log?.info(
+      { graceMs, connections: this.sessions.size, inflight: this.inflightCount },
+      'shutting down',
+    );
     this.closing = new Promise<ShutdownReport>((resolve) => {
       const sessions = [...this.sessions.values()];
       const inflightAtStart = this.inflightCount;
@@ -363,6 +384,7 @@ export class Server extends EventEmitter {
           unanswered,
           durationMs: now() - t0,
         };
+        this.log?.info({ ...report }, 'shut down');
         this.emit('close', report);
         resolve(report);
       });
@@ -438,7 +460,7 @@ export class Server extends EventEmitter {
     if (this.legacy !== undefined) {
       const session = new LegacySession(connection, this.legacy, origin);
       this.sessions.set(connection, session);
-      this.emit('connection', connection);
+      this.connected(connection);
       if (refused !== undefined) {
         void connection.close({ reason: CloseReason.REFUSED, timeoutMs: 2000 });
         this.countRefusal(this.refusalInfo(refused, session.remoteAddress, session.remotePort));
@@ -451,7 +473,7 @@ export class Server extends EventEmitter {
     // The peer only reads once the loop turns, so 'connection' listeners still come first.
     const peer = new ServerPeer(connection, this.peerOptions, origin, helloTimeoutMs);
     this.sessions.set(connection, peer);
-    this.emit('connection', connection);
+    this.connected(connection);
     if (refused !== undefined) {
       // Told why, then closed — never silently dropped.
       peer.refuse(refused.code, refused.message, refused.retryAfterMs);
@@ -469,8 +491,32 @@ export class Server extends EventEmitter {
     };
   }
 
+  private connected(connection: Connection): void {
+    if (channels.serverConnection.hasSubscribers)
+      channels.serverConnection.publish({ server: this, connection });
+    this.emit('connection', connection);
+  }
+
   private countRefusal(info: RefusalInfo): void {
     this.refusedCounts[info.reason] = (this.refusedCounts[info.reason] ?? 0) + 1;
+    if (channels.serverRefused.hasSubscribers)
+      channels.serverRefused.publish({ server: this, refusal: info });
+    const log = this.log;
+    if (log !== undefined) {
+      const s = this.logSampler.take(`refused:${info.reason}`, now());
+      if (s.log) {
+        log.warn(
+          {
+            reason: info.reason,
+            remoteAddress: info.remoteAddress,
+            retryAfterMs: info.retryAfterMs,
+            ...(info.error ? { err: info.error.message } : {}),
+            ...(s.held > 0 ? { suppressed: s.held } : {}),
+          },
+          'connection refused',
+        );
+      }
+    }
     this.safeEmit('refused', info);
   }
 
@@ -485,7 +531,26 @@ export class Server extends EventEmitter {
       }
     }
     this.closedCounts[info.reason] = (this.closedCounts[info.reason] ?? 0) + 1;
+    if (this.log !== undefined && LOGGED_CLOSES.has(info.reason)) this.logClose(connection, info);
     this.emit('disconnect', connection, info);
+  }
+
+  /** A close an operator should hear of (someone pushing, or a peer that died), sampled per reason. */
+  private logClose(connection: Connection, info: CloseInfo): void {
+    const s = this.logSampler.take(`close:${info.reason}`, now());
+    if (!s.log) return;
+    const level = info.reason === CloseReason.HEARTBEAT_TIMEOUT ? 'info' : 'warn';
+    (this.log as Logger)[level](
+      {
+        reason: info.reason,
+        connectionId: connection.id,
+        remoteAddress: connection.remoteAddress,
+        code: info.error?.code,
+        durationMs: Math.round(info.durationMs),
+        ...(s.held > 0 ? { suppressed: s.held } : {}),
+      },
+      `connection closed: ${info.reason}`,
+    );
   }
 
   /** Emits an event whose listener must not break the connection it reports on. */
@@ -521,6 +586,25 @@ export class Server extends EventEmitter {
   /** @internal */
   peerHandlerError(failure: HandlerFailure): void {
     this.handlerErrors++;
+    const log = this.log;
+    if (log !== undefined) {
+      const s = this.logSampler.take(`handler:${failure.method ?? '-'}`, now());
+      if (s.log) {
+        const e = failure.error as { code?: unknown; message?: unknown } | undefined;
+        log.error(
+          {
+            method: failure.method,
+            requestId: failure.requestId,
+            connectionId: failure.connectionId,
+            remoteAddress: failure.remoteAddress,
+            code: typeof e?.code === 'string' ? e.code : undefined,
+            err: typeof e?.message === 'string' ? e.message : String(failure.error),
+            ...(s.held > 0 ? { suppressed: s.held } : {}),
+          },
+          'handler failed',
+        );
+      }
+    }
     if (this.listenerCount('handlerError') > 0) this.safeEmit('handlerError', failure);
   }
 

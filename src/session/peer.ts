@@ -30,6 +30,7 @@ import {
   pingKind,
   pingSequence,
 } from '../protocol/wire.js';
+import { channels } from '../util/channels.js';
 import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
 
@@ -384,6 +385,8 @@ export abstract class Peer extends EventEmitter {
   private recordRtt(rtt: number): void {
     // Smoothed as TCP does (RFC 6298: SRTT = 7/8 SRTT + 1/8 R).
     this.srttMs = this.srttMs === undefined ? rtt : 0.875 * this.srttMs + 0.125 * rtt;
+    if (channels.heartbeatRtt.hasSubscribers)
+      channels.heartbeatRtt.publish({ connection: this.connection, rttMs: rtt });
     this.measured(rtt);
   }
 
