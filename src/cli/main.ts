@@ -18,6 +18,7 @@ import {
 } from './args.js';
 import { callCommand } from './call.js';
 import { demoCommand } from './demo.js';
+import { doctorCommand } from './doctor.js';
 import { experimentCommand } from './experiment.js';
 import { inspectCommand } from './inspect.js';
 import { serveCommand } from './serve.js';
@@ -25,6 +26,7 @@ import { serveCommand } from './serve.js';
 export const COMMANDS: readonly Command[] = [
   serveCommand,
   callCommand,
+  doctorCommand,
   inspectCommand,
   demoCommand,
   experimentCommand,

@@ -13,7 +13,7 @@ import { killAll, run, serveOn } from './run.js';
 
 after(killAll);
 
-const COMMANDS = ['serve', 'call', 'inspect', 'demo', 'experiment'];
+const COMMANDS = ['serve', 'call', 'doctor', 'inspect', 'demo', 'experiment'];
 const PKG = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
@@ -88,6 +88,10 @@ describe('CLI conventions', () => {
       [['call', '--port', '1'], /^longlink: call: call needs a METHOD/],
       [['call', '--port', '1', 'echo', '{nope'], /^longlink: call: the JSON argument is not valid JSON/],
       [['call', '--framing', 'nope', 'x'], /^longlink: call: --framing: invalid framing spec "nope"/],
+      [
+        ['doctor', '--connections', '0'],
+        /^longlink: doctor: --connections must be an integer >= 1, got "0"$/,
+      ],
       [['experiment', 'open'], /^longlink: experiment: unknown experiment "open"/],
       [['inspect', '--port'], /^longlink: inspect: option --port needs a value$/],
       [
