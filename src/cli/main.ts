@@ -21,11 +21,13 @@ import { demoCommand } from './demo.js';
 import { doctorCommand } from './doctor.js';
 import { experimentCommand } from './experiment.js';
 import { inspectCommand } from './inspect.js';
+import { probeCommand } from './probe.js';
 import { serveCommand } from './serve.js';
 
 export const COMMANDS: readonly Command[] = [
   serveCommand,
   callCommand,
+  probeCommand,
   doctorCommand,
   inspectCommand,
   demoCommand,

@@ -13,7 +13,7 @@ import { killAll, run, serveOn } from './run.js';
 
 after(killAll);
 
-const COMMANDS = ['serve', 'call', 'doctor', 'inspect', 'demo', 'experiment'];
+const COMMANDS = ['serve', 'call', 'probe', 'doctor', 'inspect', 'demo', 'experiment'];
 const PKG = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
@@ -88,6 +88,15 @@ describe('CLI conventions', () => {
       [['call', '--port', '1'], /^longlink: call: call needs a METHOD/],
       [['call', '--port', '1', 'echo', '{nope'], /^longlink: call: the JSON argument is not valid JSON/],
       [['call', '--framing', 'nope', 'x'], /^longlink: call: --framing: invalid framing spec "nope"/],
+      [['probe'], /^longlink: probe: --port is required/],
+      [
+        ['probe', '--port', '1', '--max-idle', 'x'],
+        /^longlink: probe: --max-idle must be a number of seconds/,
+      ],
+      [
+        ['probe', '--port', '1', '--min-idle', '9', '--max-idle', '5'],
+        /^longlink: probe: --min-idle must be below --max-idle$/,
+      ],
       [
         ['doctor', '--connections', '0'],
         /^longlink: doctor: --connections must be an integer >= 1, got "0"$/,
