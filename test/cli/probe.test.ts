@@ -167,6 +167,9 @@ describe('longlink probe: against paths with known idle timeouts', { concurrency
     assert.ok((r.upperMs ?? 0) - r.lowerMs <= 0.05 * 2000, `bracket ${r.lowerMs}–${r.upperMs}`);
     assert.ok(r.cut.every((c) => c.how === 'silent'));
     assert.equal(r.failed, 0);
+    console.log(
+      `# silent relay 2000 ms: found ${r.timeoutMs} ms (${r.lowerMs}–${r.upperMs}, ${r.rounds} rounds)`,
+    );
   });
 
   test('a relay that resets the first write after 1.5 s of silence, through a plain line echo: ±10 %', async () => {
@@ -175,6 +178,9 @@ describe('longlink probe: against paths with known idle timeouts', { concurrency
     const r = await probe(['--port', String(relay), '--framing', 'line', '--answer-timeout', '500']);
     assert.equal(r.how, 'reset');
     within(r.timeoutMs, 1500);
+    console.log(
+      `# resetting relay 1500 ms: found ${r.timeoutMs} ms (${r.lowerMs}–${r.upperMs}, ${r.rounds} rounds)`,
+    );
   });
 
   for (const kind of ['nginx', 'haproxy'] as const) {
