@@ -15,6 +15,7 @@ import {
   intArg,
   onInterrupt,
   type ParsedArgs,
+  secondsArg,
   signalExitCode,
 } from './args.js';
 
@@ -216,7 +217,7 @@ export const demoCommand: Command = {
       return await demo({
         clients: intArg(args, 'clients', 1, 10_000),
         concurrency: intArg(args, 'concurrency', 1, 10_000),
-        durationMs: intArg(args, 'seconds', 1, 86_400) * 1000,
+        durationMs: secondsArg(args, 'seconds', 1),
         log: io.out,
         progress: io.progress,
         signal: stop.signal,

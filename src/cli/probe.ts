@@ -658,7 +658,9 @@ function describeFinding(r: ProbeReport): string[] {
           ? `idle timeout  none seen up to ${duration(Math.max(b.lo, b.peerSpoke.idleMs))}: the far end sends its own ${b.peerSpoke.what} ` +
               `after ${duration(b.peerSpoke.idleMs)} of silence, which keeps the path open; to measure longer silences ` +
               'run it with `longlink serve --heartbeat off --keepalive off`'
-          : `idle timeout  none up to ${duration(f.lowerMs)} (--max-idle): every connection lived`,
+          : r.stopped !== undefined
+            ? `idle timeout  none seen up to ${duration(f.lowerMs)} (stopped before --max-idle)`
+            : `idle timeout  none up to ${duration(f.lowerMs)} (--max-idle): every connection lived`,
       );
       break;
   }

@@ -9,6 +9,7 @@ import type { RequestContext } from '../server/server-peer.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
 import {
   type Command,
+  CommandFailed,
   EXIT,
   endpoint,
   type Io,
@@ -184,7 +185,12 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<S
  */
 export async function serve(o: ServeOptions): Promise<number> {
   const server = buildServer(o);
-  const addr = await server.listen({ host: o.host, port: o.port });
+  let addr: { address: string; port: number };
+  try {
+    addr = await server.listen({ host: o.host, port: o.port });
+  } catch (err) {
+    throw new CommandFailed(listenFailure(err as NodeJS.ErrnoException, o.host, o.port));
+  }
   const hb = o.heartbeat;
   o.log(
     `listening ${endpoint(addr.address, addr.port)} framing=${o.framing} pid=${process.pid}` +
@@ -218,6 +224,23 @@ export async function serve(o: ServeOptions): Promise<number> {
       },
     );
   });
+}
+
+/** Why listen() failed, in words. */
+function listenFailure(err: NodeJS.ErrnoException, host: string, port: number): string {
+  const ep = endpoint(host, port);
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `${ep} is already in use: another process listens there (EADDRINUSE)`;
+    case 'EACCES':
+      return `not allowed to listen on ${ep}: ports below 1024 need root or CAP_NET_BIND_SERVICE (EACCES)`;
+    case 'EADDRNOTAVAIL':
+      return `${host} is not an address of this host (EADDRNOTAVAIL)`;
+    case 'ENOTFOUND':
+      return `cannot resolve host ${JSON.stringify(host)} (ENOTFOUND)`;
+    default:
+      return `cannot listen on ${ep}: ${err.message}${err.code ? ` (${err.code})` : ''}`;
+  }
 }
 
 /** `--heartbeat off|standard|strict|INTERVAL/TIMEOUT` (ms). */
