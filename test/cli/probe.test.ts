@@ -12,13 +12,20 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { Bracket, between, ladder, recommend } from '../../src/cli/probe.js';
+import { ensureTools, netnsUnavailable, run as runCommand, skipBecause } from '../faults/harness.js';
 import { proxyUnavailable, type RunningProxy, startHaproxy, startNginx } from '../server/proxies.js';
 import { killAll, run, serveOn } from './run.js';
 
 const proxies: RunningProxy[] = [];
+const namespaces: string[] = [];
+const deleteNamespaces = () => {
+  for (const ns of namespaces.splice(0)) runCommand('ip', ['netns', 'del', ns]);
+};
 after(async () => {
   killAll();
   for (const p of proxies) await p.stop();
+  deleteNamespaces();
+  process.off('exit', deleteNamespaces);
 });
 
 interface ProbeJson {
@@ -39,8 +46,8 @@ interface ProbeJson {
 }
 
 /** Runs `longlink probe … --json` to its end; the parsed report. */
-async function probe(args: string[]): Promise<ProbeJson> {
-  const r = run(['probe', '--json', ...args]);
+async function probe(args: string[], netns?: string): Promise<ProbeJson> {
+  const r = run(['probe', '--json', ...args], netns);
   const code = await r.exit;
   assert.equal(code, 0, `probe exited ${code}\n${r.err.join('\n')}`);
   return JSON.parse(r.out.join('\n')) as ProbeJson;
@@ -180,6 +187,53 @@ describe('longlink probe: against paths with known idle timeouts', { concurrency
     within(r.timeoutMs, 1500);
     console.log(
       `# resetting relay 1500 ms: found ${r.timeoutMs} ms (${r.lowerMs}–${r.upperMs}, ${r.rounds} rounds)`,
+    );
+  });
+
+  const firewallSkip = (() => {
+    if (process.platform !== 'linux') return skipBecause('a network namespace with nftables needs Linux');
+    const why = netnsUnavailable();
+    if (why !== undefined) return skipBecause(why);
+    const missing = ensureTools('nft');
+    return missing === undefined ? undefined : skipBecause(missing);
+  })();
+  test('a stateful firewall (nftables + conntrack, established flows forgotten after 3 s) drops idle flows silently: ±10 %', {
+    skip: firewallSkip ?? false,
+  }, async () => {
+    // A namespace of its own with only loopback: conntrack's timeouts are per namespace, and the
+    // rule drops what conntrack calls INVALID — a mid-stream packet of a flow it forgot
+    // (nf_conntrack_tcp_loose=0: it does not pick flows up again mid-stream), as a NAT or a
+    // firewall in front of a server does. Nothing is sent when the entry expires.
+    const ns = `longlink-${process.pid}-probe`;
+    if (namespaces.length === 0) process.once('exit', deleteNamespaces);
+    const must = (cmd: string, args: string[], input?: string) => {
+      const r = runCommand(cmd, args, input);
+      assert.ok(r.ok, `${cmd} ${args.join(' ')}: ${r.output}`);
+    };
+    must('ip', ['netns', 'add', ns]);
+    namespaces.push(ns);
+    must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    must(
+      'ip',
+      ['netns', 'exec', ns, 'nft', '-f', '-'],
+      'table inet fw {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    ct state invalid drop\n  }\n}\n',
+    );
+    must('ip', [
+      'netns',
+      'exec',
+      ns,
+      'sysctl',
+      '-q',
+      '-w',
+      'net.netfilter.nf_conntrack_tcp_timeout_established=3',
+      'net.netfilter.nf_conntrack_tcp_loose=0',
+    ]);
+    const { port } = await serveOn(['--heartbeat', 'off', '--keepalive', 'off'], ns);
+    const r = await probe(['--port', String(port), '--answer-timeout', '1000'], ns);
+    assert.equal(r.how, 'silent', JSON.stringify(r));
+    within(r.timeoutMs, 3000);
+    console.log(
+      `# conntrack established timeout 3000 ms: found ${r.timeoutMs} ms (${r.lowerMs}–${r.upperMs}, ${r.rounds} rounds)`,
     );
   });
 

@@ -22,8 +22,15 @@ export function killAll(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-export function run(args: string[]): Run {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs `longlink …args`, in network namespace `netns` when given (`ip netns exec` execs in place). */
+export function run(args: string[], netns?: string): Run {
+  const argv = [MAIN, ...args];
+  const child =
+    netns === undefined
+      ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('ip', ['netns', 'exec', netns, process.execPath, ...argv], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
   children.push(child);
   const out: string[] = [];
   const err: string[] = [];
@@ -69,8 +76,8 @@ export function run(args: string[]): Run {
 }
 
 /** `longlink serve …` on a free port; resolves once it listens, with its port. */
-export async function serveOn(args: string[] = []): Promise<{ srv: Run; port: number }> {
-  const srv = run(['serve', '--port', '0', '--grace', '2000', ...args]);
+export async function serveOn(args: string[] = [], netns?: string): Promise<{ srv: Run; port: number }> {
+  const srv = run(['serve', '--port', '0', '--grace', '2000', ...args], netns);
   const line = await srv.line(/^listening /);
   return { srv, port: Number(/:(\d+) /.exec(line)?.[1]) };
 }
