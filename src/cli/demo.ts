@@ -8,12 +8,26 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { type Client, connect } from '../client/client.js';
+import {
+  type Command,
+  count,
+  type Io,
+  intArg,
+  onInterrupt,
+  type ParsedArgs,
+  secondsArg,
+  signalExitCode,
+} from './args.js';
 
 export interface DemoOptions {
   clients: number;
   concurrency: number;
   durationMs: number;
   log: (line: string) => void;
+  /** A progress line about once a second while the load runs. */
+  progress?: (line: string) => void;
+  /** Aborted: the load stops early and the report is printed. */
+  signal?: AbortSignal;
 }
 
 interface ServerProcess {
@@ -25,12 +39,28 @@ interface ServerProcess {
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 
+/** Server processes still running: killed if the demo is aborted (a second Ctrl-C). */
+const running = new Set<ChildProcess>();
+
+function killRunning(): void {
+  for (const c of running) c.kill('SIGKILL');
+}
+
 function startServer(port: number, log: (l: string) => void): Promise<ServerProcess> {
+  // Its own process group: a Ctrl-C at the terminal is the demo's to handle, not the server's.
   const child = spawn(process.execPath, [MAIN, 'serve', '--host', '127.0.0.1', '--port', String(port)], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
   });
+  if (running.size === 0) process.once('exit', killRunning);
+  running.add(child);
   const lines: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
   return new Promise((resolve, reject) => {
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -77,7 +107,17 @@ export async function demo(o: DemoOptions): Promise<number> {
   let errors = 0;
   const errorCodes = new Map<string, number>();
   let pushRequests = 0;
-  const deadline = performance.now() + o.durationMs;
+  const started = performance.now();
+  let deadline = started + o.durationMs;
+  o.signal?.addEventListener('abort', () => {
+    deadline = 0;
+  });
+  const progress = setInterval(() => {
+    const t = Math.min(performance.now() - started, o.durationMs) / 1000;
+    o.progress?.(
+      `demo: ${t.toFixed(0)} / ${o.durationMs / 1000} s, ${count(n + errors)} requests, ${errors} errors, ${count(pushes)} pushes received`,
+    );
+  }, 1000);
   const worker = async (c: Client, w: number) => {
     let i = 0;
     while (performance.now() < deadline) {
@@ -101,7 +141,13 @@ export async function demo(o: DemoOptions): Promise<number> {
   const work = clients.flatMap((c) => Array.from({ length: o.concurrency }, (_, w) => worker(c, w)));
 
   // Half-way: restart the server gracefully, under load, on the same port.
-  await new Promise((r) => setTimeout(r, o.durationMs / 2));
+  await new Promise<void>((r) => {
+    const t = setTimeout(r, o.durationMs / 2);
+    o.signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      r();
+    });
+  });
   log(`restarting the server under load (SIGTERM to ${server.child.pid})`);
   const t0 = performance.now();
   server.child.kill('SIGTERM');
@@ -110,12 +156,13 @@ export async function demo(o: DemoOptions): Promise<number> {
   const restartMs = performance.now() - t0;
 
   await Promise.all(work);
+  clearInterval(progress);
   await Promise.all(clients.map((c) => c.close()));
   server.child.kill('SIGTERM');
   await server.exited;
 
   const sorted = latencies.subarray(0, n).sort();
-  const seconds = o.durationMs / 1000;
+  const seconds = Math.max(0.001, Math.min(performance.now() - started, o.durationMs) / 1000);
   log('');
   log('report');
   log(
@@ -137,3 +184,46 @@ export async function demo(o: DemoOptions): Promise<number> {
   log(`  server closes ${JSON.stringify(Object.fromEntries(serverReasons))} (second server)`);
   return errors === 0 && pushes === pushRequests * 5 ? 0 : 1;
 }
+
+export const demoCommand: Command = {
+  name: 'demo',
+  summary: 'a server process and clients doing real work, with a graceful server restart under load',
+  usage: ['[--clients N] [--concurrency N] [--seconds S]'],
+  description:
+    'Starts `longlink serve` as a child process, connects N clients with requests in flight and ' +
+    'server pushes, restarts the server gracefully half-way (SIGTERM, GOAWAY, drain, a new process ' +
+    'on the same port) and prints a report: requests, errors (expected 0), latency percentiles and ' +
+    'every close reason. A progress line every second. Exit 0 when no request failed.\n\n' +
+    'Ctrl-C once ends the load early and prints the report; twice stops at once.',
+  options: {
+    clients: { type: 'string', default: '4', arg: 'N', help: 'client connections' },
+    concurrency: { type: 'string', default: '32', arg: 'N', help: 'requests in flight per client' },
+    seconds: { type: 'string', default: '6', arg: 'S', help: 'how long the load runs (at least 1)' },
+  },
+  examples: [
+    ['longlink demo', '4 clients × 32 in flight for 6 s, one graceful restart'],
+    ['longlink demo --clients 16 --concurrency 8 --seconds 20', 'more connections, a longer run'],
+  ],
+  async run(args: ParsedArgs, io: Io): Promise<number> {
+    const stop = new AbortController();
+    const dispose = onInterrupt(
+      () => stop.abort(),
+      (signal) => {
+        killRunning();
+        process.exit(signalExitCode(signal));
+      },
+    );
+    try {
+      return await demo({
+        clients: intArg(args, 'clients', 1, 10_000),
+        concurrency: intArg(args, 'concurrency', 1, 10_000),
+        durationMs: secondsArg(args, 'seconds', 1),
+        log: io.out,
+        progress: io.progress,
+        signal: stop.signal,
+      });
+    } finally {
+      dispose();
+    }
+  },
+};

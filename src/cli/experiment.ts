@@ -10,6 +10,7 @@ import net from 'node:net';
 import { parseFraming } from '../codec/parse.js';
 import { Connection } from '../connection/connection.js';
 import { readTcpTable, type TcpEntry } from '../sys/tcp-table.js';
+import { type Command, endpoint, type Io, intArg, type ParsedArgs, stringArg, UsageError } from './args.js';
 
 export type ExperimentMode = 'graceful' | 'abort' | 'linger' | 'linger-reading';
 
@@ -23,7 +24,7 @@ function table(rows: Array<TcpEntry & { role: string }>, log: (l: string) => voi
   );
   for (const r of rows) {
     log(
-      `    ${r.role.padEnd(7)} ${r.state.padEnd(12)} ${`${r.localAddress}:${r.localPort}`.padEnd(22)} ${`${r.remoteAddress}:${r.remotePort}`.padEnd(22)} ${String(r.txQueue).padStart(8)} ${String(r.rxQueue).padStart(8)}`,
+      `    ${r.role.padEnd(7)} ${r.state.padEnd(12)} ${endpoint(r.localAddress, r.localPort).padEnd(22)} ${endpoint(r.remoteAddress, r.remotePort).padEnd(22)} ${String(r.txQueue).padStart(8)} ${String(r.rxQueue).padStart(8)}`,
     );
   }
   if (rows.length === 0) log('    (no connection left in the kernel)');
@@ -122,3 +123,57 @@ export async function closeExperiment(
   server.close();
   return 0;
 }
+
+export const experimentCommand: Command = {
+  name: 'experiment',
+  summary: "the sources' close experiment: N bytes to a peer that does not read, then a close mode",
+  usage: ['close [--mode graceful|abort|linger|linger-reading] [--bytes N] [--linger MS]'],
+  description:
+    "The sources' close experiment (seed 002) on loopback: a client writes N bytes to a server that " +
+    "does not read, then closes in the chosen mode; the kernel's TCP table (state, Send-Q, Recv-Q) is " +
+    'printed at each step, as the sources printed netstat, and the peer finally reads to show what ' +
+    'arrived. Linux (/proc/net/tcp).',
+  positionals: true,
+  options: {
+    mode: {
+      type: 'string',
+      default: 'graceful',
+      arg: 'MODE',
+      help: 'graceful (FIN after the queue), abort (RST), linger (RST at the deadline) or linger-reading',
+    },
+    bytes: { type: 'string', default: '200000', arg: 'N', help: 'bytes to write (at least 4)' },
+    linger: { type: 'string', default: '2000', arg: 'MS', help: 'the linger deadline' },
+  },
+  examples: [
+    [
+      'longlink experiment close',
+      'FIN_WAIT1 with data queued on one side, ESTABLISHED with data unread on the other',
+    ],
+    [
+      'longlink experiment close --mode abort',
+      'the connection vanishes at once: RST, queue discarded, no TIME_WAIT',
+    ],
+  ],
+  run(args: ParsedArgs, io: Io): Promise<number> {
+    const [name, ...extra] = args.positionals;
+    if (name !== 'close') {
+      throw new UsageError(
+        name === undefined
+          ? 'experiment needs a name: close'
+          : `unknown experiment ${JSON.stringify(name)} (there is: close)`,
+      );
+    }
+    if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+    const mode = stringArg(args, 'mode') as ExperimentMode;
+    if (!EXPERIMENT_MODES.includes(mode)) {
+      throw new UsageError(
+        `--mode must be one of ${EXPERIMENT_MODES.join(', ')}, got ${JSON.stringify(mode)}`,
+      );
+    }
+    return closeExperiment(mode, {
+      bytes: intArg(args, 'bytes', 4, 1 << 30),
+      lingerMs: intArg(args, 'linger', 0),
+      log: io.out,
+    });
+  },
+};

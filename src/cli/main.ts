@@ -1,234 +1,126 @@
 #!/usr/bin/env node
 /**
- * The longlink command line: serve, call, demo, inspect. `longlink help` lists them.
+ * The longlink command line. `longlink help` lists the commands, `longlink <command> --help`
+ * explains one; every command shares the exit statuses and error style of args.ts.
  */
 
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { connect } from '../client/client.js';
-import { readTcpTable } from '../sys/tcp-table.js';
-import { demo } from './demo.js';
-import { closeExperiment, EXPERIMENT_MODES, type ExperimentMode } from './experiment.js';
-import { serve } from './serve.js';
+import {
+  type Command,
+  CommandFailed,
+  commandHelp,
+  EXIT,
+  type Io,
+  parseCommand,
+  processIo,
+  UsageError,
+  wantsHelp,
+} from './args.js';
+import { callCommand } from './call.js';
+import { demoCommand } from './demo.js';
+import { doctorCommand } from './doctor.js';
+import { experimentCommand } from './experiment.js';
+import { inspectCommand } from './inspect.js';
+import { probeCommand } from './probe.js';
+import { serveCommand } from './serve.js';
 
-const USAGE = `usage: longlink <command> [options]
+export const COMMANDS: readonly Command[] = [
+  serveCommand,
+  callCommand,
+  probeCommand,
+  doctorCommand,
+  inspectCommand,
+  demoCommand,
+  experimentCommand,
+];
 
-  serve   [--host H] [--port P] [--framing longlink|ascii:20|u32be|line|…] [--grace MS]
-          [--tls-cert F --tls-key F [--tls-ca F --tls-client-auth]]
-          [--proxy-protocol --trusted-proxies CIDR[,CIDR]] [--max-connections-per-ip N]
-          [--auth-token-file F]
-          A longlink server with methods echo, sleep (ms), push ({topic,count}), whoami and stats;
-          with a plain framing, an echo server for that framing. SIGTERM/SIGINT: graceful shutdown.
-  call    [--host H] [--port P] [--timeout MS] [--credential C]
-          [--tls-ca F [--tls-cert F --tls-key F] [--tls-servername N]] METHOD [JSON]
-          One request; prints the result as JSON, or the error code and exits 1.
-  demo    [--clients N] [--concurrency N] [--seconds S]
-          A server process and clients doing real work, with a graceful server restart under load.
-  inspect [--port P]
-          The kernel's TCP table (state, send/receive queues) for sockets on a port, like netstat.
-  experiment close [--mode graceful|abort|linger|linger-reading] [--bytes N] [--linger MS]
-          The sources' close experiment: N bytes (default 200000) to a peer that does not read,
-          then the close mode, with the kernel's TCP table printed at each step.
-`;
-
-function fail(message: string): number {
-  process.stderr.write(`longlink: ${message}\n`);
-  return 2;
-}
-
-function int(v: string | undefined, fallback: number, name: string): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number >= 0, got ${v}`);
-  return n;
-}
-
-const log = (line: string) => process.stdout.write(`${line}\n`);
-
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'serve': {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          host: { type: 'string', default: '127.0.0.1' },
-          port: { type: 'string', default: '7070' },
-          framing: { type: 'string', default: 'longlink' },
-          grace: { type: 'string', default: '10000' },
-          'tls-cert': { type: 'string' },
-          'tls-key': { type: 'string' },
-          'tls-ca': { type: 'string' },
-          'tls-client-auth': { type: 'boolean' },
-          'proxy-protocol': { type: 'boolean' },
-          'trusted-proxies': { type: 'string' },
-          'max-connections-per-ip': { type: 'string' },
-          'auth-token-file': { type: 'string' },
-        },
-      });
-      const cert = values['tls-cert'];
-      const key = values['tls-key'];
-      if ((cert === undefined) !== (key === undefined)) return fail('--tls-cert and --tls-key go together');
-      if (values['tls-client-auth'] && values['tls-ca'] === undefined) {
-        return fail('--tls-client-auth needs --tls-ca (the CA that signs client certificates)');
-      }
-      if ((values['proxy-protocol'] === true) !== (values['trusted-proxies'] !== undefined)) {
-        return fail(
-          '--proxy-protocol and --trusted-proxies CIDR[,CIDR] go together (a PROXY header is believed only from trusted proxies)',
-        );
-      }
-      const perIp = values['max-connections-per-ip'];
-      return serve({
-        host: values.host,
-        port: int(values.port, 7070, 'port'),
-        framing: values.framing,
-        graceMs: int(values.grace, 10_000, 'grace'),
-        log,
-        ...(cert !== undefined && key !== undefined
-          ? {
-              tls: {
-                certFile: cert,
-                keyFile: key,
-                ...(values['tls-ca'] === undefined ? {} : { caFile: values['tls-ca'] }),
-                clientAuth: values['tls-client-auth'] === true,
-              },
-            }
-          : {}),
-        ...(values['trusted-proxies'] === undefined ? {} : { trustedProxies: values['trusted-proxies'] }),
-        ...(perIp === undefined
-          ? {}
-          : { maxConnectionsPerAddress: Math.max(1, int(perIp, 1, 'max-connections-per-ip')) }),
-        ...(values['auth-token-file'] === undefined ? {} : { authTokenFile: values['auth-token-file'] }),
-      });
-    }
-    case 'call': {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: {
-          host: { type: 'string', default: '127.0.0.1' },
-          port: { type: 'string', default: '7070' },
-          timeout: { type: 'string', default: '10000' },
-          credential: { type: 'string' },
-          'tls-ca': { type: 'string' },
-          'tls-cert': { type: 'string' },
-          'tls-key': { type: 'string' },
-          'tls-servername': { type: 'string' },
-        },
-      });
-      const [method, json] = positionals;
-      if (method === undefined) return fail(`call needs a METHOD\n\n${USAGE}`);
-      let params: unknown = null;
-      if (json !== undefined) {
-        try {
-          params = JSON.parse(json);
-        } catch {
-          return fail(`JSON argument is not valid JSON: ${json}`);
-        }
-      }
-      try {
-        const tlsOn =
-          values['tls-ca'] !== undefined ||
-          values['tls-cert'] !== undefined ||
-          values['tls-servername'] !== undefined;
-        const client = await connect({
-          host: values.host,
-          port: int(values.port, 7070, 'port'),
-          reconnect: false,
-          connectTimeoutMs: 5000,
-          ...(values.credential === undefined ? {} : { credential: values.credential }),
-          ...(tlsOn
-            ? {
-                tls: {
-                  ...(values['tls-ca'] === undefined ? {} : { ca: readFileSync(values['tls-ca']) }),
-                  ...(values['tls-cert'] === undefined ? {} : { cert: readFileSync(values['tls-cert']) }),
-                  ...(values['tls-key'] === undefined ? {} : { key: readFileSync(values['tls-key']) }),
-                  ...(values['tls-servername'] === undefined ? {} : { servername: values['tls-servername'] }),
-                },
-              }
-            : {}),
-        });
-        try {
-          const result = await client.request(method, params, {
-            timeoutMs: int(values.timeout, 10_000, 'timeout'),
-          });
-          log(JSON.stringify(result));
-          return 0;
-        } finally {
-          await client.close({ graceMs: 0 });
-        }
-      } catch (err) {
-        const e = err as { code?: string; message?: string };
-        process.stderr.write(`${e.code ?? 'ERROR'} ${e.message ?? String(err)}\n`);
-        return 1;
-      }
-    }
-    case 'demo': {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          clients: { type: 'string', default: '4' },
-          concurrency: { type: 'string', default: '32' },
-          seconds: { type: 'string', default: '6' },
-        },
-      });
-      return demo({
-        clients: Math.max(1, int(values.clients, 4, 'clients')),
-        concurrency: Math.max(1, int(values.concurrency, 32, 'concurrency')),
-        durationMs: Math.max(1000, int(values.seconds, 6, 'seconds') * 1000),
-        log,
-      });
-    }
-    case 'inspect': {
-      const { values } = parseArgs({ args: rest, options: { port: { type: 'string' } } });
-      const port = values.port === undefined ? undefined : int(values.port, 0, 'port');
-      const rows = await readTcpTable(port === undefined ? {} : { port });
-      log(
-        `${'state'.padEnd(12)} ${'local'.padEnd(22)} ${'remote'.padEnd(22)} ${'send-q'.padStart(8)} ${'recv-q'.padStart(8)}`,
-      );
-      for (const r of rows) {
-        log(
-          `${r.state.padEnd(12)} ${`${r.localAddress}:${r.localPort}`.padEnd(22)} ${`${r.remoteAddress}:${r.remotePort}`.padEnd(22)} ${String(r.txQueue).padStart(8)} ${String(r.rxQueue).padStart(8)}`,
-        );
-      }
-      return 0;
-    }
-    case 'experiment': {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: {
-          mode: { type: 'string', default: 'graceful' },
-          bytes: { type: 'string', default: '200000' },
-          linger: { type: 'string', default: '2000' },
-        },
-      });
-      if (positionals[0] !== 'close') return fail(`experiment needs a name: close\n\n${USAGE}`);
-      const mode = values.mode as ExperimentMode;
-      if (!EXPERIMENT_MODES.includes(mode))
-        return fail(`--mode must be one of ${EXPERIMENT_MODES.join(', ')}`);
-      return closeExperiment(mode, {
-        bytes: Math.max(4, int(values.bytes, 200_000, 'bytes')),
-        lingerMs: int(values.linger, 2000, 'linger'),
-        log,
-      });
-    }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      log(USAGE);
-      return command === undefined ? 2 : 0;
-    default:
-      return fail(`unknown command ${command}\n\n${USAGE}`);
+/** The package's version, from the package.json two levels above dist/src/cli. */
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      name?: string;
+      version?: string;
+    };
+    return `${pkg.name ?? 'longlink'} ${pkg.version ?? 'unknown'}`;
+  } catch {
+    return 'longlink (version unknown: package.json not found)';
   }
 }
 
-main(process.argv.slice(2)).then(
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return [
+    'usage: longlink <command> [options]',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    '',
+    `  ${'help'.padEnd(width)}this list; \`longlink help <command>\` or \`longlink <command> --help\` for one`,
+    '',
+    'options: --version (-V) prints the version; every command takes --help (-h).',
+    'exit status: 0 done, 1 failed, 2 usage error, 130 after a second Ctrl-C.',
+  ].join('\n');
+}
+
+async function main(argv: string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V' || name === 'version') {
+    io.out(version());
+    return EXIT.OK;
+  }
+  if (name === undefined) {
+    io.err(overview());
+    return EXIT.USAGE;
+  }
+  if (name === 'help' || name === '--help' || name === '-h') {
+    const topic = rest[0];
+    if (topic === undefined) {
+      io.out(overview());
+      return EXIT.OK;
+    }
+    const cmd = COMMANDS.find((c) => c.name === topic);
+    if (cmd === undefined) {
+      io.err(`longlink: help: unknown command ${JSON.stringify(topic)}\n\n${overview()}`);
+      return EXIT.USAGE;
+    }
+    io.out(commandHelp(cmd));
+    return EXIT.OK;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (cmd === undefined) {
+    io.err(`longlink: unknown command ${JSON.stringify(name)}\n\n${overview()}`);
+    return EXIT.USAGE;
+  }
+  if (wantsHelp(rest)) {
+    io.out(commandHelp(cmd));
+    return EXIT.OK;
+  }
+  try {
+    return await cmd.run(parseCommand(cmd, rest), io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`longlink: ${cmd.name}: ${err.message}`);
+      io.err(`usage: longlink ${cmd.name} ${cmd.usage[0] ?? ''}   (longlink ${cmd.name} --help for more)`);
+      return EXIT.USAGE;
+    }
+    if (err instanceof CommandFailed) {
+      io.err(`longlink: ${cmd.name}: ${err.message}`);
+      return EXIT.FAILED;
+    }
+    const e = err as { code?: unknown; message?: unknown };
+    const code = typeof e?.code === 'string' ? ` (${e.code})` : '';
+    io.err(`longlink: ${cmd.name}: ${typeof e?.message === 'string' ? e.message : String(err)}${code}`);
+    return EXIT.FAILED;
+  }
+}
+
+const io = processIo();
+main(process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.exitCode = fail((err as Error)?.message ?? String(err));
+    io.err(`longlink: ${(err as Error)?.message ?? String(err)}`);
+    process.exitCode = EXIT.FAILED;
   },
 );

@@ -2,9 +2,25 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Connection } from '../connection/connection.js';
+import { parseFraming } from '../codec/parse.js';
+import type { Connection, ConnectionOptions } from '../connection/connection.js';
 import { createServer, type Server, type ServerOptions } from '../server/server.js';
 import type { RequestContext } from '../server/server-peer.js';
+import type { HeartbeatSetting } from '../session/heartbeat.js';
+import {
+  type Command,
+  CommandFailed,
+  EXIT,
+  endpoint,
+  type Io,
+  intArg,
+  onInterrupt,
+  type ParsedArgs,
+  portArg,
+  signalExitCode,
+  stringArg,
+  UsageError,
+} from './args.js';
 
 /** A credential check that takes the same time whatever the guess (no byte-by-byte timing oracle). */
 function tokenCheck(token: string): (credential: string | undefined) => boolean {
@@ -21,6 +37,9 @@ export function edgeOptions(
   o: Omit<ServeOptions, 'host' | 'port' | 'framing' | 'graceMs' | 'log'>,
 ): Partial<ServerOptions> {
   const out: Partial<ServerOptions> = {};
+  if (o.heartbeat !== undefined) out.heartbeat = o.heartbeat;
+  if (o.idleBudgetMs !== undefined) out.idleBudgetMs = o.idleBudgetMs;
+  if (o.keepAlive !== undefined) out.connection = { keepAlive: o.keepAlive };
   if (o.tls !== undefined) {
     out.tls = {
       cert: readFileSync(o.tls.certFile),
@@ -68,10 +87,18 @@ export interface ServeOptions {
   maxConnectionsPerAddress?: number;
   /** Require this credential in HELLO (read from a file; surrounding whitespace ignored). */
   authTokenFile?: string;
+  /** The protocol's heartbeat (default: the server's, 'standard'); false: answer PINGs, send none. */
+  heartbeat?: HeartbeatSetting;
+  /** The path's idle budget, from which the heartbeat is derived (see resolveHeartbeat). */
+  idleBudgetMs?: number;
+  /** TCP keepalive on accepted sockets (default the library's: idle 60 s), or false. */
+  keepAlive?: ConnectionOptions['keepAlive'];
+  /** Plain framings: close a connection with nothing read for this long; 0 never. Default 120 s. */
+  legacyIdleTimeoutMs?: number;
 }
 
 function peer(c: Connection): string {
-  return `${c.remoteAddress}:${c.remotePort}`;
+  return endpoint(c.remoteAddress, c.remotePort);
 }
 
 /** Builds the server `serve` runs. Exported for the demo and the tests. */
@@ -123,11 +150,18 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<S
           },
           ...edge,
         })
-      : createServer({ legacy: { framing: o.framing, handler: (frame) => frame }, ...edge });
+      : createServer({
+          legacy: {
+            framing: o.framing,
+            handler: (frame) => frame,
+            ...(o.legacyIdleTimeoutMs === undefined ? {} : { idleTimeoutMs: o.legacyIdleTimeoutMs }),
+          },
+          ...edge,
+        });
   server.on('connection', (c) => o.log(`open  ${peer(c)} id=${c.id}`));
   server.on('refused', (r) =>
     o.log(
-      `refused ${r.remoteAddress}:${r.remotePort} reason=${r.reason}` +
+      `refused ${endpoint(r.remoteAddress, r.remotePort)} reason=${r.reason}` +
         (r.error ? ` error=${JSON.stringify(r.error.message.split('\n')[0])}` : ''),
     ),
   );
@@ -145,34 +179,239 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<S
   return server;
 }
 
-/** Runs until SIGTERM/SIGINT, then shuts down gracefully. Resolves with the exit code. */
+/**
+ * Runs until SIGTERM/SIGINT, then shuts down gracefully; a second signal aborts every connection.
+ * Resolves with the exit code: 0 after a graceful shutdown, 128 + the signal's number after an abort.
+ */
 export async function serve(o: ServeOptions): Promise<number> {
   const server = buildServer(o);
-  const addr = await server.listen({ host: o.host, port: o.port });
+  let addr: { address: string; port: number };
+  try {
+    addr = await server.listen({ host: o.host, port: o.port });
+  } catch (err) {
+    throw new CommandFailed(listenFailure(err as NodeJS.ErrnoException, o.host, o.port));
+  }
+  const hb = o.heartbeat;
   o.log(
-    `listening ${addr.address}:${addr.port} framing=${o.framing} pid=${process.pid}` +
+    `listening ${endpoint(addr.address, addr.port)} framing=${o.framing} pid=${process.pid}` +
       (o.tls ? ` tls${o.tls.clientAuth ? '+client-auth' : ''}` : '') +
       (o.trustedProxies ? ` proxy-protocol=${o.trustedProxies}` : '') +
-      (o.authTokenFile ? ' auth=token' : ''),
+      (o.authTokenFile ? ' auth=token' : '') +
+      (hb === undefined
+        ? ''
+        : ` heartbeat=${hb === false ? 'off' : typeof hb === 'string' ? hb : `${hb.intervalMs}/${hb.timeoutMs}`}`) +
+      (o.idleBudgetMs === undefined ? '' : ` idle-budget=${o.idleBudgetMs}`) +
+      (o.keepAlive === false ? ' keepalive=off' : ''),
   );
   return new Promise((resolve) => {
-    let stopping = false;
-    const stop = async (signal: string) => {
-      if (stopping) {
+    let aborted: NodeJS.Signals | undefined;
+    const dispose = onInterrupt(
+      async (signal) => {
+        o.log(`${signal}: graceful shutdown (grace ${o.graceMs} ms; ${signal} again aborts)`);
+        const report = await server.close({ graceMs: o.graceMs });
+        o.log(
+          `shutdown connections=${report.connections} graceful=${report.closedGracefully} aborted=${report.aborted} ` +
+            `inflight=${report.inflightAtStart} unanswered=${report.unanswered} ms=${report.durationMs.toFixed(0)}`,
+        );
+        dispose();
+        resolve(aborted === undefined ? EXIT.OK : signalExitCode(aborted));
+      },
+      (signal) => {
+        if (aborted !== undefined) return;
+        aborted = signal;
         o.log(`${signal} again: aborting every connection`);
         server.destroy();
-        return;
-      }
-      stopping = true;
-      o.log(`${signal}: graceful shutdown (grace ${o.graceMs} ms)`);
-      const report = await server.close({ graceMs: o.graceMs });
-      o.log(
-        `shutdown connections=${report.connections} graceful=${report.closedGracefully} aborted=${report.aborted} ` +
-          `inflight=${report.inflightAtStart} unanswered=${report.unanswered} ms=${report.durationMs.toFixed(0)}`,
-      );
-      resolve(0);
-    };
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    process.once('SIGINT', () => void stop('SIGINT'));
+      },
+    );
   });
+}
+
+/** Why listen() failed, in words. */
+function listenFailure(err: NodeJS.ErrnoException, host: string, port: number): string {
+  const ep = endpoint(host, port);
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `${ep} is already in use: another process listens there (EADDRINUSE)`;
+    case 'EACCES':
+      return `not allowed to listen on ${ep}: ports below 1024 need root or CAP_NET_BIND_SERVICE (EACCES)`;
+    case 'EADDRNOTAVAIL':
+      return `${host} is not an address of this host (EADDRNOTAVAIL)`;
+    case 'ENOTFOUND':
+      return `cannot resolve host ${JSON.stringify(host)} (ENOTFOUND)`;
+    default:
+      return `cannot listen on ${ep}: ${err.message}${err.code ? ` (${err.code})` : ''}`;
+  }
+}
+
+/** `--heartbeat off|standard|strict|INTERVAL/TIMEOUT` (ms). */
+export function heartbeatArg(v: string): HeartbeatSetting {
+  if (v === 'off' || v === 'false') return false;
+  if (v === 'standard' || v === 'strict') return v;
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  if (m) {
+    const intervalMs = Number(m[1]);
+    const timeoutMs = Number(m[2]);
+    if (intervalMs > 0 && timeoutMs > intervalMs) return { intervalMs, timeoutMs };
+  }
+  throw new UsageError(
+    `--heartbeat must be off, standard, strict or INTERVAL/TIMEOUT in ms with 0 < INTERVAL < TIMEOUT (e.g. 1000/3000), got ${JSON.stringify(v)}`,
+  );
+}
+
+/** `--keepalive off|SECONDS` (the idle time before the first TCP keepalive probe). */
+function keepAliveArg(v: string): ConnectionOptions['keepAlive'] {
+  if (v === 'off' || v === 'false') return false;
+  const n = Number(v);
+  if (/^\d+(\.\d+)?$/.test(v) && n >= 1 && n <= 32_767) return { idleMs: Math.round(n * 1000) };
+  throw new UsageError(
+    `--keepalive must be off or the idle seconds before the first probe (1–32767), got ${JSON.stringify(v)}`,
+  );
+}
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'a longlink server with built-in methods, or an echo server for any framing',
+  usage: ['[options]'],
+  description:
+    'A longlink server with the methods echo, sleep (ms), push ({topic,count}: that many NOTIFYs), ' +
+    'whoami and stats; with --framing SPEC, a plain echo server for that framing (each frame sent ' +
+    'back as it came). One line per connection opened, refused and closed, with the close reason.\n\n' +
+    'SIGTERM or Ctrl-C: graceful shutdown (GOAWAY, the requests already read are answered, then ' +
+    'close; exit 0); a second one aborts every connection (exit 130, or 143 for SIGTERM).\n\n' +
+    'As the far end of `longlink probe`, start it with --heartbeat off --keepalive off (and ' +
+    '--idle-timeout 0 with a plain framing), so that it never speaks while the probe measures silence.',
+  options: {
+    host: {
+      type: 'string',
+      default: '127.0.0.1',
+      arg: 'HOST',
+      help: 'address to listen on (:: for every IPv6 and IPv4 address)',
+    },
+    port: { type: 'string', default: '7070', arg: 'PORT', help: 'port (0: any free port, printed)' },
+    framing: {
+      type: 'string',
+      default: 'longlink',
+      arg: 'SPEC',
+      help: "'longlink' (the protocol), or a plain framing for an echo server: ascii:20, u32be, line …",
+    },
+    grace: {
+      type: 'string',
+      default: '10000',
+      arg: 'MS',
+      help: 'shutdown grace before the remaining connections are aborted',
+    },
+    heartbeat: {
+      type: 'string',
+      arg: 'H',
+      help: 'off, standard (PING after 10 s of silence, dead after 30 s), strict (2 s / 6 s) or INTERVAL/TIMEOUT in ms (default standard)',
+    },
+    'idle-budget': {
+      type: 'string',
+      arg: 'MS',
+      help: "the path's idle timeout (what `longlink probe` found): the heartbeat is derived from it",
+    },
+    keepalive: {
+      type: 'string',
+      arg: 'S|off',
+      help: 'TCP keepalive on accepted sockets: idle seconds before the first probe, or off (default 60)',
+    },
+    'idle-timeout': {
+      type: 'string',
+      arg: 'MS',
+      help: 'plain framings: close connections with nothing read for this long; 0 never (default 120000)',
+    },
+    'tls-cert': {
+      type: 'string',
+      arg: 'FILE',
+      help: 'serve TLS with this certificate (PEM); needs --tls-key',
+    },
+    'tls-key': { type: 'string', arg: 'FILE', help: 'key of --tls-cert (PEM)' },
+    'tls-ca': { type: 'string', arg: 'FILE', help: 'CA for client certificates (PEM)' },
+    'tls-client-auth': { type: 'boolean', help: 'require a client certificate signed by --tls-ca (mTLS)' },
+    'proxy-protocol': {
+      type: 'boolean',
+      help: 'expect a PROXY v1/v2 header (haproxy, nginx) from --trusted-proxies',
+    },
+    'trusted-proxies': { type: 'string', arg: 'CIDR[,CIDR]', help: 'who may send a PROXY header' },
+    'max-connections-per-ip': {
+      type: 'string',
+      arg: 'N',
+      help: 'connections allowed from one client address',
+    },
+    'auth-token-file': {
+      type: 'string',
+      arg: 'FILE',
+      help: 'require this token as the HELLO credential (checked in constant time)',
+    },
+  },
+  examples: [
+    ['longlink serve --port 7070', 'the protocol server; try `longlink call echo 1` next to it'],
+    [
+      'longlink serve --framing ascii:20 --port 9000',
+      "an echo server for the sources' 20-digit header + JSON",
+    ],
+    [
+      'longlink serve --host :: --port 7443 --tls-cert server.pem --tls-key server.key --tls-ca ca.pem --tls-client-auth',
+      'TLS with client certificates, on IPv6 and IPv4',
+    ],
+    ['longlink serve --port 7070 --heartbeat off --keepalive off', 'a quiet far end for `longlink probe`'],
+  ],
+  run: runServe,
+};
+
+function runServe(args: ParsedArgs, io: Io): Promise<number> {
+  const cert = stringArg(args, 'tls-cert');
+  const key = stringArg(args, 'tls-key');
+  if ((cert === undefined) !== (key === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together');
+  if (args.values['tls-client-auth'] === true && args.values['tls-ca'] === undefined) {
+    throw new UsageError('--tls-client-auth needs --tls-ca (the CA that signs client certificates)');
+  }
+  if ((args.values['proxy-protocol'] === true) !== (args.values['trusted-proxies'] !== undefined)) {
+    throw new UsageError(
+      '--proxy-protocol and --trusted-proxies CIDR[,CIDR] go together (a PROXY header is believed only from trusted proxies)',
+    );
+  }
+  const framing = stringArg(args, 'framing') ?? 'longlink';
+  if (framing !== 'longlink') {
+    try {
+      parseFraming(framing);
+    } catch (err) {
+      throw new UsageError(`--framing: ${(err as Error).message}`);
+    }
+  }
+  const heartbeat = stringArg(args, 'heartbeat');
+  const keepalive = stringArg(args, 'keepalive');
+  const tlsCa = stringArg(args, 'tls-ca');
+  const trusted = stringArg(args, 'trusted-proxies');
+  const tokenFile = stringArg(args, 'auth-token-file');
+  const o: ServeOptions = {
+    host: stringArg(args, 'host') ?? '127.0.0.1',
+    port: portArg(args),
+    framing,
+    graceMs: intArg(args, 'grace', 0),
+    log: io.out,
+    ...(cert !== undefined && key !== undefined
+      ? {
+          tls: {
+            certFile: cert,
+            keyFile: key,
+            ...(tlsCa === undefined ? {} : { caFile: tlsCa }),
+            clientAuth: args.values['tls-client-auth'] === true,
+          },
+        }
+      : {}),
+    ...(trusted === undefined ? {} : { trustedProxies: trusted }),
+    ...(args.values['max-connections-per-ip'] === undefined
+      ? {}
+      : { maxConnectionsPerAddress: intArg(args, 'max-connections-per-ip', 1) }),
+    ...(tokenFile === undefined ? {} : { authTokenFile: tokenFile }),
+    ...(heartbeat === undefined ? {} : { heartbeat: heartbeatArg(heartbeat) }),
+    ...(args.values['idle-budget'] === undefined ? {} : { idleBudgetMs: intArg(args, 'idle-budget', 1) }),
+    ...(keepalive === undefined ? {} : { keepAlive: keepAliveArg(keepalive) }),
+    ...(args.values['idle-timeout'] === undefined
+      ? {}
+      : { legacyIdleTimeoutMs: intArg(args, 'idle-timeout', 0) }),
+  };
+  return serve(o);
 }

@@ -1,51 +1,12 @@
 /** The CLI as a user runs it: real child processes, real signals, real sockets. */
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { waitFor } from '../helpers.js';
+import { killAll, run, serveOn } from './run.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const children: ChildProcess[] = [];
-after(() => {
-  for (const c of children) c.kill('SIGKILL');
-});
-
-interface Run {
-  child: ChildProcess;
-  out: string[];
-  err: string[];
-  exit: Promise<number | null>;
-}
-
-function run(args: string[]): Run {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  const out: string[] = [];
-  const err: string[] = [];
-  const lines = (sink: string[]) => {
-    let buf = '';
-    return (d: string) => {
-      buf += d;
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        sink.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    };
-  };
-  child.stdout!.setEncoding('utf8').on('data', lines(out));
-  child.stderr!.setEncoding('utf8').on('data', lines(err));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, out, err, exit };
-}
-
-async function serveOn(framing = 'longlink'): Promise<{ srv: Run; port: number }> {
-  const srv = run(['serve', '--port', '0', '--framing', framing, '--grace', '2000']);
-  const line = await waitFor(() => srv.out.find((l) => l.startsWith('listening ')), 10_000, 'listening');
-  return { srv, port: Number(/:(\d+) /.exec(line)?.[1]) };
-}
+after(killAll);
 
 describe('longlink CLI', () => {
   test('serve + call: built-in methods, error codes and exit statuses, logged close reasons, SIGTERM drains', async () => {
@@ -60,11 +21,17 @@ describe('longlink CLI', () => {
 
     const missing = run(['call', '--port', String(port), 'nope']);
     assert.equal(await missing.exit, 1);
-    assert.match(missing.err.join('\n'), /^ERR_METHOD_NOT_FOUND/);
+    assert.match(
+      missing.err.join('\n'),
+      /^longlink: call: 127\.0\.0\.1:\d+ answered with an error: .*\(ERR_METHOD_NOT_FOUND\)$/,
+    );
 
     const timeout = run(['call', '--port', String(port), '--timeout', '100', 'sleep', '5000']);
     assert.equal(await timeout.exit, 1);
-    assert.match(timeout.err.join('\n'), /^ERR_REQUEST_TIMEOUT/);
+    assert.match(
+      timeout.err.join('\n'),
+      /^longlink: call: request sleep got no answer within 100 ms \(ERR_REQUEST_TIMEOUT\)$/,
+    );
 
     const badJson = run(['call', '--port', String(port), 'echo', '{nope']);
     assert.equal(await badJson.exit, 2);
@@ -96,7 +63,7 @@ describe('longlink CLI', () => {
   });
 
   test("serve --framing ascii:20 echoes the sources' header + JSON frames unchanged", async () => {
-    const { srv, port } = await serveOn('ascii:20');
+    const { srv, port } = await serveOn(['--framing', 'ascii:20']);
     const s = net.connect(port, '127.0.0.1');
     const body = Buffer.from(JSON.stringify({ type: 'data', n: 1 }));
     const frame = Buffer.concat([Buffer.from(String(body.length).padStart(20, '0')), body]);
@@ -115,14 +82,17 @@ describe('longlink CLI', () => {
     assert.equal(await srv.exit, 0);
   });
 
-  test('call to a port nobody listens on exits 1 with ERR_CONNECT', async () => {
+  test('call to a port nobody listens on exits 1: nothing listens there (ERR_CONNECT)', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const port = (probe.address() as net.AddressInfo).port;
     await new Promise((r) => probe.close(r));
     const c = run(['call', '--port', String(port), 'echo', '1']);
     assert.equal(await c.exit, 1);
-    assert.match(c.err.join('\n'), /^ERR_CONNECT/);
+    assert.match(
+      c.err.join('\n'),
+      /^longlink: call: nothing listens on 127\.0\.0\.1:\d+ \(connection refused\) \(ERR_CONNECT\)$/,
+    );
   });
 
   test('demo: server and clients do real work through a graceful restart with 0 errors', async () => {
@@ -133,6 +103,11 @@ describe('longlink CLI', () => {
     assert.match(report, /errors {8}0 \(expected 0\)/);
     assert.match(report, /restarting the server under load/);
     assert.match(report, /client closes .*going-away/);
+    // A progress line about once a second on stderr (one line each when stderr is not a terminal).
+    assert.ok(
+      d.err.some((l) => /^demo: \d+ \/ 2 s, [\d,]+ requests, 0 errors, [\d,]+ pushes received$/.test(l)),
+      d.err.join('\n'),
+    );
   });
 
   test("experiment close reproduces the sources' netstat observations for graceful and abort", {
@@ -160,6 +135,7 @@ describe('longlink CLI', () => {
   test('unknown command prints usage and exits 2', async () => {
     const r = run(['frobnicate']);
     assert.equal(await r.exit, 2);
-    assert.match(r.err.join('\n'), /usage: longlink/);
+    assert.match(r.err.join('\n'), /^longlink: unknown command "frobnicate"/);
+    assert.match(r.err.join('\n'), /usage: longlink <command>/);
   });
 });
