@@ -348,7 +348,11 @@ export function onSocketClose(c: ConnectionCore): void {
  * FIN; a deadline bounds it.
  */
 export function closeOnProtocolError(c: ConnectionCore, error: FramingError): void {
-  setPending(c, CloseReason.PROTOCOL_ERROR, 'remote', error, true);
+  // The first protocol error is the reason; bytes that follow it (a broken peer keeps writing) do
+  // not replace it with a later one.
+  if (c.life?.pending?.reason !== CloseReason.PROTOCOL_ERROR) {
+    setPending(c, CloseReason.PROTOCOL_ERROR, 'remote', error, true);
+  }
   c.flags |= STOPPED;
   c.partialSince = -1;
   c.socket.pause();

@@ -425,6 +425,8 @@ export class ServerPeer extends Peer implements AuthContext {
   }
 
   private onRequest(msg: RequestMessage): void {
+    // Closing (after a connection ERROR, or our FIN): no answer could be sent, so nothing runs.
+    if (!this.connection.writable) return;
     const id = msg.id;
     this.pingStrikes = 0; // pings between requests are what keepalive is for
     if (this.goawayReceived !== undefined) {
