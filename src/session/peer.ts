@@ -342,6 +342,10 @@ export abstract class Peer extends EventEmitter {
         this.onMessage(msg);
         return;
       case MessageKind.GOAWAY:
+        // "The receiver of GOAWAY … ignores a second GOAWAY" (PROTOCOL.md §9.1): the first one
+        // drew the line between accepted and unread requests, and a later lastId must not move it
+        // (a client would re-send requests the server accepted, and they would run twice).
+        if (this.goawayReceived !== undefined) return;
         this.goawayReceived = msg;
         this.onMessage(msg);
         this.goneAway(msg);
