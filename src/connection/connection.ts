@@ -38,8 +38,9 @@ import {
   setKeepAliveOptions,
   setLinger,
   setUserTimeout,
-  type TcpInfo,
+  type TcpInfoStats,
   tcpInfo,
+  tcpInfoStats,
 } from '../sys/sockopt.js';
 import { durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
@@ -218,7 +219,8 @@ export interface ConnectionStats {
   bufferedAmount: number;
   /** Kernel queues (Linux, native helper): unacked and unsent send-queue bytes, unread receive bytes. */
   kernel: { unacked: number; unsent: number; unread: number } | undefined;
-  tcpInfo: TcpInfo | undefined;
+  /** TCP_INFO (Linux), its byte counters as numbers: the snapshot is JSON-safe. */
+  tcpInfo: TcpInfoStats | undefined;
 }
 
 /** The events a Connection emits, with their arguments. */
@@ -1211,7 +1213,7 @@ export class Connection extends EventEmitter {
         unacked === undefined || unsent === undefined || unread === undefined
           ? undefined
           : { unacked, unsent, unread },
-      tcpInfo: tcpInfo(this.socket),
+      tcpInfo: tcpInfoStats(this.socket),
     };
   }
 
