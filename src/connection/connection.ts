@@ -989,6 +989,11 @@ export class Connection extends EventEmitter {
     });
   }
 
+  /** write() calls still waiting for 'drain' (a lease pool lends no connection that has one). */
+  get writesWaiting(): number {
+    return this.life?.writers?.length ?? 0;
+  }
+
   /** Stops reading from the socket (receive-side backpressure): the peer's sends fill our window. */
   pause(): void {
     this.hold(ReadHold.USER);

@@ -12,7 +12,8 @@
  * pooled sockets are undici's most reported failure, undici#3492).
  *
  * Several endpoints: one Pool per endpoint (its own min/max, backoff and circuit breaker) and a
- * Balancer (power of two choices, outlier ejection) in front.
+ * Balancer (power of two choices, outlier ejection) in front — the EndpointSet the shared-mode
+ * pool uses too (endpoint-set.ts).
  */
 
 import { EventEmitter } from 'node:events';
@@ -22,8 +23,14 @@ import type { CloseInfo } from '../connection/close-reason.js';
 import { Connection, type ConnectOptions } from '../connection/connection.js';
 import { AbortedError, ConnectionClosedError, InvalidArgumentError, LonglinkError } from '../errors.js';
 import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
-import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
-import { type EndpointAddress, type EndpointEvents, EndpointRegistry } from './endpoints.js';
+import type { OutlierOptions } from './balancer.js';
+import {
+  type EndpointAddress,
+  type EndpointEvents,
+  EndpointSet,
+  initialEndpoints,
+  PoolEndpoint,
+} from './endpoint-set.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
 import {
   type AcquireOptions,
@@ -39,7 +46,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Public types
 
-export type { EndpointAddress } from './endpoints.js';
+export type { EndpointAddress } from './endpoint-set.js';
 
 /** Options of {@link createConnectionPool}. Pool sizes apply to each endpoint. */
 export interface ConnectionPoolOptions extends Omit<PoolOptions, 'name'> {
@@ -244,30 +251,8 @@ export function isConnectionError(err: unknown): boolean {
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
-class Endpoint implements BalancedTarget {
-  removed = false;
-  pool!: Pool<Connection>;
-  constructor(
-    readonly key: string,
-    readonly host: string,
-    readonly port: number,
-  ) {}
-  load(): number {
-    return this.pool.load;
-  }
-  capacity(): number {
-    return this.pool.max;
-  }
-  idle(): number {
-    return this.pool.idleCount;
-  }
-  breaker(): 'closed' | 'open' | 'half-open' {
-    return this.pool.breakerState;
-  }
-  accepting(): boolean {
-    return !this.removed;
-  }
-}
+/** An endpoint of a lease-mode pool: its Pool answers the balancer (borrowed + waiting of max). */
+class Endpoint extends PoolEndpoint<Connection> {}
 
 const CONNECT_KEYS = [
   'connectTimeoutMs',
@@ -416,8 +401,7 @@ export class ConnectionLease {
  * ```
  */
 export class ConnectionPool extends EventEmitter {
-  private readonly balancer: Balancer<Endpoint>;
-  private readonly registry: EndpointRegistry<Endpoint>;
+  private readonly set: EndpointSet<Connection, Endpoint>;
   private readonly poolOptions: PoolOptions;
   private readonly connectOptions: ConnectBase;
   private readonly userValidate: ((c: Connection) => boolean | Promise<boolean>) | undefined;
@@ -433,13 +417,7 @@ export class ConnectionPool extends EventEmitter {
     if (typeof options?.framing?.createDecoder !== 'function') {
       throw new InvalidArgumentError('framing must be a Framing (e.g. parseFraming("ascii:20"))');
     }
-    const list: EndpointAddress[] = options.endpoints ? [...options.endpoints] : [];
-    if (options.port !== undefined) {
-      list.unshift(
-        options.host === undefined ? { port: options.port } : { host: options.host, port: options.port },
-      );
-    }
-    if (list.length === 0) throw new InvalidArgumentError('give port (and host) or endpoints');
+    const list = initialEndpoints(options.host, options.port, options.endpoints);
 
     const connect: Record<string, unknown> = { framing: options.framing, allowHalfOpen: false };
     for (const k of CONNECT_KEYS) if (options[k] !== undefined) connect[k] = options[k];
@@ -451,14 +429,16 @@ export class ConnectionPool extends EventEmitter {
     this.retireTimeoutMs = options.retireTimeoutMs ?? 5_000;
     this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
     this.clock = options.clock ?? fastNow;
-    this.balancer = new Balancer<Endpoint>(
-      options.outlier ?? {},
-      this.clock,
-      options.random ?? Math.random,
-      (ep, info) => this.ejected(ep, info),
-      (ep) => this.emit('readmit', ep.key),
-    );
-    this.registry = new EndpointRegistry(this.balancer);
+    this.set = new EndpointSet<Connection, Endpoint>(this, {
+      outlier: options.outlier,
+      clock: this.clock,
+      random: options.random ?? Math.random,
+      make: (key, host, port) => {
+        const e = new Endpoint(key, host, port);
+        e.pool = this.makePool(e);
+        return e;
+      },
+    });
     for (const e of list) this.addEndpoint(e);
   }
 
@@ -468,32 +448,21 @@ export class ConnectionPool extends EventEmitter {
   /** Adds a server; it starts filling to `min` at once. Throws if it is already in the pool. */
   addEndpoint(address: EndpointAddress): void {
     if (this.closed) throw new PoolClosedError();
-    const ep = this.registry.add(address, (key, host, port) => {
-      const e = new Endpoint(key, host, port);
-      e.pool = this.makePool(e);
-      return e;
-    });
+    const ep = this.set.add(address);
     if (this.paused) ep.pool.pause();
-    this.emit('endpointAdded', ep.key);
   }
 
   /**
    * Removes a server: it gets no new work at once; its idle connections are closed gracefully
    * and borrowed ones when they are returned. Resolves when all are closed.
    */
-  async removeEndpoint(address: EndpointAddress): Promise<void> {
-    const key = await this.registry.remove(address, (ep) => {
-      ep.pool.rejectWaiters(
-        new EndpointUnavailableError(ep.key, 0, { cause: new Error('endpoint removed') }),
-      );
-      return ep.pool.drain();
-    });
-    if (key !== undefined) this.emit('endpointRemoved', key);
+  removeEndpoint(address: EndpointAddress): Promise<void> {
+    return this.set.remove(address);
   }
 
   /** The endpoints currently taking work, as `host:port`. */
   endpoints(): string[] {
-    return this.balancer.list().map((e) => e.key);
+    return this.set.keys();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -507,7 +476,7 @@ export class ConnectionPool extends EventEmitter {
    */
   acquire(options?: AcquireOptions): Promise<ConnectionLease> {
     if (this.closed) return Promise.reject(new PoolClosedError());
-    const list = this.balancer.list();
+    const list = this.set.list();
     if (list.length === 1) {
       const ep = list[0] as Endpoint;
       return ep.pool.acquire(options).then((lease) => new ConnectionLease(this, ep, lease));
@@ -558,17 +527,17 @@ export class ConnectionPool extends EventEmitter {
   /** Stops lending on every endpoint (acquirers wait) until resume(). */
   pause(): void {
     this.paused = true;
-    for (const ep of this.balancer.list()) ep.pool.pause();
+    for (const ep of this.set.list()) ep.pool.pause();
   }
 
   resume(): void {
     this.paused = false;
-    for (const ep of this.balancer.list()) ep.pool.resume();
+    for (const ep of this.set.list()) ep.pool.resume();
   }
 
   /** Closes every idle connection now (gracefully, reason `clear`); pools refill to `min`. */
   async clear(): Promise<void> {
-    await Promise.all(this.balancer.list().map((ep) => ep.pool.clear()));
+    await Promise.all(this.set.list().map((ep) => ep.pool.clear()));
   }
 
   /**
@@ -579,8 +548,8 @@ export class ConnectionPool extends EventEmitter {
   drain(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.drainPromise) return this.drainPromise;
     this.closed = true;
-    const all = this.balancer.list().map((ep) => ep.pool.drain(options));
-    this.drainPromise = Promise.all([...all, ...this.registry.closing()]).then(() => {
+    const all = this.set.list().map((ep) => ep.pool.drain(options));
+    this.drainPromise = Promise.all([...all, ...this.set.closing()]).then(() => {
       this.emit('drained');
     });
     return this.drainPromise;
@@ -590,7 +559,7 @@ export class ConnectionPool extends EventEmitter {
     const now = this.clock();
     const endpoints: EndpointStats[] = [];
     const total = { size: 0, idle: 0, borrowed: 0, validating: 0, pending: 0, creating: 0 };
-    for (const ep of this.balancer.list()) {
+    for (const ep of this.set.list()) {
       const s = ep.pool.stats();
       total.size += s.size;
       total.idle += s.idle;
@@ -598,7 +567,7 @@ export class ConnectionPool extends EventEmitter {
       total.validating += s.validating;
       total.pending += s.pending;
       total.creating += s.creating;
-      const ejectedForMs = this.balancer.ejectedForMs(ep, now);
+      const ejectedForMs = this.set.balancer.ejectedForMs(ep, now);
       endpoints.push({
         ...s,
         endpoint: ep.key,
@@ -615,12 +584,12 @@ export class ConnectionPool extends EventEmitter {
 
   /** @internal A lease came back clean: the endpoint works. */
   released(ep: Endpoint, conn: Connection): void {
-    if (conn.state === 'open') this.balancer.recordSuccess(ep);
+    if (conn.state === 'open') this.set.recordSuccess(ep);
   }
 
   /** @internal A borrower gave up on a connection. */
   failed(ep: Endpoint): void {
-    if (!ep.removed) this.balancer.recordFailure(ep);
+    this.set.recordFailure(ep);
   }
 
   /** @internal A connection closed without the pool asking. */
@@ -628,7 +597,7 @@ export class ConnectionPool extends EventEmitter {
     if (m.ep.removed || info.initiator !== 'remote') return;
     // The peer dropping a connection mid-lease, or resetting one, is the endpoint's failure; a
     // graceful FIN on an idle connection is a server's idle timeout, not an outlier signal.
-    if (m.borrowed || !info.graceful) this.balancer.recordFailure(m.ep);
+    if (m.borrowed || !info.graceful) this.set.recordFailure(m.ep);
   }
 
   private async acquireBalanced(options: AcquireOptions | undefined): Promise<ConnectionLease> {
@@ -637,8 +606,8 @@ export class ConnectionPool extends EventEmitter {
     let tried: Set<Endpoint> | undefined;
     let lastError: unknown;
     for (;;) {
-      const ep = this.balancer.pick(tried);
-      if (ep === undefined) throw lastError ?? this.allUnavailable();
+      const ep = this.set.balancer.pick(tried);
+      if (ep === undefined) throw lastError ?? this.set.unavailable();
       const remaining = deadline - this.clock();
       if (remaining <= 0) throw new AcquireTimeoutError(timeoutMs, { cause: lastError });
       try {
@@ -656,25 +625,6 @@ export class ConnectionPool extends EventEmitter {
         throw err;
       }
     }
-  }
-
-  private allUnavailable(): EndpointUnavailableError {
-    let best: EndpointUnavailableError | undefined;
-    for (const ep of this.balancer.list()) {
-      const e = ep.pool.unavailableError();
-      if (e !== undefined && (best === undefined || e.retryInMs < best.retryInMs)) best = e;
-    }
-    return best ?? new EndpointUnavailableError(undefined, 0, { cause: new Error('no endpoints') });
-  }
-
-  private ejected(ep: Endpoint, info: EjectionInfo): void {
-    this.emit('eject', info);
-    // Its waiters would wait on a failing endpoint: send them elsewhere (acquireBalanced retries).
-    ep.pool.rejectWaiters(
-      new EndpointUnavailableError(ep.key, info.ejectedForMs, {
-        cause: new Error('endpoint ejected as an outlier'),
-      }),
-    );
   }
 
   private makePool(ep: Endpoint): Pool<Connection> {
@@ -732,16 +682,7 @@ export class ConnectionPool extends EventEmitter {
       this.emit('release', conn, key);
     });
     pool.on('create', (conn) => this.emit('create', conn, key));
-    pool.on('destroy', (conn, reason, detail) => this.emit('destroy', conn, reason, detail, key));
-    pool.on('createError', (err, n) => {
-      this.emit('createError', err, n, key);
-      // A refused connect is a failure of the endpoint, as far as the other endpoints go.
-      if (!ep.removed && this.balancer.size > 1) this.balancer.recordFailure(ep);
-    });
     pool.on('leak', (info) => this.emit('leak', { ...info, endpoint: key }));
-    pool.on('breakerOpen', (info) => this.emit('breakerOpen', { ...info, endpoint: key }));
-    pool.on('breakerHalfOpen', () => this.emit('breakerHalfOpen', key));
-    pool.on('breakerClose', () => this.emit('breakerClose', key));
     return pool;
   }
 }
@@ -763,6 +704,8 @@ function inspectRelease(conn: Connection): string | undefined {
   const socket = conn.socket;
   if (socket.isPaused()) return LeaseDestroyReason.PAUSED;
   if (socket.readableLength > 0) return LeaseDestroyReason.UNREAD_DATA;
+  // write() parks its callers in the connection (one list, no 'drain' listener each).
+  if (conn.writesWaiting > 0) return LeaseDestroyReason.WRITE_IN_FLIGHT;
   for (const l of conn.rawListeners('drain')) {
     if (!OWN_LISTENERS.has(l)) return LeaseDestroyReason.WRITE_IN_FLIGHT;
   }
