@@ -406,8 +406,13 @@ export class Client extends EventEmitter {
 
   /** @internal The server never read `unprocessed`: they go first in the queue, in their order. */
   sessionGoaway(s: ClientSession, msg: GoawayMessage, unprocessed: OutgoingRequest[]): void {
-    // A GOAWAY during the HELLO is openSession's to report: that session was never adopted.
-    if (s !== this.session) return;
+    // A GOAWAY during the HELLO is openSession's to report: that session was never adopted (and
+    // carried no request; were there one, it would fail here rather than hang).
+    if (s !== this.session) {
+      for (const r of unprocessed)
+        r.settle(new RequestNotSentError('connection was never in use'), undefined);
+      return;
+    }
     if (msg.reason === 'ERR_TOO_MANY_PINGS') this.slowHeartbeat();
     this.notBefore = Math.max(this.notBefore, performance.now() + msg.retryAfterMs);
     this.emit('goaway', msg.reason, msg.retryAfterMs);
