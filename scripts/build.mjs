@@ -10,8 +10,9 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-// A stale dist/cjs would keep files whose source is gone; the ESM pass only adds and overwrites, as before.
-rmSync('dist/cjs', { recursive: true, force: true });
+// A stale file in dist (its source deleted or moved) would be run by the tests and shipped by npm
+// pack: every build starts from an empty dist.
+rmSync('dist', { recursive: true, force: true });
 for (const project of ['tsconfig.json', 'tsconfig.cjs.json']) {
   const r = spawnSync(process.execPath, [tsc, '-p', project], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);

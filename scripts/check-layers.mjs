@@ -1,30 +1,38 @@
 #!/usr/bin/env node
 // Enforces the architecture in STYLE.md: dependencies point one way,
-//   errors, util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← cli
+//   errors ← util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← cli
 // and the import graph of src/ has no cycle. A madge-style check without the dependency tree.
+//
+// Units on one layer are siblings and do not import each other: client, pool and server all
+// build on session (a pool pools sessions, not Clients), protocol and sys on what is below.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..', 'src');
-// Lower number = lower layer. A file may import only from its own layer or below.
+// Lower number = lower layer. A file may import from its own unit (top-level file or folder) or
+// from a lower layer; never from a higher one, nor from a sibling unit on its own layer.
 const LAYERS = {
   'errors.ts': 0,
-  util: 0,
-  codec: 1,
-  protocol: 2,
-  sys: 2,
-  connection: 3,
-  session: 4,
-  client: 5,
-  server: 5,
-  pool: 5,
-  cli: 6,
-  'index.ts': 7,
-  'internal.ts': 7,
+  util: 1,
+  codec: 2,
+  protocol: 3,
+  sys: 3,
+  connection: 4,
+  session: 5,
+  client: 6,
+  server: 6,
+  pool: 6,
+  cli: 7,
+  'index.ts': 8,
+  'internal.ts': 8,
 };
 
+function unitOf(file) {
+  return relative(root, file).split('/')[0];
+}
+
 function layerOf(file) {
-  const top = relative(root, file).split('/')[0];
+  const top = unitOf(file);
   const layer = LAYERS[top];
   if (layer === undefined) throw new Error(`check-layers: ${relative(root, file)} is in no known layer`);
   return layer;
@@ -51,6 +59,10 @@ for (const file of files) {
     deps.push(target);
     if (layerOf(target) > layerOf(file)) {
       problems.push(`${relative(root, file)} imports ${relative(root, target)} from a higher layer`);
+    } else if (layerOf(target) === layerOf(file) && unitOf(target) !== unitOf(file)) {
+      problems.push(
+        `${relative(root, file)} imports ${relative(root, target)} from a sibling on its own layer`,
+      );
     }
   }
   graph.set(file, deps);

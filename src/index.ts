@@ -19,7 +19,6 @@ export type {
   RequestOptions,
 } from './client/client.js';
 export { Client, connect, RequestTimeoutError } from './client/client.js';
-export { RefusedError } from './client/client-peer.js';
 export type {
   AsciiFramingOptions,
   DelimiterFramingOptions,
@@ -150,6 +149,9 @@ export type {
   Router,
   TlsInfo,
 } from './server/server-peer.js';
+export type { SessionStats } from './session/client-session.js';
+export { ClientSession, RefusedError } from './session/client-session.js';
 export type { HeartbeatSetting, HeartbeatTiming } from './session/heartbeat.js';
-export type { KeepAliveOptions, NativeStatus, TcpInfo, TcpState } from './sys/sockopt.js';
+export type { SessionOptions } from './session/options.js';
+export type { KeepAliveOptions, NativeStatus, TcpInfo, TcpInfoStats, TcpState } from './sys/sockopt.js';
 export { nativeSocketOptions } from './sys/sockopt.js';

@@ -4,7 +4,6 @@
  */
 
 export * from './client/client.js';
-export * from './client/client-peer.js';
 export * from './codec/index.js';
 export * from './connection/budget.js';
 export * from './connection/close-reason.js';
@@ -21,8 +20,11 @@ export * from './server/proxy-header.js';
 export * from './server/server.js';
 export * from './server/server-peer.js';
 export * from './server/trusted-proxies.js';
+export * from './session/client-session.js';
 export * from './session/heartbeat.js';
+export * from './session/options.js';
 export * from './session/peer.js';
+export * from './session/request.js';
 export * from './sys/sockopt.js';
 export * from './sys/tcp-table.js';
 export * from './util/async-queue.js';

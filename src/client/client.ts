@@ -1,46 +1,50 @@
 /**
- * The longlink client: requests matched to their responses over one long-lived connection,
- * one-way notifies both ways, and a connection that comes back — after a GOAWAY the requests the
- * server never read are re-sent on a new connection, so a graceful server restart loses nothing.
+ * The longlink client: a supervisor over one session at a time (src/session/client-session.ts
+ * speaks the protocol on each connection). It opens the session, and when the session is lost
+ * opens the next one — single-flight, with exponential backoff and full jitter — while requests
+ * made meanwhile wait for it ('wait') or fail at once ('fail'). On GOAWAY the session hands back
+ * the requests the server never read; they are sent again, in their order, on the next session,
+ * so a graceful server restart loses nothing.
+ *
+ * One session at a time (grpc-js keeps its transports under a channel the same way; nats.js its
+ * protocol handler under a reconnect loop):
+ *
+ *   open ──▶ [session usable] ── lost (RST, FIN, heartbeat) ─────────────────────┐
+ *                 │                                                             │
+ *                 └── GOAWAY: 'goaway'; accepted requests answered here,        │
+ *                     unread ones queued ─▶ [draining] ── closed ──────────────▶ 'disconnect'
+ *                                                                               │
+ *        'reconnect' ◀── next session up ◀── 'reconnecting' (attempt, delay) ◀──┘
+ *            queue flushed: handed-back requests first, then the newer ones
+ *
+ * The next session is opened only once the last one has closed, so the events tell one story:
+ * disconnect, then reconnecting, then reconnect. After a GOAWAY the delay also waits out the
+ * server's retryAfterMs (counted from the GOAWAY). A ClientPool, which holds several sessions,
+ * replaces a draining one without waiting for it.
  */
 
 import { EventEmitter } from 'node:events';
-import type tls from 'node:tls';
-import { parseFraming } from '../codec/parse.js';
-import type { Framing } from '../codec/types.js';
-import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
-import { Connection, type ConnectionOptions, type ConnectionStats } from '../connection/connection.js';
-import { type CheckedOptions, checkOptions } from '../connection/options.js';
+import type { CloseInfo } from '../connection/close-reason.js';
+import type { Connection, ConnectionStats } from '../connection/connection.js';
 import {
-  AbortedError,
   ConnectionClosedError,
   InvalidArgumentError,
   LonglinkError,
-  type LonglinkErrorOptions,
   RequestNotSentError,
 } from '../errors.js';
-import { checkHelloMaxFrameLength, isValidCodecName } from '../protocol/hello.js';
-import { jsonCodec, type PayloadCodec, rawCodec } from '../protocol/payload.js';
-import type { GoawayMessage, HelloParams } from '../protocol/types.js';
-import {
-  HEARTBEAT_PRESETS,
-  type HeartbeatSetting,
-  type HeartbeatTiming,
-  resolveHeartbeat,
-} from '../session/heartbeat.js';
+import type { PayloadCodec } from '../protocol/payload.js';
+import type { GoawayMessage } from '../protocol/types.js';
+import { type ClientSession, openSession, RefusedError } from '../session/client-session.js';
+import { HEARTBEAT_PRESETS, type HeartbeatTiming } from '../session/heartbeat.js';
+import { checkSessionOptions, type SessionConfig, type SessionOptions } from '../session/options.js';
+import { newRequest, type OutgoingRequest, type RequestOptions } from '../session/request.js';
 import { AsyncQueue } from '../util/async-queue.js';
-import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
-import { type Deadline, Deadlines } from '../util/deadlines.js';
+import { type BackoffPolicy, fullJitter } from '../util/backoff.js';
+import { countOrInfinity, finiteAtLeast } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
-import { ClientPeer, type OutgoingRequest, RefusedError } from './client-peer.js';
 
-/** A request's own deadline passed before its answer came. The server was asked to cancel it. */
-export class RequestTimeoutError extends LonglinkError {
-  static override readonly brand: string = 'RequestTimeoutError';
-  constructor(method: string, timeoutMs: number, options?: LonglinkErrorOptions) {
-    super('ERR_REQUEST_TIMEOUT', `request ${method} got no answer within ${timeoutMs} ms`, options);
-  }
-}
+export { RequestTimeoutError } from '../session/request.js';
+export type { RequestOptions };
 
 /** Reconnection policy: exponential backoff with full jitter (AWS architecture blog, 2015). */
 export interface ReconnectOptions {
@@ -55,21 +59,9 @@ export interface ReconnectOptions {
 }
 
 /** Options of {@link connect}. */
-export interface ClientOptions {
+export interface ClientOptions extends SessionOptions {
   host?: string;
   port: number;
-  /** Payload codec: 'json' (default), 'raw' (params and results are Buffers), or your own. */
-  codec?: 'json' | 'raw' | PayloadCodec;
-  /** Default request deadline. Default 30 000 ms. */
-  requestTimeoutMs?: number;
-  /** Connect + HELLO deadline per attempt. Default 10 000 ms. */
-  connectTimeoutMs?: number;
-  /** Sent in HELLO for the server to check. */
-  credential?: string;
-  /** This client's name in HELLO. */
-  name?: string;
-  /** Largest frame this client accepts. Default 16 MiB. */
-  maxFrameLength?: number;
   /** Reconnect after a lost connection or a GOAWAY (default on), or false. */
   reconnect?: ReconnectOptions | false;
   /**
@@ -77,31 +69,7 @@ export interface ClientOptions {
    * timeout) — 'wait', the default — or fail at once with the last error — 'fail'.
    */
   whenDisconnected?: 'wait' | 'fail';
-  /**
-   * Heartbeat: `{ intervalMs, timeoutMs }`, 'standard' (the default: a dead server is noticed
-   * within 30 s), 'strict' (6 s) or false. The peer is declared dead `timeoutMs` after the last
-   * byte read; its connection is aborted with reason `heartbeat-timeout` and pending requests fail.
-   */
-  heartbeat?: HeartbeatSetting;
-  /**
-   * The path's idle budget: after how long idle a middlebox on the way drops the flow (nginx
-   * proxy_timeout, 60 s by default; AWS NLB, 350 s). Derives the heartbeat when none is given,
-   * and warns when the given one cannot keep the path open.
-   */
-  idleBudgetMs?: number;
-  /** Options of the underlying Connection (watermarks, keepalive, local address …). */
-  connection?: Omit<ConnectionOptions, 'framing'> & { localAddress?: string };
-  /**
-   * Connect with TLS: any `tls.connect` option (`ca` to trust a private CA, `cert` and `key` for
-   * mTLS, `servername` for SNI and the certificate check; it defaults to `host`).
-   */
-  tls?: tls.ConnectionOptions;
-  signal?: AbortSignal;
-}
-
-/** Options of one request. */
-export interface RequestOptions {
-  timeoutMs?: number;
+  /** Aborts the connect (TCP and HELLO) under way. */
   signal?: AbortSignal;
 }
 
@@ -111,7 +79,7 @@ export interface Notification {
   payload: unknown;
 }
 
-/** What {@link Client.stats} reports. */
+/** What {@link Client.stats} reports (JSON-safe). */
 export interface ClientStats {
   connected: boolean;
   /** Requests waiting for an answer. */
@@ -140,7 +108,7 @@ export interface ClientEvents {
   warning: [message: string];
   /** A NOTIFY from the server. */
   notify: [topic: string, payload: unknown];
-  /** The connection was lost (or closed after a GOAWAY), with its close info. */
+  /** The connection was lost (or closed after a GOAWAY), with its close info. Always before 'reconnecting'. */
   disconnect: [info: CloseInfo];
   /** A reconnect attempt is scheduled. */
   reconnecting: [attempt: number, delayMs: number];
@@ -154,65 +122,7 @@ export interface ClientEvents {
   idle: [];
 }
 
-const sharedDeadlines = new Deadlines();
-
-class Pending implements OutgoingRequest {
-  peer: ClientPeer | undefined;
-  id = 0;
-  seq = 0;
-  abandoned = false;
-  deadline: Deadline | undefined;
-  private done = false;
-  constructor(
-    readonly client: Client,
-    readonly method: string,
-    readonly payload: Buffer,
-    readonly timeoutMs: number,
-    private readonly resolve: (v: unknown) => void,
-    private readonly reject: (e: unknown) => void,
-    readonly signal: AbortSignal | undefined,
-  ) {}
-  settle(error: LonglinkError | undefined, payload: Buffer | undefined): void {
-    if (this.done) return;
-    this.done = true;
-    this.client.finished(this);
-    if (error !== undefined) {
-      this.reject(error);
-      return;
-    }
-    try {
-      this.resolve(this.client.codec.decode(payload as Buffer));
-    } catch (err) {
-      this.reject(
-        new LonglinkError('ERR_BAD_PAYLOAD', 'response payload could not be decoded', { cause: err }),
-      );
-    }
-  }
-  /** Made only for requests that carry a signal: most do not, and a closure each is not free. */
-  onAbort: (() => void) | undefined;
-}
-
-function abortListener(p: Pending): () => void {
-  return () =>
-    p.client.giveUp(p, new AbortedError(`request ${p.method} aborted`, { cause: p.signal?.reason }));
-}
-
-function onRequestTimeout(arg: unknown): void {
-  const p = arg as Pending;
-  p.deadline = undefined;
-  p.client.giveUp(p, new RequestTimeoutError(p.method, p.timeoutMs));
-}
-
-/** Framings are stateless: every Client with the same frame limit shares one (a few hundred bytes each). */
-const framings = new Map<number, Framing>();
-function framingFor(maxFrameLength: number): Framing {
-  let f = framings.get(maxFrameLength);
-  if (f === undefined) {
-    f = parseFraming('u32be', { maxFrameLength });
-    if (framings.size < 64) framings.set(maxFrameLength, f);
-  }
-  return f;
-}
+type ReconnectPolicy = BackoffPolicy & { readonly maxAttempts: number };
 
 /**
  * A longlink client. Create it with {@link connect}.
@@ -229,36 +139,30 @@ function framingFor(maxFrameLength: number): Framing {
  * ```
  */
 export class Client extends EventEmitter {
-  // No `implements ClientPeerOwner`: that contract is internal (stripped from the published .d.ts),
-  // and `peer.owner = this` in openPeer checks it all the same.
+  // No `implements SessionOwner, RequestOwner`: those contracts are internal (stripped from the
+  // published .d.ts); openSession({ owner: this }) and newRequest(this, …) check them all the same.
   readonly codec: PayloadCodec;
   private readonly options: ClientOptions;
-  /** Request deadlines of every client share one queue and one timer. */
-  private readonly deadlines = sharedDeadlines;
-  private readonly requestTimeoutMs: number;
-  private readonly reconnectPolicy: Required<ReconnectOptions> | undefined;
-  private peer: ClientPeer | undefined;
-  /** Every connection still open: the current one, and any older one finishing its requests. A short array, not a Set (a Set's table is ~120 bytes). */
-  private readonly peers: ClientPeer[] = [];
-  /** Requests waiting for a usable connection, in order. */
-  private queue: Pending[] = [];
+  private readonly config: SessionConfig;
+  private readonly policy: ReconnectPolicy | undefined;
+  /** The one session: usable, or draining after a GOAWAY (then the next opens once it closed). */
+  private session: ClientSession | undefined;
+  /** Requests waiting for a usable session, in order. */
+  private queue: OutgoingRequest[] = [];
   private connecting: Promise<void> | undefined;
   private lastError: LonglinkError | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
-  /** Aborts the connect (TCP, then HELLO) under way: close() and destroy() use it. */
+  /** Aborts the open (TCP, then HELLO) under way: close() and destroy() use it. */
   private opening: AbortController | undefined;
-  /** Shared by every client with the same frame limit. */
-  private readonly framing: Framing;
-  /** The checked Connection options; shared by clients with default ones (see checkOptions). */
-  private readonly checkedConnection: CheckedOptions;
   private inflight = 0;
   /** Made on first use: most clients never iterate. */
   private notifyQueues: Set<AsyncQueue<Notification>> | undefined;
   private statusQueues: Set<AsyncQueue<ClientStatus>> | undefined;
-  private readonly heartbeat: HeartbeatTiming | undefined;
   /** Doubled each time the server says we ping too often (gRPC's client backoff on ENHANCE_YOUR_CALM). */
   private heartbeatScale = 1;
+  /** performance.now() before which no reconnect starts: the server's last GOAWAY or refusal hint. */
+  private notBefore = 0;
 
   constructor(options: ClientOptions) {
     super();
@@ -267,38 +171,16 @@ export class Client extends EventEmitter {
       throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`);
     }
     this.options = options;
-    const c = options.codec ?? 'json';
-    this.codec = c === 'json' ? jsonCodec : c === 'raw' ? rawCodec : c;
-    if (typeof this.codec?.encode !== 'function' || typeof this.codec.decode !== 'function') {
-      throw new InvalidArgumentError('codec must be "json", "raw" or a PayloadCodec');
-    }
-    if (!isValidCodecName(this.codec.name)) {
-      throw new InvalidArgumentError(
-        `codec name ${JSON.stringify(this.codec.name)} is not a valid codec name`,
-      );
-    }
-    this.requestTimeoutMs = durationOrInfinity('requestTimeoutMs', options.requestTimeoutMs, 30_000);
-    finitePositive('connectTimeoutMs', options.connectTimeoutMs, 10_000);
-    const maxFrameLength = checkHelloMaxFrameLength(options.maxFrameLength);
-    // The Connection's options, checked once here (not at every connect, where a bad one would
-    // only show as failed attempts); each attempt hands the result on.
-    this.framing = framingFor(maxFrameLength);
-    this.checkedConnection = checkOptions({ ...options.connection, framing: this.framing });
-    if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) {
-      throw new InvalidArgumentError('tls must be an object of tls.connect options');
-    }
+    const { config, warning } = checkSessionOptions(options);
+    this.config = config;
+    this.codec = config.codec;
     const wd = options.whenDisconnected;
     if (wd !== undefined && wd !== 'wait' && wd !== 'fail') {
       throw new InvalidArgumentError(`whenDisconnected must be 'wait' or 'fail', got ${String(wd)}`);
     }
-    const hb = resolveHeartbeat(options.heartbeat, options.idleBudgetMs);
-    this.heartbeat = hb.timing;
-    if (hb.warning !== undefined) {
-      const w = hb.warning;
-      queueMicrotask(() => this.emit('warning', w));
-    }
+    if (warning !== undefined) queueMicrotask(() => this.emit('warning', warning));
     const r = options.reconnect;
-    this.reconnectPolicy =
+    this.policy =
       r === false
         ? undefined
         : {
@@ -312,33 +194,33 @@ export class Client extends EventEmitter {
   /** Opens the first connection; rejects if it cannot be made (no retry for the first one). */
   async open(): Promise<this> {
     // Once open, the client reconnects by itself: a second open() adds no connection.
-    if (this.peer?.usable) return this;
+    if (this.session?.usable) return this;
     if (this.connecting !== undefined) {
       await this.connecting;
-      if (this.peer?.usable) return this;
+      if (this.session?.usable) return this;
     }
-    await this.openPeer();
+    await this.openSession();
     return this;
   }
 
   /** True while a usable connection is up. */
   get connected(): boolean {
-    return this.peer?.usable === true;
+    return this.session?.usable === true;
   }
 
-  /** Requests waiting for an answer, on every connection and in the queue. */
+  /** Requests waiting for an answer, on the session and in the queue. */
   get pendingCount(): number {
     return this.inflight;
   }
 
   /** The current connection, if any (for stats and diagnostics). */
   get connection(): Connection | undefined {
-    return this.peer?.connection;
+    return this.session?.connection;
   }
 
   /** Smoothed RTT of the current connection from PING/PONG, ms. */
   get rttMs(): number | undefined {
-    return this.peer?.srttMs;
+    return this.session?.srttMs;
   }
 
   /**
@@ -348,51 +230,27 @@ export class Client extends EventEmitter {
    */
   request<T = unknown>(method: string, params?: unknown, options: RequestOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new ConnectionClosedError('client is closed', 'local-graceful'));
-    if (typeof method !== 'string' || method.length === 0) {
-      return Promise.reject(new InvalidArgumentError('method must be a non-empty string'));
-    }
-    const signal = options.signal;
-    if (signal?.aborted)
-      return Promise.reject(new AbortedError(`request ${method} aborted`, { cause: signal.reason }));
-    let payload: Buffer;
-    let timeoutMs: number;
+    let r: OutgoingRequest;
     try {
-      timeoutMs = durationOrInfinity('timeoutMs', options.timeoutMs, this.requestTimeoutMs);
-      payload = this.codec.encode(params);
+      r = newRequest(this, method, params, options, this.config.requestTimeoutMs);
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise<T>((resolve, reject) => {
-      const p = new Pending(
-        this,
-        method,
-        payload,
-        timeoutMs,
-        resolve as (v: unknown) => void,
-        reject,
-        signal,
-      );
-      this.inflight++;
-      if (timeoutMs > 0 && Number.isFinite(timeoutMs))
-        p.deadline = this.deadlines.add(timeoutMs, onRequestTimeout, p);
-      if (signal !== undefined) {
-        p.onAbort = abortListener(p);
-        signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      this.dispatch(p);
-    });
+    this.inflight++;
+    this.dispatch(r);
+    return r.promise as Promise<T>;
   }
 
   /** Sends a one-way NOTIFY to the server. Throws ConnectionClosedError when not connected. */
   notify(topic: string, payload?: unknown): boolean {
-    const peer = this.peer;
-    if (!peer?.usable) throw new ConnectionClosedError('not connected', undefined, { cause: this.lastError });
-    return peer.notify(topic, payload);
+    const s = this.session;
+    if (!s?.usable) throw new ConnectionClosedError('not connected', undefined, { cause: this.lastError });
+    return s.notify(topic, payload);
   }
 
   /** Measures the round trip to the server (PING/PONG), ms; NaN if not connected. */
   ping(): Promise<number> {
-    return this.peer?.usable ? this.peer.ping() : Promise.resolve(Number.NaN);
+    return this.session?.usable ? this.session.ping() : Promise.resolve(Number.NaN);
   }
 
   /**
@@ -420,56 +278,39 @@ export class Client extends EventEmitter {
     return q;
   }
 
-  /** Counters of this client and its current connection. */
+  /** Counters of this client and its current connection; JSON-safe. */
   stats(): ClientStats {
-    const a = this.peer?.agreement;
+    const s = this.session;
     return {
       connected: this.connected,
       pending: this.inflight,
       queued: this.queue.length,
-      rttMs: this.rttMs,
-      heartbeat:
-        a === undefined || this.heartbeat === undefined
-          ? undefined
-          : { intervalMs: a.heartbeatIntervalMs, timeoutMs: a.heartbeatTimeoutMs },
-      connection: this.peer?.connection.stats(),
+      rttMs: s?.srttMs,
+      heartbeat: s?.heartbeat,
+      connection: s?.connection.stats(),
     };
   }
 
   /**
-   * Closes: no new requests; waits up to `graceMs` for pending ones, then says goodbye (GOAWAY)
-   * and closes the connection gracefully. Requests still pending then fail with the close reason.
+   * Closes: no new requests; waits up to `graceMs` (default 5 000) for pending ones, then says
+   * goodbye (GOAWAY) and closes the connection gracefully — the server's FIN awaited at most the
+   * connection's `closeTimeoutMs`. Requests never sent fail with RequestNotSentError at once;
+   * those still unanswered after the grace period fail with ConnectionClosedError and the close
+   * reason.
    */
   async close(options: { graceMs?: number } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.opening?.abort(new ConnectionClosedError('client is closed', 'local-graceful'));
-    for (const p of this.queue.splice(0))
-      p.settle(new RequestNotSentError('client closed before the request was sent'), undefined);
-    const graceMs = options.graceMs ?? 5000;
-    if (this.inflight > 0) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, graceMs);
-        t.unref();
-        this.once('idle', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    const closing = this.peers.slice().map((peer) => {
-      peer.leave();
-      return peer.connection.closed;
-    });
-    await Promise.all(closing);
-    for (const q of this.notifyQueues ?? []) q.end();
-    for (const q of this.statusQueues ?? []) q.end();
-    this.emit('close');
+    this.failQueue(new RequestNotSentError('client closed before the request was sent'));
+    const s = this.session;
+    if (s !== undefined) await s.close({ graceMs: options.graceMs ?? 5000 });
+    this.ended();
   }
 
   /**
-   * Forced close: every connection aborted (RST), pending requests fail at once with reason
+   * Forced close: the connection aborted (RST), pending requests fail at once with reason
    * `local-abort`, queued ones with RequestNotSentError. For graceful, see {@link close}.
    */
   destroy(error?: LonglinkError): void {
@@ -477,11 +318,9 @@ export class Client extends EventEmitter {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.opening?.abort(error ?? new ConnectionClosedError('client destroyed', 'local-abort'));
-    for (const p of this.queue.splice(0)) p.settle(new RequestNotSentError('client destroyed'), undefined);
-    for (const peer of this.peers.slice()) peer.connection.abort(error);
-    for (const q of this.notifyQueues ?? []) q.end();
-    for (const q of this.statusQueues ?? []) q.end();
-    if (first) this.emit('close');
+    this.failQueue(new RequestNotSentError('client destroyed'));
+    this.session?.destroy(error);
+    if (first) this.ended();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -489,48 +328,44 @@ export class Client extends EventEmitter {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Requests
 
-  /** @internal A request settled: bookkeeping. */
-  finished(p: Pending): void {
+  /** @internal RequestOwner: a request settled. */
+  requestSettled(r: OutgoingRequest): void {
     this.inflight--;
-    if (p.deadline !== undefined) this.deadlines.cancel(p.deadline);
-    if (p.onAbort !== undefined) p.signal?.removeEventListener('abort', p.onAbort);
+    if (r.queued) {
+      r.queued = false;
+      const i = this.queue.indexOf(r);
+      if (i >= 0) this.queue.splice(i, 1);
+    }
     if (this.inflight === 0) {
       this.retryTimer?.unref();
       this.emit('idle');
     }
   }
 
-  /** @internal The caller gave up on `p` (timeout or abort). */
-  giveUp(p: Pending, error: LonglinkError): void {
-    if (p.peer) p.peer.cancel(p);
-    else {
-      const i = this.queue.indexOf(p);
-      if (i >= 0) this.queue.splice(i, 1);
+  private dispatch(r: OutgoingRequest): void {
+    const s = this.session;
+    if (s?.usable) {
+      s.sendRequest(r);
+      return;
     }
-    p.settle(error, undefined);
-  }
-
-  private dispatch(p: Pending): void {
-    const peer = this.peer;
-    if (peer?.usable) {
-      try {
-        peer.request(p);
-      } catch (err) {
-        p.settle(
-          err instanceof LonglinkError ? err : new LonglinkError('ERR_INTERNAL', String(err)),
-          undefined,
-        );
-      }
+    if (this.policy === undefined) {
+      // Nothing will ever carry it: no reconnect, and the session (if any) takes no more.
+      r.settle(
+        new RequestNotSentError('not connected and reconnect is off', { cause: this.lastError }),
+        undefined,
+      );
       return;
     }
     if (this.options.whenDisconnected === 'fail') {
       // At once, also while a reconnect is under way (the reconnect goes on for later requests).
-      p.settle(new RequestNotSentError('not connected', { cause: this.lastError }), undefined);
+      r.settle(new RequestNotSentError('not connected', { cause: this.lastError }), undefined);
       this.ensureConnected();
       return;
     }
-    this.queue.push(p);
+    r.queued = true;
+    this.queue.push(r);
     // A request waiting for the connection keeps the process alive, as its socket would.
     this.retryTimer?.ref();
     this.ensureConnected();
@@ -539,122 +374,74 @@ export class Client extends EventEmitter {
   private flushQueue(): void {
     const q = this.queue;
     this.queue = [];
-    for (const p of q) this.dispatch(p);
+    for (const r of q) {
+      r.queued = false;
+      if (!r.done) this.dispatch(r);
+    }
   }
 
-  private async openPeer(): Promise<ClientPeer> {
-    if (this.closed) throw new ConnectionClosedError('client is closed', 'local-graceful');
-    const o = this.options;
-    const maxFrameLength = this.framing.maxFrameLength;
-    // close() and destroy() abort a connect under way through this, as the caller's signal does.
-    const abort = new AbortController();
-    this.opening = abort;
-    const userSignal = o.signal;
-    const onUserAbort = () => abort.abort(userSignal?.reason);
-    if (userSignal?.aborted) onUserAbort();
-    else userSignal?.addEventListener('abort', onUserAbort, { once: true });
-    let conn: Connection;
-    try {
-      conn = await Connection.connect(
-        {
-          ...o.connection,
-          framing: this.framing,
-          host: o.host ?? '127.0.0.1',
-          port: o.port,
-          connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
-          signal: abort.signal,
-          ...(o.tls === undefined ? {} : { tls: o.tls }),
-        },
-        this.checkedConnection,
-      );
-    } finally {
-      userSignal?.removeEventListener('abort', onUserAbort);
+  private failQueue(err: LonglinkError): void {
+    for (const r of this.queue.splice(0)) {
+      r.queued = false;
+      r.settle(err, undefined);
     }
-    const hb = this.heartbeat;
-    const params: HelloParams = {
-      codecs: [this.codec.name],
-      maxFrameLength,
-      ...(hb === undefined
-        ? {}
-        : {
-            heartbeatIntervalMs: hb.intervalMs * this.heartbeatScale,
-            heartbeatTimeoutMs: hb.timeoutMs * this.heartbeatScale,
-          }),
-      ...(o.credential === undefined ? {} : { credential: o.credential }),
-      ...(o.name === undefined ? {} : { name: o.name }),
-    };
-    const peer = new ClientPeer(conn, params, hb !== undefined);
-    // Owner from the start: a NOTIFY in the same read as the HELLO answer is delivered, not lost.
-    peer.owner = this;
-    const onClose = () => conn.abort();
-    abort.signal.addEventListener('abort', onClose, { once: true });
-    const timer = setTimeout(
-      () => conn.abort(new LonglinkError('ERR_CONNECT_TIMEOUT', 'no HELLO answer in time')),
-      o.connectTimeoutMs ?? 10_000,
-    );
-    timer.unref();
-    try {
-      await peer.handshake((name) => (name === this.codec.name ? this.codec : undefined));
-    } finally {
-      clearTimeout(timer);
-      abort.signal.removeEventListener('abort', onClose);
-      if (this.opening === abort) this.opening = undefined;
-    }
-    if (this.closed) {
-      conn.abort();
-      throw new ConnectionClosedError('client is closed', 'local-abort');
-    }
-    const goaway = peer.goawayReceived;
-    if (goaway !== undefined) {
-      // The GOAWAY came in the same read as the HELLO answer: this connection is already
-      // closing. Not adopted; the attempt failed, and the server's retry hint is kept.
-      void peer.closeConnection(CloseReason.GOING_AWAY);
-      throw new RefusedError(
-        goaway.reason,
-        `server went away during HELLO: ${goaway.message}`,
-        goaway.retryAfterMs,
-      );
-    }
-    this.peer = peer;
-    this.peers.push(peer);
-    return peer;
   }
 
-  /** @internal ClientPeerOwner */
-  peerNotify(topic: string, payload: unknown): void {
-    this.onNotify(topic, payload);
+  // -------------------------------------------------------------------------------------------
+  // The session's news (SessionOwner)
+
+  /** @internal */
+  sessionNotify(_s: ClientSession, topic: string, payload: unknown): void {
+    this.emit('notify', topic, payload);
+    const queues = this.notifyQueues;
+    if (queues === undefined || queues.size === 0) return;
+    const n = { topic, payload };
+    for (const q of queues) q.push(n);
   }
 
-  /** @internal ClientPeerOwner */
-  peerRtt(rttMs: number): void {
+  /** @internal */
+  sessionRtt(_s: ClientSession, rttMs: number): void {
     this.emit('rtt', rttMs);
   }
 
-  /** @internal ClientPeerOwner: the server never read these; send them again, in order, ahead of newer ones. */
-  peerUnprocessed(requests: OutgoingRequest[]): void {
-    if (this.closed) {
-      // No connection will come to send them on: they fail now, not at their deadline (or never).
-      const err = new RequestNotSentError('client closed before the request was sent', {
-        cause: this.lastError,
-      });
-      for (const r of requests) r.settle(err, undefined);
+  /** @internal The server never read `unprocessed`: they go first in the queue, in their order. */
+  sessionGoaway(s: ClientSession, msg: GoawayMessage, unprocessed: OutgoingRequest[]): void {
+    // A GOAWAY during the HELLO is openSession's to report: that session was never adopted (and
+    // carried no request; were there one, it would fail here rather than hang).
+    if (s !== this.session) {
+      for (const r of unprocessed)
+        r.settle(new RequestNotSentError('connection was never in use'), undefined);
       return;
     }
-    // Only queued: the GOAWAY that handed them back comes next (peerGoaway), and it starts the
-    // reconnect with the server's retryAfterMs. Starting one here would ignore that hint.
-    this.queue = (requests as Pending[]).concat(this.queue);
-  }
-
-  /** @internal ClientPeerOwner */
-  peerGoaway(peer: ClientPeer, msg: GoawayMessage): void {
-    // A GOAWAY during the handshake is openPeer's to handle: the peer was never adopted.
-    if (!this.peers.includes(peer)) return;
-    if (this.peer === peer) this.peer = undefined;
     if (msg.reason === 'ERR_TOO_MANY_PINGS') this.slowHeartbeat();
+    this.notBefore = Math.max(this.notBefore, performance.now() + msg.retryAfterMs);
     this.emit('goaway', msg.reason, msg.retryAfterMs);
     this.pushStatus({ type: 'goaway', reason: msg.reason, retryAfterMs: msg.retryAfterMs });
-    // Also without a reconnect policy: ensureConnected then fails the requests handed back.
-    if (!this.closed) this.ensureConnected(msg.retryAfterMs);
+    if (this.closed || this.policy === undefined) {
+      // No session will come to send them on: they fail now, not at their deadline (or never).
+      const err = new RequestNotSentError(
+        this.closed ? 'client closed before the request was sent' : 'server went away and reconnect is off',
+        { cause: this.lastError },
+      );
+      for (const r of unprocessed) r.settle(err, undefined);
+      return;
+    }
+    for (const r of unprocessed) r.queued = true;
+    this.queue = unprocessed.concat(this.queue);
+    // The next session opens once this one has closed (sessionClosed), after the server's hint.
+  }
+
+  /** @internal */
+  sessionClosed(s: ClientSession, info: CloseInfo): void {
+    // A session that closed during its HELLO was never adopted: openSession reports it.
+    if (s !== this.session) return;
+    this.session = undefined;
+    this.lastError = info.error;
+    this.emit('disconnect', info);
+    this.pushStatus({ type: 'disconnected', info });
+    if (!this.closed && this.policy !== undefined) this.ensureConnected();
+    // Requests that waited for this one to drain (none without a reconnect to come).
+    else this.failQueue(new RequestNotSentError('not connected', { cause: this.lastError }));
   }
 
   /**
@@ -663,45 +450,62 @@ export class Client extends EventEmitter {
    * user chose grows at most to the standard one (or stays, if it was already looser).
    */
   private slowHeartbeat(): void {
-    const hb = this.heartbeat;
+    const hb = this.config.heartbeat;
     if (hb === undefined) return;
     const cap = Math.max(1, HEARTBEAT_PRESETS.standard.intervalMs / hb.intervalMs);
     this.heartbeatScale = Math.min(this.heartbeatScale * 2, cap);
   }
 
-  /** @internal ClientPeerOwner */
-  peerClosed(peer: ClientPeer, info: CloseInfo): void {
-    const i = this.peers.indexOf(peer);
-    // A connection that closed during its handshake was never adopted: openPeer reports it.
-    if (i < 0) return;
-    this.peers.splice(i, 1);
-    if (this.peer === peer) this.peer = undefined;
-    this.lastError = info.error;
-    this.emit('disconnect', info);
-    this.pushStatus({ type: 'disconnected', info });
-    if (!this.closed && this.reconnectPolicy && info.reason !== 'going-away') this.ensureConnected();
+  // -------------------------------------------------------------------------------------------
+  // Opening sessions
+
+  private async openSession(): Promise<ClientSession> {
+    if (this.closed) throw new ConnectionClosedError('client is closed', 'local-graceful');
+    // close() and destroy() abort an open under way through this, as the caller's signal does.
+    const abort = new AbortController();
+    this.opening = abort;
+    const userSignal = this.options.signal;
+    const onUserAbort = () => abort.abort(userSignal?.reason);
+    if (userSignal?.aborted) onUserAbort();
+    else userSignal?.addEventListener('abort', onUserAbort, { once: true });
+    let s: ClientSession;
+    try {
+      s = await openSession(this.config, this.options.host ?? '127.0.0.1', this.options.port, {
+        signal: abort.signal,
+        // Owner from the start: a NOTIFY in the same read as the HELLO answer is delivered, not lost.
+        owner: this,
+        heartbeatScale: this.heartbeatScale,
+      });
+    } finally {
+      userSignal?.removeEventListener('abort', onUserAbort);
+      if (this.opening === abort) this.opening = undefined;
+    }
+    if (this.closed) {
+      s.destroy();
+      throw new ConnectionClosedError('client is closed', 'local-abort');
+    }
+    this.session = s;
+    return s;
   }
 
-  /** Single-flight reconnect with exponential backoff and full jitter. */
-  private ensureConnected(firstDelayMs = 0): void {
-    if (this.connecting || this.closed || this.peer?.usable) return;
-    const policy = this.reconnectPolicy;
-    if (policy === undefined) {
-      const err = new RequestNotSentError('not connected and reconnect is off', {
-        cause: this.lastError,
-      });
-      for (const p of this.queue.splice(0)) p.settle(err, undefined);
-      return;
-    }
+  /**
+   * Single-flight reconnect: attempt n waits a delay drawn with full jitter below its backoff
+   * ceiling (util/backoff.ts), plus what is left of the server's retry hint. Even the first
+   * attempt waits its random share of `initialDelayMs`: when a server with thousands of clients
+   * goes away, they must not all come back in the same millisecond.
+   */
+  private ensureConnected(): void {
+    const policy = this.policy;
+    // A session still draining after its GOAWAY: the reconnect starts when it has closed.
+    if (this.connecting || this.closed || this.session !== undefined || policy === undefined) return;
     this.connecting = (async () => {
       let attempt = 0;
-      // Even the first attempt waits a random share of the initial delay: when a server with
-      // thousands of clients goes away, they must not all come back in the same millisecond.
-      let delay = firstDelayMs + Math.random() * policy.initialDelayMs;
       while (!this.closed) {
+        attempt++;
+        const delay = Math.max(0, this.notBefore - performance.now()) + fullJitter(policy, attempt);
         if (delay > 0) {
-          this.emit('reconnecting', attempt + 1, delay);
-          this.pushStatus({ type: 'reconnecting', attempt: attempt + 1, delayMs: delay });
+          this.emit('reconnecting', attempt, delay);
+          this.pushStatus({ type: 'reconnecting', attempt, delayMs: delay });
           await new Promise<void>((resolve) => {
             this.retryTimer = setTimeout(resolve, delay);
             // Requests waiting for the connection keep the process alive, as a socket would.
@@ -710,32 +514,25 @@ export class Client extends EventEmitter {
           if (this.closed) break;
         }
         try {
-          await this.openPeer();
+          await this.openSession();
           this.emit('reconnect');
           this.pushStatus({ type: 'reconnected' });
           break;
         } catch (err) {
           this.lastError = err instanceof LonglinkError ? err : new LonglinkError('ERR_CONNECT', String(err));
-          attempt++;
+          // A refusal's hint (GOAWAY before or during HELLO) is a floor for the next attempt.
+          if (err instanceof RefusedError && err.retryAfterMs > 0)
+            this.notBefore = performance.now() + err.retryAfterMs;
           if (attempt >= policy.maxAttempts) {
-            const e = new RequestNotSentError(`gave up reconnecting after ${attempt} attempts`, {
-              cause: this.lastError,
-            });
-            for (const p of this.queue.splice(0)) p.settle(e, undefined);
+            this.failQueue(
+              new RequestNotSentError(`gave up reconnecting after ${attempt} attempts`, {
+                cause: this.lastError,
+              }),
+            );
             break;
           }
-          if (this.options.whenDisconnected === 'fail') {
-            const e = new RequestNotSentError('not connected', { cause: this.lastError });
-            for (const p of this.queue.splice(0)) p.settle(e, undefined);
-          }
-          const ceiling = Math.min(
-            policy.maxDelayMs,
-            policy.initialDelayMs * policy.multiplier ** (attempt - 1),
-          );
-          delay = Math.max(delay > 0 && attempt === 1 ? delay : 0, Math.random() * ceiling);
-          // A refusal's hint (GOAWAY before or during HELLO) is a floor, plus the jitter.
-          if (err instanceof RefusedError && err.retryAfterMs > 0)
-            delay = err.retryAfterMs + Math.random() * ceiling;
+          if (this.options.whenDisconnected === 'fail')
+            this.failQueue(new RequestNotSentError('not connected', { cause: this.lastError }));
         }
       }
     })().finally(() => {
@@ -744,16 +541,14 @@ export class Client extends EventEmitter {
     });
   }
 
-  private onNotify(topic: string, payload: unknown): void {
-    this.emit('notify', topic, payload);
-    const queues = this.notifyQueues;
-    if (queues === undefined || queues.size === 0) return;
-    const n = { topic, payload };
-    for (const q of queues) q.push(n);
-  }
-
   private pushStatus(s: ClientStatus): void {
     for (const q of this.statusQueues ?? []) q.push(s);
+  }
+
+  private ended(): void {
+    for (const q of this.notifyQueues ?? []) q.end();
+    for (const q of this.statusQueues ?? []) q.end();
+    this.emit('close');
   }
 }
 

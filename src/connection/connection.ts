@@ -28,6 +28,7 @@ import {
   setKeepAliveOptions,
   setUserTimeout,
   tcpInfo,
+  tcpInfoStats,
 } from '../sys/sockopt.js';
 import { checkPort, finiteAtLeast } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
@@ -257,8 +258,8 @@ export class Connection extends EventEmitter {
     return this.outBytes + this.socket.writableLength;
   }
 
-  /** `write()` calls waiting for the queue to drain (a lease with one is still in use). */
-  get pendingWrites(): number {
+  /** write() calls still waiting for 'drain' (a lease pool lends no connection that has one). */
+  get writesWaiting(): number {
     return this.life?.writers?.length ?? 0;
   }
 
@@ -549,7 +550,7 @@ export class Connection extends EventEmitter {
         unacked === undefined || unsent === undefined || unread === undefined
           ? undefined
           : { unacked, unsent, unread },
-      tcpInfo: tcpInfo(this.socket),
+      tcpInfo: tcpInfoStats(this.socket),
     };
   }
 

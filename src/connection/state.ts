@@ -9,7 +9,7 @@
 import type net from 'node:net';
 import type { FrameDecoder, Framing } from '../codec/types.js';
 import type { FramingError, LonglinkError, OverloadError } from '../errors.js';
-import type { TcpInfo } from '../sys/sockopt.js';
+import type { TcpInfoStats } from '../sys/sockopt.js';
 import { now } from '../util/clock.js';
 import type { TimerWheel } from '../util/wheel.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
@@ -70,7 +70,8 @@ export interface ConnectionStats {
   bufferedAmount: number;
   /** Kernel queues (Linux, native helper): unacked and unsent send-queue bytes, unread receive bytes. */
   kernel: { unacked: number; unsent: number; unread: number } | undefined;
-  tcpInfo: TcpInfo | undefined;
+  /** TCP_INFO (Linux), its byte counters as numbers: the snapshot is JSON-safe. */
+  tcpInfo: TcpInfoStats | undefined;
 }
 
 /** The events a Connection emits, with their arguments. */

@@ -4,15 +4,12 @@
  * sends, reads its reply, and gives it back; the pool makes sure the next borrower gets a clean
  * one.
  *
- * "Clean" is the whole point of lease mode. A connection handed back with a reply still on its
- * way, half a frame in the decoder, unread bytes in the kernel, or the peer's FIN already in
- * would hand the *next* borrower somebody else's answer or a dead socket. Each of these is
- * checked on release and the connection is destroyed with a reason instead. Idle connections are
- * watched as events arrive: a FIN, an RST or an unsolicited frame evicts them at once (stale
- * pooled sockets are undici's most reported failure, undici#3492).
+ * "Clean" is the whole point of lease mode: what makes a released connection fit for the next
+ * borrower, and the watch kept on idle ones, is lease-check.ts.
  *
  * Several endpoints: one Pool per endpoint (its own min/max, backoff and circuit breaker) and a
- * Balancer (power of two choices, outlier ejection) in front.
+ * Balancer (power of two choices, outlier ejection) in front — the EndpointSet the shared-mode
+ * pool uses too (endpoint-set.ts).
  */
 
 import { EventEmitter } from 'node:events';
@@ -20,11 +17,26 @@ import type tls from 'node:tls';
 import type { Framing } from '../codec/types.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { Connection, type ConnectOptions } from '../connection/connection.js';
-import { AbortedError, ConnectionClosedError, InvalidArgumentError, LonglinkError } from '../errors.js';
+import { AbortedError, InvalidArgumentError, LonglinkError } from '../errors.js';
 import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
-import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
-import { type EndpointAddress, type EndpointEvents, EndpointRegistry } from './endpoints.js';
+import type { OutlierOptions } from './balancer.js';
+import {
+  type EndpointAddress,
+  type EndpointEvents,
+  EndpointSet,
+  initialEndpoints,
+  PoolEndpoint,
+} from './endpoint-set.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
+import {
+  attachMeta,
+  ConnMeta,
+  inspectRelease,
+  isConnectionError,
+  LeaseDestroyReason,
+  metaOf,
+  type PendingRequest,
+} from './lease-check.js';
 import {
   type AcquireOptions,
   type DestroyDetail,
@@ -39,7 +51,8 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Public types
 
-export type { EndpointAddress } from './endpoints.js';
+export type { EndpointAddress } from './endpoint-set.js';
+export { isConnectionError, LeaseDestroyReason } from './lease-check.js';
 
 /** Options of {@link createConnectionPool}. Pool sizes apply to each endpoint. */
 export interface ConnectionPoolOptions extends Omit<PoolOptions, 'name'> {
@@ -111,163 +124,11 @@ export interface ConnectionPoolEvents extends EndpointEvents {
   drained: [];
 }
 
-/** Pool destroy reasons specific to lease mode (release checks and connection events). */
-export const LeaseDestroyReason = {
-  /** Released while a `lease.request()` still waited for its reply. */
-  REQUEST_IN_FLIGHT: 'request-in-flight',
-  /** A `lease.request()` was aborted: its reply may still arrive. */
-  REQUEST_ABORTED: 'request-aborted',
-  /** Frames arrived during the lease that nobody listened to. */
-  UNREAD_FRAMES: 'unread-frames',
-  /** The decoder holds part of a frame: the stream is mid-message. */
-  PARTIAL_FRAME: 'partial-frame',
-  /** Bytes wait unread (Node's buffer or the kernel's receive queue). */
-  UNREAD_DATA: 'unread-data',
-  /** Released with reading paused (`connection.pause()`): what is queued behind is unknown. */
-  PAUSED: 'paused',
-  /** Released while a `connection.write()` still waited for 'drain'. */
-  WRITE_IN_FLIGHT: 'write-in-flight',
-  /** Released after the connection stopped being open (peer FIN, close() by the borrower…). */
-  NOT_OPEN: 'not-open',
-  /** An idle connection received a frame nobody asked for. */
-  UNSOLICITED_DATA: 'unsolicited-data',
-  /** The peer sent FIN while the connection was idle. */
-  PEER_FIN: 'peer-fin',
-  /** The endpoint was removed with removeEndpoint(). */
-  ENDPOINT_REMOVED: 'endpoint-removed',
-} as const;
-
-// ---------------------------------------------------------------------------------------------
-// Per-connection bookkeeping
-
-interface PendingRequest {
-  resolve: (frame: Buffer) => void;
-  reject: (err: unknown) => void;
-}
-
-const kMeta = Symbol('longlink.pool.connection');
-
-class ConnMeta {
-  borrowed = false;
-  unread = 0;
-  request: PendingRequest | undefined = undefined;
-  dirty: string | undefined = undefined;
-  closingByPool = false;
-  /**
-   * socket.bytesWritten if the lease only sent through `lease.request()` (set at lend, grown by
-   * each request). A lease that did nothing else needs no kernel look at release (see inspectRelease).
-   */
-  expectWritten = 0;
-  constructor(
-    readonly owner: ConnectionPool,
-    readonly ep: Endpoint,
-  ) {}
-}
-
-type Pooled = Connection & { [kMeta]?: ConnMeta };
-
-function metaOf(conn: Connection): ConnMeta | undefined {
-  return (conn as Pooled)[kMeta];
-}
-
-// Connection listeners at module scope, reaching their bookkeeping through the connection.
-function onPooledFrame(this: Connection, frame: Buffer): void {
-  const m = metaOf(this);
-  if (m === undefined) return;
-  const r = m.request;
-  if (r !== undefined) {
-    m.request = undefined;
-    r.resolve(frame);
-    return;
-  }
-  if (this.listenerCount('frame') > 1) return; // the borrower (or a validator) listens
-  m.unread++;
-  if (!m.borrowed && !m.closingByPool) m.ep.pool.evict(this, LeaseDestroyReason.UNSOLICITED_DATA);
-}
-
-function onPooledEnd(this: Connection): void {
-  const m = metaOf(this);
-  // Connection answers the FIN with its own close; take an idle one out of the pool right now.
-  if (m !== undefined && !m.borrowed && !m.closingByPool) m.ep.pool.evict(this, LeaseDestroyReason.PEER_FIN);
-}
-
-function onPooledClose(this: Connection, info: CloseInfo): void {
-  const m = metaOf(this);
-  if (m === undefined) return;
-  const r = m.request;
-  if (r !== undefined) {
-    m.request = undefined;
-    r.reject(
-      new ConnectionClosedError(
-        `connection ${this.id} closed (${info.reason}) before the reply`,
-        info.reason,
-        {
-          cause: info.error,
-        },
-      ),
-    );
-  }
-  if (!m.closingByPool) {
-    m.ep.pool.evict(this, `closed-${info.reason}`);
-    m.owner.connectionLost(m, info);
-  }
-}
-
-const OWN_LISTENERS: ReadonlySet<unknown> = new Set([onPooledFrame, onPooledEnd, onPooledClose]);
-const BORROWER_EVENTS = ['frame', 'end', 'close', 'drain', 'protocol-error', 'warning', 'state'] as const;
-
-const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
-  'ERR_CONNECTION_CLOSED',
-  'ERR_CONNECTION_RESET',
-  'ERR_SOCKET',
-  'ERR_CLOSE_TIMEOUT',
-  'ERR_LINGER_EXPIRED',
-  'ERR_FRAME_TOO_LARGE',
-  'ERR_BAD_FRAME_HEADER',
-  'ERR_FRAME_TRUNCATED',
-  'ERR_LEASE_RECLAIMED',
-  // Raw socket errors, for borrowers that use connection.socket directly.
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-]);
-
-/** Whether an error thrown while using a connection means the connection is broken. */
-export function isConnectionError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && CONNECTION_ERROR_CODES.has(code);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
-class Endpoint implements BalancedTarget {
-  removed = false;
-  pool!: Pool<Connection>;
-  constructor(
-    readonly key: string,
-    readonly host: string,
-    readonly port: number,
-  ) {}
-  load(): number {
-    return this.pool.load;
-  }
-  capacity(): number {
-    return this.pool.max;
-  }
-  idle(): number {
-    return this.pool.idleCount;
-  }
-  breaker(): 'closed' | 'open' | 'half-open' {
-    return this.pool.breakerState;
-  }
-  accepting(): boolean {
-    return !this.removed;
-  }
-}
+/** An endpoint of a lease-mode pool: its Pool answers the balancer (borrowed + waiting of max). */
+class Endpoint extends PoolEndpoint<Connection> {}
 
 const CONNECT_KEYS = [
   'connectTimeoutMs',
@@ -416,8 +277,7 @@ export class ConnectionLease {
  * ```
  */
 export class ConnectionPool extends EventEmitter {
-  private readonly balancer: Balancer<Endpoint>;
-  private readonly registry: EndpointRegistry<Endpoint>;
+  private readonly set: EndpointSet<Connection, Endpoint>;
   private readonly poolOptions: PoolOptions;
   private readonly connectOptions: ConnectBase;
   private readonly userValidate: ((c: Connection) => boolean | Promise<boolean>) | undefined;
@@ -433,13 +293,7 @@ export class ConnectionPool extends EventEmitter {
     if (typeof options?.framing?.createDecoder !== 'function') {
       throw new InvalidArgumentError('framing must be a Framing (e.g. parseFraming("ascii:20"))');
     }
-    const list: EndpointAddress[] = options.endpoints ? [...options.endpoints] : [];
-    if (options.port !== undefined) {
-      list.unshift(
-        options.host === undefined ? { port: options.port } : { host: options.host, port: options.port },
-      );
-    }
-    if (list.length === 0) throw new InvalidArgumentError('give port (and host) or endpoints');
+    const list = initialEndpoints(options.host, options.port, options.endpoints);
 
     const connect: Record<string, unknown> = { framing: options.framing, allowHalfOpen: false };
     for (const k of CONNECT_KEYS) if (options[k] !== undefined) connect[k] = options[k];
@@ -451,14 +305,16 @@ export class ConnectionPool extends EventEmitter {
     this.retireTimeoutMs = options.retireTimeoutMs ?? 5_000;
     this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
     this.clock = options.clock ?? fastNow;
-    this.balancer = new Balancer<Endpoint>(
-      options.outlier ?? {},
-      this.clock,
-      options.random ?? Math.random,
-      (ep, info) => this.ejected(ep, info),
-      (ep) => this.emit('readmit', ep.key),
-    );
-    this.registry = new EndpointRegistry(this.balancer);
+    this.set = new EndpointSet<Connection, Endpoint>(this, {
+      outlier: options.outlier,
+      clock: this.clock,
+      random: options.random ?? Math.random,
+      make: (key, host, port) => {
+        const e = new Endpoint(key, host, port);
+        e.pool = this.makePool(e);
+        return e;
+      },
+    });
     for (const e of list) this.addEndpoint(e);
   }
 
@@ -468,32 +324,21 @@ export class ConnectionPool extends EventEmitter {
   /** Adds a server; it starts filling to `min` at once. Throws if it is already in the pool. */
   addEndpoint(address: EndpointAddress): void {
     if (this.closed) throw new PoolClosedError();
-    const ep = this.registry.add(address, (key, host, port) => {
-      const e = new Endpoint(key, host, port);
-      e.pool = this.makePool(e);
-      return e;
-    });
+    const ep = this.set.add(address);
     if (this.paused) ep.pool.pause();
-    this.emit('endpointAdded', ep.key);
   }
 
   /**
    * Removes a server: it gets no new work at once; its idle connections are closed gracefully
    * and borrowed ones when they are returned. Resolves when all are closed.
    */
-  async removeEndpoint(address: EndpointAddress): Promise<void> {
-    const key = await this.registry.remove(address, (ep) => {
-      ep.pool.rejectWaiters(
-        new EndpointUnavailableError(ep.key, 0, { cause: new Error('endpoint removed') }),
-      );
-      return ep.pool.drain();
-    });
-    if (key !== undefined) this.emit('endpointRemoved', key);
+  removeEndpoint(address: EndpointAddress): Promise<void> {
+    return this.set.remove(address);
   }
 
   /** The endpoints currently taking work, as `host:port`. */
   endpoints(): string[] {
-    return this.balancer.list().map((e) => e.key);
+    return this.set.keys();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -507,7 +352,7 @@ export class ConnectionPool extends EventEmitter {
    */
   acquire(options?: AcquireOptions): Promise<ConnectionLease> {
     if (this.closed) return Promise.reject(new PoolClosedError());
-    const list = this.balancer.list();
+    const list = this.set.list();
     if (list.length === 1) {
       const ep = list[0] as Endpoint;
       return ep.pool.acquire(options).then((lease) => new ConnectionLease(this, ep, lease));
@@ -558,17 +403,17 @@ export class ConnectionPool extends EventEmitter {
   /** Stops lending on every endpoint (acquirers wait) until resume(). */
   pause(): void {
     this.paused = true;
-    for (const ep of this.balancer.list()) ep.pool.pause();
+    for (const ep of this.set.list()) ep.pool.pause();
   }
 
   resume(): void {
     this.paused = false;
-    for (const ep of this.balancer.list()) ep.pool.resume();
+    for (const ep of this.set.list()) ep.pool.resume();
   }
 
   /** Closes every idle connection now (gracefully, reason `clear`); pools refill to `min`. */
   async clear(): Promise<void> {
-    await Promise.all(this.balancer.list().map((ep) => ep.pool.clear()));
+    await Promise.all(this.set.list().map((ep) => ep.pool.clear()));
   }
 
   /**
@@ -579,8 +424,8 @@ export class ConnectionPool extends EventEmitter {
   drain(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.drainPromise) return this.drainPromise;
     this.closed = true;
-    const all = this.balancer.list().map((ep) => ep.pool.drain(options));
-    this.drainPromise = Promise.all([...all, ...this.registry.closing()]).then(() => {
+    const all = this.set.list().map((ep) => ep.pool.drain(options));
+    this.drainPromise = Promise.all([...all, ...this.set.closing()]).then(() => {
       this.emit('drained');
     });
     return this.drainPromise;
@@ -590,7 +435,7 @@ export class ConnectionPool extends EventEmitter {
     const now = this.clock();
     const endpoints: EndpointStats[] = [];
     const total = { size: 0, idle: 0, borrowed: 0, validating: 0, pending: 0, creating: 0 };
-    for (const ep of this.balancer.list()) {
+    for (const ep of this.set.list()) {
       const s = ep.pool.stats();
       total.size += s.size;
       total.idle += s.idle;
@@ -598,7 +443,7 @@ export class ConnectionPool extends EventEmitter {
       total.validating += s.validating;
       total.pending += s.pending;
       total.creating += s.creating;
-      const ejectedForMs = this.balancer.ejectedForMs(ep, now);
+      const ejectedForMs = this.set.balancer.ejectedForMs(ep, now);
       endpoints.push({
         ...s,
         endpoint: ep.key,
@@ -615,12 +460,12 @@ export class ConnectionPool extends EventEmitter {
 
   /** @internal A lease came back clean: the endpoint works. */
   released(ep: Endpoint, conn: Connection): void {
-    if (conn.state === 'open') this.balancer.recordSuccess(ep);
+    if (conn.state === 'open') this.set.recordSuccess(ep);
   }
 
   /** @internal A borrower gave up on a connection. */
   failed(ep: Endpoint): void {
-    if (!ep.removed) this.balancer.recordFailure(ep);
+    this.set.recordFailure(ep);
   }
 
   /** @internal A connection closed without the pool asking. */
@@ -628,7 +473,7 @@ export class ConnectionPool extends EventEmitter {
     if (m.ep.removed || info.initiator !== 'remote') return;
     // The peer dropping a connection mid-lease, or resetting one, is the endpoint's failure; a
     // graceful FIN on an idle connection is a server's idle timeout, not an outlier signal.
-    if (m.borrowed || !info.graceful) this.balancer.recordFailure(m.ep);
+    if (m.borrowed || !info.graceful) this.set.recordFailure(m.ep as Endpoint);
   }
 
   private async acquireBalanced(options: AcquireOptions | undefined): Promise<ConnectionLease> {
@@ -637,8 +482,8 @@ export class ConnectionPool extends EventEmitter {
     let tried: Set<Endpoint> | undefined;
     let lastError: unknown;
     for (;;) {
-      const ep = this.balancer.pick(tried);
-      if (ep === undefined) throw lastError ?? this.allUnavailable();
+      const ep = this.set.balancer.pick(tried);
+      if (ep === undefined) throw lastError ?? this.set.unavailable();
       const remaining = deadline - this.clock();
       if (remaining <= 0) throw new AcquireTimeoutError(timeoutMs, { cause: lastError });
       try {
@@ -658,25 +503,6 @@ export class ConnectionPool extends EventEmitter {
     }
   }
 
-  private allUnavailable(): EndpointUnavailableError {
-    let best: EndpointUnavailableError | undefined;
-    for (const ep of this.balancer.list()) {
-      const e = ep.pool.unavailableError();
-      if (e !== undefined && (best === undefined || e.retryInMs < best.retryInMs)) best = e;
-    }
-    return best ?? new EndpointUnavailableError(undefined, 0, { cause: new Error('no endpoints') });
-  }
-
-  private ejected(ep: Endpoint, info: EjectionInfo): void {
-    this.emit('eject', info);
-    // Its waiters would wait on a failing endpoint: send them elsewhere (acquireBalanced retries).
-    ep.pool.rejectWaiters(
-      new EndpointUnavailableError(ep.key, info.ejectedForMs, {
-        cause: new Error('endpoint ejected as an outlier'),
-      }),
-    );
-  }
-
   private makePool(ep: Endpoint): Pool<Connection> {
     const connectOptions = this.connectOptions;
     const userValidate = this.userValidate;
@@ -685,10 +511,7 @@ export class ConnectionPool extends EventEmitter {
       {
         create: async (signal) => {
           const conn = await Connection.connect({ ...connectOptions, host: ep.host, port: ep.port, signal });
-          (conn as Pooled)[kMeta] = new ConnMeta(this, ep);
-          conn.on('frame', onPooledFrame);
-          conn.on('end', onPooledEnd);
-          conn.on('close', onPooledClose);
+          attachMeta(conn, new ConnMeta(this, ep));
           return conn;
         },
         destroy: (conn, _reason, detail) => {
@@ -732,56 +555,12 @@ export class ConnectionPool extends EventEmitter {
       this.emit('release', conn, key);
     });
     pool.on('create', (conn) => this.emit('create', conn, key));
-    pool.on('destroy', (conn, reason, detail) => this.emit('destroy', conn, reason, detail, key));
-    pool.on('createError', (err, n) => {
-      this.emit('createError', err, n, key);
-      // A refused connect is a failure of the endpoint, as far as the other endpoints go.
-      if (!ep.removed && this.balancer.size > 1) this.balancer.recordFailure(ep);
-    });
     pool.on('leak', (info) => this.emit('leak', { ...info, endpoint: key }));
-    pool.on('breakerOpen', (info) => this.emit('breakerOpen', { ...info, endpoint: key }));
-    pool.on('breakerHalfOpen', () => this.emit('breakerHalfOpen', key));
-    pool.on('breakerClose', () => this.emit('breakerClose', key));
     return pool;
   }
 }
 
 function noop(): void {}
-
-/**
- * The release check of lease mode: is this connection fit for the next borrower? Order matters
- * only for which reason is reported; any one of them destroys the connection.
- */
-function inspectRelease(conn: Connection): string | undefined {
-  const m = metaOf(conn);
-  if (m === undefined) return LeaseDestroyReason.NOT_OPEN;
-  if (conn.state !== 'open') return LeaseDestroyReason.NOT_OPEN;
-  if (m.dirty !== undefined) return m.dirty;
-  if (m.request !== undefined) return LeaseDestroyReason.REQUEST_IN_FLIGHT;
-  if (m.unread > 0) return LeaseDestroyReason.UNREAD_FRAMES;
-  if (conn.pendingFrameBytes > 0) return LeaseDestroyReason.PARTIAL_FRAME;
-  const socket = conn.socket;
-  if (socket.isPaused()) return LeaseDestroyReason.PAUSED;
-  if (socket.readableLength > 0) return LeaseDestroyReason.UNREAD_DATA;
-  for (const l of conn.rawListeners('drain')) {
-    if (!OWN_LISTENERS.has(l)) return LeaseDestroyReason.WRITE_IN_FLIGHT;
-  }
-  // Bytes the kernel holds that Node has not read yet: a reply on its way in when the borrower
-  // let go. Only a borrower that wrote more than its lease.request() round trips can have one
-  // pending (a reply's stray second frame arrives with the reply and is counted as unread), so
-  // the syscall is skipped for those — it is a tenth of a lease's CPU on loopback.
-  if (socket.bytesWritten !== m.expectWritten) {
-    const unread = kernelUnread(socket);
-    if (unread !== undefined && unread > 0) return LeaseDestroyReason.UNREAD_DATA;
-  }
-  // Clean. Drop what the borrower attached, so the next one does not inherit its listeners.
-  for (const event of BORROWER_EVENTS) {
-    for (const l of conn.rawListeners(event)) {
-      if (!OWN_LISTENERS.has(l)) conn.removeListener(event, l as (...args: unknown[]) => void);
-    }
-  }
-  return undefined;
-}
 
 /**
  * Creates a lease-mode connection pool.

@@ -33,7 +33,7 @@ export {
   LeaseDestroyReason,
   type LeaseRequestOptions,
 } from './connection-pool.js';
-export type { EndpointEvents } from './endpoints.js';
+export type { EndpointEvents } from './endpoint-set.js';
 export {
   AcquireTimeoutError,
   EndpointUnavailableError,

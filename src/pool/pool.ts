@@ -359,6 +359,11 @@ export class Lease<T> {
     return this._state === LEASE_ACTIVE;
   }
 
+  /** When the pool retires the resource (its jittered max lifetime), pool clock; Infinity for never. */
+  get retireAt(): number {
+    return this._slot.retireAt;
+  }
+
   /** Returns the resource to the pool. Returns false when the lease was no longer active. */
   release(): boolean {
     return this._pool.release(this);

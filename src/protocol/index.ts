@@ -30,7 +30,7 @@ export {
   versionMinor,
 } from './hello.js';
 export { jsonCodec, type PayloadCodec, PayloadCodecRegistry, rawCodec } from './payload.js';
-export { RequestIdAllocator } from './request-id.js';
+export { type Outstanding, RequestIdAllocator } from './request-id.js';
 export {
   type CancelMessage,
   type ErrorMessage,

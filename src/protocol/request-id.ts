@@ -10,11 +10,22 @@
  * The allocator also remembers the order ids were sent in, which is what GOAWAY's `lastId` is
  * about: once ids have wrapped, "id <= lastId" no longer says which requests the peer read, but
  * the send order does (see {@link RequestIdAllocator.splitOnGoaway}).
+ *
+ * It keeps the caller's own record of each request (the client session's request object), so a
+ * connection holds one table of what is outstanding, not one here and another beside it.
  */
 
 import { InvalidArgumentError } from '../errors.js';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { MAX_REQUEST_ID } from './types.js';
+
+/** A record the allocator keeps while its request is outstanding; `allocate` stamps both fields. */
+export interface Outstanding {
+  /** The request id, 1 … maxId. */
+  id: number;
+  /** Send order on this connection (1, 2, 3 …): what GOAWAY's split compares. */
+  seq: number;
+}
 
 /**
  * Allocates request ids. Call {@link allocate} just before writing the REQUEST (ids are assumed
@@ -23,16 +34,17 @@ import { MAX_REQUEST_ID } from './types.js';
  *
  * @example
  * ```ts
- * const ids = new RequestIdAllocator();
- * const id = ids.allocate();
- * write({ kind: MessageKind.REQUEST, id, method, payload });
+ * const ids = new RequestIdAllocator<{ id: number; seq: number; method: string }>();
+ * const r = { id: 0, seq: 0, method: 'echo' };
+ * ids.allocate(r); // r.id is now 1
+ * write({ kind: MessageKind.REQUEST, id: r.id, method: r.method, payload });
  * // … on RESPONSE / ERROR for `id`:
- * ids.release(id);
+ * const answered = ids.release(id); // r, or undefined for an unsolicited answer
  * ```
  */
-export class RequestIdAllocator {
-  /** Outstanding id → its send sequence number. A Map iterates in insertion, i.e. send, order. */
-  readonly #outstanding = new Map<number, number>();
+export class RequestIdAllocator<T extends Outstanding = Outstanding> {
+  /** Outstanding id → its record. A Map iterates in insertion, i.e. send, order. */
+  readonly #outstanding = new Map<number, T>();
   readonly #maxId: number;
   #next: number;
   #seq = 0;
@@ -67,13 +79,24 @@ export class RequestIdAllocator {
     return this.#outstanding.has(id);
   }
 
+  /** The record of outstanding `id`, if any. */
+  get(id: number): T | undefined {
+    return this.#outstanding.get(id);
+  }
+
+  /** The outstanding records, in send order. */
+  values(): IterableIterator<T> {
+    return this.#outstanding.values();
+  }
+
   /**
-   * The next free id, now outstanding. Skips ids still outstanding; the skip is short in
-   * practice, since only ids that have lived for a full lap of the id space are in the way.
-   * Throws ProtocolError ERR_TOO_MANY_REQUESTS if every id is outstanding (keep the number in
-   * flight under the agreed maxInFlight and this cannot happen).
+   * Gives `entry` the next free id (and its send sequence number) and makes it outstanding;
+   * returns the id. Skips ids still outstanding; the skip is short in practice, since only ids
+   * that have lived for a full lap of the id space are in the way. Throws ProtocolError
+   * ERR_TOO_MANY_REQUESTS if every id is outstanding (keep the number in flight under the agreed
+   * maxInFlight and this cannot happen).
    */
-  allocate(): number {
+  allocate(entry: T): number {
     const outstanding = this.#outstanding;
     const max = this.#maxId;
     if (outstanding.size >= max) {
@@ -82,41 +105,62 @@ export class RequestIdAllocator {
     let id = this.#next;
     while (outstanding.has(id)) id = id === max ? 1 : id + 1;
     this.#next = id === max ? 1 : id + 1;
-    outstanding.set(id, ++this.#seq);
+    entry.id = id;
+    entry.seq = ++this.#seq;
+    outstanding.set(id, entry);
     return id;
   }
 
   /**
-   * Marks `id` answered: its RESPONSE or ERROR arrived. Returns false if `id` was not outstanding
-   * (a duplicate or unsolicited answer, which the caller should treat as a protocol violation).
-   * Not for requests merely abandoned locally: those stay outstanding until answered.
+   * Marks `id` answered: its RESPONSE or ERROR arrived. Returns its record, or undefined if `id`
+   * was not outstanding (a duplicate or unsolicited answer, which the caller should treat as a
+   * protocol violation). Not for requests merely abandoned locally: those stay outstanding until
+   * answered.
    */
-  release(id: number): boolean {
-    const seq = this.#outstanding.get(id);
-    if (seq === undefined) return false;
+  release(id: number): T | undefined {
+    const entry = this.#outstanding.get(id);
+    if (entry === undefined) return undefined;
     this.#outstanding.delete(id);
     // The peer answered this request, so it read it and every request sent before it.
-    if (seq > this.#answeredSeq) this.#answeredSeq = seq;
-    return true;
+    if (entry.seq > this.#answeredSeq) this.#answeredSeq = entry.seq;
+    return entry;
   }
 
   /**
-   * After a GOAWAY from the peer carrying `lastId`, splits the outstanding ids into those the
-   * peer read (it will answer them; wait) and those it never read (not processed; safe to retry
-   * on another connection), each in send order.
+   * Takes back an id whose REQUEST could not be written after all (nothing reached the peer, so
+   * no answer can come). Unlike {@link release} it says nothing about what the peer read.
+   */
+  discard(id: number): boolean {
+    return this.#outstanding.delete(id);
+  }
+
+  /**
+   * After a GOAWAY from the peer carrying `lastId`, splits the outstanding requests into those
+   * the peer read (it will answer them; wait) and those it never read (not processed; safe to
+   * retry on another connection), each in send order. The second kind stop being outstanding
+   * here: nothing new is sent on a connection after its GOAWAY, so their ids cannot be reused,
+   * and a late ERR_SHUTTING_DOWN for one of them then matches nothing.
    *
    * The peer reads in the order we sent, and `lastId` is the last REQUEST it read; so a request
    * was read iff it was sent no later than that one. If `lastId` is no longer outstanding it was
    * answered already, and then the latest answered request marks the same point — nothing sent
    * after `lastId` can have been answered, since it was never read.
    */
-  splitOnGoaway(lastId: number): { accepted: number[]; notProcessed: number[] } {
+  splitOnGoaway(lastId: number): { accepted: T[]; notProcessed: T[] } {
     let cutoff = this.#answeredSeq;
-    const lastSeq = lastId === 0 ? undefined : this.#outstanding.get(lastId);
-    if (lastSeq !== undefined && lastSeq > cutoff) cutoff = lastSeq;
-    const accepted: number[] = [];
-    const notProcessed: number[] = [];
-    for (const [id, seq] of this.#outstanding) (seq <= cutoff ? accepted : notProcessed).push(id);
+    const last = lastId === 0 ? undefined : this.#outstanding.get(lastId);
+    if (last !== undefined && last.seq > cutoff) cutoff = last.seq;
+    const accepted: T[] = [];
+    const notProcessed: T[] = [];
+    for (const entry of this.#outstanding.values()) {
+      (entry.seq <= cutoff ? accepted : notProcessed).push(entry);
+    }
+    for (const entry of notProcessed) this.#outstanding.delete(entry.id);
     return { accepted, notProcessed };
+  }
+
+  /** Forgets every outstanding id (the connection is gone: no answer can come). */
+  clear(): void {
+    this.#outstanding.clear();
   }
 }

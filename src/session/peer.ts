@@ -69,7 +69,7 @@ interface PingWaiter {
 }
 
 /**
- * Base of ClientPeer and ServerPeer. Subclasses handle HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0),
+ * Base of ClientSession and ServerPeer. Subclasses handle HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0),
  * CANCEL and GOAWAY in {@link onMessage}; everything else is handled here.
  */
 /** The hook a Peer installs on its Connection: one small object, no closure per connection. */
@@ -88,15 +88,15 @@ export abstract class Peer extends EventEmitter {
   // No `implements ConnectionHandler`: its hooks here are internal (stripped from the published
   // .d.ts), and `connection.setHandler(this)` in the constructor checks them all the same.
   readonly connection: Connection;
-  /** The agreed parameters, once HELLO is done. */
+  /** @internal The agreed parameters, once HELLO is done. */
   agreement: HelloAgreement | undefined;
   /** The agreed payload codec (JSON until HELLO says otherwise). */
   codec: PayloadCodec = jsonCodec;
   /** Set once the HELLO exchange finished. */
   protected ready = false;
-  /** We sent GOAWAY (no new work accepted). */
+  /** @internal We sent GOAWAY (no new work accepted). */
   goawaySent = false;
-  /** The peer's GOAWAY, if it sent one. */
+  /** @internal The peer's GOAWAY, if it sent one. */
   goawayReceived: GoawayMessage | undefined;
   /** The peer's last connection-level ERROR, reported as the close error. */
   protected remoteError: RemoteError | undefined;
@@ -160,7 +160,7 @@ export abstract class Peer extends EventEmitter {
     return this.connection.writable;
   }
 
-  /** Sends one message; false means backpressure (see Connection#send). Throws once closed. */
+  /** @internal Sends one message; false means backpressure (see Connection#send). Throws once closed. */
   send(msg: Message): boolean {
     const prefix = this.prefix;
     if (prefix > 0) return this.connection.sendPrefixed(encodeMessage(msg, prefix));
@@ -168,6 +168,7 @@ export abstract class Peer extends EventEmitter {
   }
 
   /**
+   * @internal
    * Sends `msg` unless its frame would exceed the agreed `maxFrameLength` (the peer would take it
    * as a protocol error and close the whole connection). Never throws: says what happened.
    */
@@ -277,7 +278,7 @@ export abstract class Peer extends EventEmitter {
     });
   }
 
-  /** Closes gracefully (FIN after the queue), reporting `reason`. */
+  /** @internal Closes gracefully (FIN after the queue), reporting `reason`. */
   closeConnection(
     reason: CloseReason = CloseReason.LOCAL_GRACEFUL,
     error?: LonglinkError,
@@ -338,7 +339,9 @@ export abstract class Peer extends EventEmitter {
         this.onMessage(msg);
         return;
       case MessageKind.GOAWAY:
-        // A second GOAWAY is ignored (PROTOCOL.md §9.1): the first one already split the work.
+        // "The receiver of GOAWAY … ignores a second GOAWAY" (PROTOCOL.md §9.1): the first one
+        // drew the line between accepted and unread requests, and a later lastId must not move it
+        // (a client would re-send requests the server accepted, and they would run twice).
         if (this.goawayReceived !== undefined) return;
         this.goawayReceived = msg;
         this.onMessage(msg);
@@ -416,10 +419,14 @@ function codeForFraming(err: LonglinkError): string {
   return err.code === 'ERR_FRAME_TOO_LARGE' ? 'ERR_FRAME_TOO_LARGE' : ErrorCode.MALFORMED;
 }
 
-// Typed events, merged into the class's instance type.
+// Typed events, merged into the class's instance type (internal: the roles' owners hear directly).
 export interface Peer {
+  /** @internal */
   on<K extends keyof PeerEvents>(event: K, listener: (...args: PeerEvents[K]) => void): this;
+  /** @internal */
   once<K extends keyof PeerEvents>(event: K, listener: (...args: PeerEvents[K]) => void): this;
+  /** @internal */
   off<K extends keyof PeerEvents>(event: K, listener: (...args: PeerEvents[K]) => void): this;
+  /** @internal */
   emit<K extends keyof PeerEvents>(event: K, ...args: PeerEvents[K]): boolean;
 }

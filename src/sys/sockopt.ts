@@ -281,6 +281,22 @@ export function keepAliveState(socket: Socket): KeepAliveState | undefined {
   return { enabled: enabled !== 0, idleS, intervalS, count, userTimeoutMs: userTimeoutMs ?? 0 };
 }
 
+/**
+ * {@link TcpInfo} as a stats snapshot reports it: the 64-bit byte counters as numbers, so the
+ * snapshot survives `JSON.stringify` (a BigInt throws there). A number is exact up to 2^53 bytes.
+ */
+export type TcpInfoStats = Omit<TcpInfo, 'bytesAcked' | 'bytesReceived'> & {
+  bytesAcked: number;
+  bytesReceived: number;
+};
+
+/** {@link tcpInfo} for a stats snapshot: JSON-safe. */
+export function tcpInfoStats(socket: Socket): TcpInfoStats | undefined {
+  const info = tcpInfo(socket);
+  if (info === undefined) return undefined;
+  return { ...info, bytesAcked: Number(info.bytesAcked), bytesReceived: Number(info.bytesReceived) };
+}
+
 /** Reads `struct tcp_info` (Linux). Undefined where unavailable. */
 export function tcpInfo(socket: Socket): TcpInfo | undefined {
   const n = load();

@@ -10,7 +10,6 @@ import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Client, connect } from '../../src/client/client.js';
-import { RefusedError } from '../../src/client/client-peer.js';
 import { parseFraming } from '../../src/codec/index.js';
 import { Connection } from '../../src/connection/connection.js';
 import { InvalidArgumentError, RequestNotSentError } from '../../src/errors.js';
@@ -18,6 +17,7 @@ import { answerHello } from '../../src/protocol/hello.js';
 import { type Message, MessageKind } from '../../src/protocol/types.js';
 import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server } from '../../src/server/server.js';
+import { RefusedError } from '../../src/session/client-session.js';
 import { keepAliveState } from '../../src/sys/sockopt.js';
 import { listen, sleep, type TestServer, waitFor } from '../helpers.js';
 

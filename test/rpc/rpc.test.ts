@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { type Client, connect, RequestTimeoutError } from '../../src/client/client.js';
-import { RefusedError } from '../../src/client/client-peer.js';
 import { ConnectionClosedError, RequestNotSentError } from '../../src/errors.js';
 import { RemoteError } from '../../src/protocol/errors.js';
 import { MessageKind, PROTOCOL_VERSION } from '../../src/protocol/types.js';
 import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
+import { RefusedError } from '../../src/session/client-session.js';
 import { readTcpTable } from '../../src/sys/tcp-table.js';
 import { sleep, waitFor } from '../helpers.js';
 

@@ -12,8 +12,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { type Client, connect } from '../../src/client/client.js';
-import { RefusedError } from '../../src/client/client-peer.js';
 import { RemoteError } from '../../src/protocol/errors.js';
+import { RefusedError } from '../../src/session/client-session.js';
 import type { Fixture } from '../faults/harness.js';
 import { waitFor } from '../helpers.js';
 import {
