@@ -21,6 +21,9 @@ export interface SkipOptions {
   kind?: SkipKind;
 }
 
+/** For what Linux always can (the native helper, /proc, 127.0.0.0/8): required there, a platform gap elsewhere. */
+export const requiredOnLinux: SkipOptions = { kind: process.platform === 'linux' ? 'required' : 'platform' };
+
 /** True when LONGLINK_REQUIRE_FAULTS=1: a `required` skip fails. */
 export const requireFaults = process.env.LONGLINK_REQUIRE_FAULTS === '1';
 

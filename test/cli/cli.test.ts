@@ -6,6 +6,7 @@ import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../helpers.js';
+import { skipUnless } from '../skip.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const children: ChildProcess[] = [];
@@ -136,7 +137,7 @@ describe('longlink CLI', () => {
   });
 
   test("experiment close reproduces the sources' netstat observations for graceful and abort", {
-    skip: process.platform === 'linux' ? false : 'needs /proc/net/tcp',
+    skip: skipUnless(process.platform === 'linux', 'needs /proc/net/tcp', { kind: 'platform' }),
   }, async () => {
     const g = run(['experiment', 'close', '--mode', 'graceful']);
     assert.equal(await g.exit, 0);

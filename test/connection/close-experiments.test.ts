@@ -10,6 +10,7 @@ import { parseFraming } from '../../src/codec/index.js';
 import { Connection } from '../../src/connection/connection.js';
 import { nativeSocketOptions } from '../../src/sys/sockopt.js';
 import { drain, kernelEntry, listen, sleep, type TestServer, waitFor } from '../helpers.js';
+import { requiredOnLinux, skipUnless } from '../skip.js';
 
 const framing = parseFraming('u32be');
 const TOTAL = 200_000;
@@ -21,8 +22,12 @@ function sendExperimentLoad(conn: Connection): void {
 
 const linux = process.platform === 'linux';
 const native = nativeSocketOptions();
-const skipKernel = linux ? false : 'needs Linux /proc/net/tcp';
-const skipNative = native.available ? false : `native socket options unavailable: ${native.reason}`;
+const skipKernel = skipUnless(linux, 'needs Linux /proc/net/tcp', { kind: 'platform' });
+const skipNative = skipUnless(
+  native.available,
+  `native socket options unavailable: ${native.reason}`,
+  requiredOnLinux,
+);
 
 /** Runs test/fixtures/sink-peer.mjs as a separate process. */
 async function startSinkPeer(): Promise<{

@@ -9,6 +9,7 @@ import { Connection } from '../../src/connection/connection.js';
 import { ConnectError, ConnectionClosedError, LonglinkError } from '../../src/errors.js';
 import { keepAliveState, nativeSocketOptions } from '../../src/sys/sockopt.js';
 import { drain, kernelEntry, listen, sleep, type TestServer, waitFor } from '../helpers.js';
+import { requiredOnLinux, skipUnless } from '../skip.js';
 
 const framing = parseFraming('u32be');
 const linux = process.platform === 'linux';
@@ -383,7 +384,11 @@ describe('socket options and write path', () => {
   });
 
   test('TCP keepalive is on by default with all three knobs, and TCP_USER_TIMEOUT when asked', {
-    skip: nativeSocketOptions().available ? false : `no native helper: ${nativeSocketOptions().reason}`,
+    skip: skipUnless(
+      nativeSocketOptions().available,
+      `no native helper: ${nativeSocketOptions().reason}`,
+      requiredOnLinux,
+    ),
   }, async () => {
     const srv = await listen();
     servers.push(srv);

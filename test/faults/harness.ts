@@ -15,12 +15,6 @@ import { waitFor } from '../helpers.js';
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/faults/', import.meta.url));
 
-/** Prints the reason the way the runner's output shows it, and returns it for `{ skip }`. */
-export function skipBecause(reason: string): string {
-  console.log(`# skip: ${reason}`);
-  return reason;
-}
-
 /** One JSON line a fixture printed; `t` is Date.now() in that process. */
 export interface FixtureEvent {
   t: number;

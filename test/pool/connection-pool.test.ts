@@ -18,6 +18,7 @@ import {
 } from '../../src/pool/errors.js';
 import { tcpInfo } from '../../src/sys/sockopt.js';
 import { sleep, waitFor } from '../helpers.js';
+import { requiredOnLinux, skipTest } from '../skip.js';
 import { body, framing, type LegacyPeer, legacyPeer } from './peer.js';
 
 const peers: LegacyPeer[] = [];
@@ -253,7 +254,7 @@ describe('checks on borrow', () => {
     const probe = await pool.acquire();
     if (tcpInfo(probe.connection.socket) === undefined) {
       probe.release();
-      t.skip('no native socket helper: TCP_INFO unreadable');
+      skipTest(t, 'no native socket helper: TCP_INFO unreadable', requiredOnLinux);
       return;
     }
     probe.release();

@@ -15,6 +15,7 @@ import { ConnectError, ConnectionClosedError } from '../../src/errors.js';
 import { createServer, type RefusalInfo, type Server } from '../../src/server/server.js';
 import type { RequestContext } from '../../src/server/server-peer.js';
 import { waitFor } from '../helpers.js';
+import { skipBecause } from '../skip.js';
 import { makePki, type TestPki } from './certs.js';
 
 let pki: TestPki | undefined;
@@ -22,8 +23,7 @@ let skip: string | false = false;
 try {
   pki = makePki();
 } catch (err) {
-  skip = `openssl could not make test certificates: ${(err as Error).message}`;
-  console.log(`# skip TLS server tests: ${skip}`);
+  skip = skipBecause(`openssl could not make test certificates: ${(err as Error).message}`);
 }
 
 const servers: Server[] = [];
