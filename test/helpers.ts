@@ -54,17 +54,30 @@ export async function listen(options: net.ServerOpts = {}): Promise<TestServer> 
   };
 }
 
-/** Polls `check` every 5 ms until it returns a truthy value or `timeoutMs` passes (then throws). */
+/**
+ * A waitFor bound is a guard against a hang, never a timing assertion (those use beforeTimer): it
+ * is at least this long, so that a loaded machine, where a condition that takes milliseconds can
+ * take a second, never trips it.
+ */
+export const WAIT_FLOOR_MS = 10_000;
+
+/**
+ * Polls `check` every 5 ms until it returns a truthy value; throws once `timeoutMs` (at least
+ * WAIT_FLOOR_MS, unless `exact`) has passed. `exact` is for the fault tests, where the window is
+ * the subject (test/faults).
+ */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
   timeoutMs = 5000,
   what = 'condition',
+  exact = false,
 ): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
+  const bound = exact ? timeoutMs : Math.max(timeoutMs, WAIT_FLOOR_MS);
+  const deadline = Date.now() + bound;
   for (;;) {
     const v = await check();
     if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${bound} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }

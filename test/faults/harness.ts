@@ -77,6 +77,7 @@ export class Fixture {
         },
         timeoutMs,
         `${this.name}: ${what}`,
+        true, // the window is the subject here
       );
     } catch (err) {
       throw new Error(`${(err as Error).message}\n--- ${this.name} stderr:\n${this.stderr.join('')}`);
