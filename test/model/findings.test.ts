@@ -1,8 +1,8 @@
 /**
  * Regression tests for what the model test found (findings.ts): each pins one defect in the
- * fewest steps, and is `todo` until the fix lands. Each fails while its defect is there — the
- * runner lists it under "todo" without failing the suite — and passes once it is fixed; then
- * drop the `todo` and the entry in findings.ts, and the model fails the suite if it comes back.
+ * fewest steps, and is `todo` while its entry is in findings.ts. Each fails while its defect is
+ * there — the runner lists it under "todo" without failing the suite — and passes once it is
+ * fixed; then delete the entry, and this test (and the model) fail the suite if it comes back.
  *
  * Nothing here waits for time to pass to decide: each waits for the events it is about, with a
  * bound only so that a hang becomes a failure.
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep, setImmediate as turn } from 'node:timers/promises';
 import { type Client, connect, createServer, LonglinkError, type Server } from '../../src/index.js';
-import { FINDINGS } from './findings.js';
+import { todoUnlessFixed } from './findings.js';
 import { ServerProcess } from './model.js';
 
 const clients: Client[] = [];
@@ -44,7 +44,7 @@ async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 describe('findings of the model test', () => {
   test("stale clock: a request made in a 'notify' handler after a quiet spell keeps its whole timeout", {
-    todo: `finding: ${FINDINGS['stale-clock']}`,
+    todo: todoUnlessFixed('stale-clock'),
   }, async () => {
     // The server in its own process: nothing but this client's socket may wake this process's
     // loop while it waits, as in a real quiet client (a server in this process would wake it).
@@ -81,7 +81,7 @@ describe('findings of the model test', () => {
   });
 
   test('close({ graceMs }) resolves, and fails what is still pending, when a request is never answered', {
-    todo: `finding: ${FINDINGS['close-hangs']}`,
+    todo: todoUnlessFixed('close-hangs'),
   }, async () => {
     const server = createServer({ heartbeat: false, handlers: { ignore: () => new Promise(() => {}) } });
     servers.push(server);
@@ -105,7 +105,7 @@ describe('findings of the model test', () => {
   });
 
   test("GOAWAY: 'disconnect' comes before 'reconnecting' and 'reconnect'", {
-    todo: `finding: ${FINDINGS['reconnecting-before-disconnect']}`,
+    todo: todoUnlessFixed('reconnecting-before-disconnect'),
   }, async () => {
     const server = createServer({ heartbeat: false, handlers: {} });
     servers.push(server);
@@ -133,7 +133,7 @@ describe('findings of the model test', () => {
   });
 
   test("destroy(): no 'disconnect' after 'close'", {
-    todo: `finding: ${FINDINGS['disconnect-after-close']}`,
+    todo: todoUnlessFixed('disconnect-after-close'),
   }, async () => {
     const server = createServer({ heartbeat: false, handlers: {} });
     servers.push(server);
