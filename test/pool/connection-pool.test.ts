@@ -246,21 +246,27 @@ describe('checks on borrow', () => {
 
   test('stale sockets: a peer that closes idle connections behind our back never hands a borrower a dead one', async () => {
     const { pool, peer, destroyed } = await setup({ min: 3, max: 3, validateAfterIdleMs: 60_000 });
-    await waitFor(() => pool.stats().idle === 3);
     let failures = 0;
     for (let round = 0; round < 5; round++) {
+      // Three idle connections, and the peer holds those three (its accept can trail our
+      // connect on a loaded machine; last round's are closed by now).
+      await waitFor(
+        () => pool.stats().idle === 3 && peer.sockets.size === 3,
+        5000,
+        `round ${round}: three idle`,
+      );
       peer.closeIdle(); // FIN on every idle connection
       // The FINs are seen as events: the idle stack is purged without any borrow.
       await waitFor(
-        () => pool.stats().endpoints[0]?.totals.destroyed === (round + 1) * 3,
+        () => (pool.stats().endpoints[0]?.totals.destroyed ?? 0) >= (round + 1) * 3,
         5000,
         `round ${round}: dead idle connections evicted`,
       );
+      assert.equal(pool.stats().endpoints[0]?.totals.destroyed, (round + 1) * 3, `round ${round}`);
       const results = await Promise.allSettled(
         Array.from({ length: 6 }, (_, i) => pool.request(req({ round, i }))),
       );
       failures += results.filter((r) => r.status === 'rejected').length;
-      await waitFor(() => pool.stats().idle === 3, 2000, 'refilled');
     }
     assert.equal(failures, 0);
     assert.ok(destroyed.filter((d) => d.reason === 'peer-fin').length >= 15);
