@@ -331,15 +331,17 @@ describe('ping()', () => {
 
 describe("the server's ping floor", () => {
   test('a server heartbeat below minPingIntervalMs: a client pinging at the agreed interval is never struck', async () => {
+    // The interval is the subject (100 ms, under the 1 s floor); the timeout is long so that a
+    // loaded machine's stall cannot end the connection by heartbeat-timeout meanwhile.
     const server = createServer({
       handlers: { echo: (p) => p },
-      heartbeat: { intervalMs: 100, timeoutMs: 300 },
+      heartbeat: { intervalMs: 100, timeoutMs: 5000 },
     });
     servers.push(server);
     const { port } = await server.listen();
-    const c = await connect({ port, heartbeat: { intervalMs: 100, timeoutMs: 300 } });
+    const c = await connect({ port, heartbeat: { intervalMs: 100, timeoutMs: 5000 } });
     clients.push(c);
-    assert.deepEqual(c.stats().heartbeat, { intervalMs: 100, timeoutMs: 300 });
+    assert.deepEqual(c.stats().heartbeat, { intervalMs: 100, timeoutMs: 5000 });
     const goaways: string[] = [];
     c.on('goaway', (reason) => goaways.push(reason));
     // Ten PINGs at the agreed interval, each answered (an 'rtt' each), and no strike for any.

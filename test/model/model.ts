@@ -38,7 +38,12 @@ export const CLOSE_BOUND_MS = 1500;
 /** Resources, sockets and timers are back to their baseline within this after everything closed. */
 export const LEAK_SETTLE_MS = 3000;
 
-const HEARTBEAT = { intervalMs: 100, timeoutMs: 400 } as const;
+/**
+ * Heartbeat runs: a PING after 100 ms of silence, dead after 1 s. Not shorter: a process starved
+ * for the timeout (two CPU burners on two cores can do that for a few hundred ms) is declared dead
+ * by a correct heartbeat, and that disconnect would have no disruption to answer for it.
+ */
+const HEARTBEAT = { intervalMs: 100, timeoutMs: 1000 } as const;
 const SERVER_JS = fileURLToPath(new URL('./server.js', import.meta.url));
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +165,7 @@ function opArb(heartbeat: boolean): fc.Arbitrary<Op> {
       weight: 2,
       arbitrary: fc.record({
         op: fc.constant('freeze' as const),
-        ms: fc.integer({ min: HEARTBEAT.timeoutMs + 150, max: HEARTBEAT.timeoutMs + 600 }),
+        ms: fc.integer({ min: HEARTBEAT.timeoutMs + 150, max: HEARTBEAT.timeoutMs + 500 }),
         during: fc.integer({ min: 0, max: 2 }),
       }),
     });
@@ -519,7 +524,8 @@ export async function executeRun(run: Run, runNo: number): Promise<RunResult> {
       port,
       heartbeat: run.config.heartbeat ? HEARTBEAT : false,
       reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
-      connectTimeoutMs: 300,
+      // Long enough for a HELLO on a loaded machine (the first connect has no retry).
+      connectTimeoutMs: 3000,
       requestTimeoutMs: run.config.requestTimeoutMs,
       whenDisconnected: run.config.whenDisconnected,
     });
