@@ -155,3 +155,5 @@ export type { HeartbeatSetting, HeartbeatTiming } from './session/heartbeat.js';
 export type { SessionOptions } from './session/options.js';
 export type { KeepAliveOptions, NativeStatus, TcpInfo, TcpInfoStats, TcpState } from './sys/sockopt.js';
 export { nativeSocketOptions } from './sys/sockopt.js';
+export type { RequestTrace } from './util/channels.js';
+export type { Logger, LogLevel } from './util/log.js';

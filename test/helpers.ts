@@ -54,22 +54,79 @@ export async function listen(options: net.ServerOpts = {}): Promise<TestServer> 
   };
 }
 
-/** Polls `check` every 5 ms until it returns a truthy value or `timeoutMs` passes (then throws). */
+/**
+ * A waitFor bound is a guard against a hang, never a timing assertion (those use beforeTimer): it
+ * is at least this long, so that a loaded machine, where a condition that takes milliseconds can
+ * take a second, never trips it.
+ */
+export const WAIT_FLOOR_MS = 10_000;
+
+/**
+ * Polls `check` every 5 ms until it returns a truthy value; throws once `timeoutMs` (at least
+ * WAIT_FLOOR_MS, unless `exact`) has passed. `exact` is for the fault tests, where the window is
+ * the subject (test/faults).
+ */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
   timeoutMs = 5000,
   what = 'condition',
+  exact = false,
 ): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
+  const bound = exact ? timeoutMs : Math.max(timeoutMs, WAIT_FLOOR_MS);
+  const deadline = Date.now() + bound;
   for (;;) {
     const v = await check();
     if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${bound} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Settles as `p` does, or rejects if a plain timer armed now for `ms` fires first. For "this
+ * timer-driven thing (a deadline, a grace period, a close timeout) happens within ms": the event
+ * loop runs due timers in deadline order however late it is, so the bound holds on a loaded
+ * machine, where comparing two clock readings would not. Not for I/O: a loop starved past `ms`
+ * runs the timer before it polls for the I/O.
+ */
+export async function beforeTimer<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what}: not within ${ms} ms (a timer armed with it fired first)`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Settles as `p` does, or rejects if the event loop turns first (a setImmediate armed now): for
+ * "at once", with no I/O and no timer in between, judged by the loop rather than a clock.
+ */
+export async function withinTurn<T>(p: Promise<T>, what: string): Promise<T> {
+  let immediate: NodeJS.Immediate | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_resolve, reject) => {
+        immediate = setImmediate(() =>
+          reject(new Error(`${what}: not at once (the event loop turned first)`)),
+        );
+      }),
+    ]);
+  } finally {
+    clearImmediate(immediate);
+  }
+}
 
 /** The kernel's entry for the socket with these local and remote ports, or undefined. */
 export function kernelEntry(localPort: number, remotePort: number): Promise<TcpEntry | undefined> {

@@ -161,6 +161,8 @@ export class Client extends EventEmitter {
   private statusQueues: Set<AsyncQueue<ClientStatus>> | undefined;
   /** Doubled each time the server says we ping too often (gRPC's client backoff on ENHANCE_YOUR_CALM). */
   private heartbeatScale = 1;
+  /** destroy() waits for its session's 'disconnect' before the client's 'close'. */
+  private endAfterSession = false;
   /** performance.now() before which no reconnect starts: the server's last GOAWAY or refusal hint. */
   private notBefore = 0;
 
@@ -319,7 +321,15 @@ export class Client extends EventEmitter {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.opening?.abort(error ?? new ConnectionClosedError('client destroyed', 'local-abort'));
     this.failQueue(new RequestNotSentError('client destroyed'));
-    this.session?.destroy(error);
+    const s = this.session;
+    if (s !== undefined && first) {
+      // 'close' is the client's last word: it follows the session's 'disconnect' (the abort's
+      // close event comes a turn later), never precedes it.
+      this.endAfterSession = true;
+      s.destroy(error);
+      return;
+    }
+    s?.destroy(error);
     if (first) this.ended();
   }
 
@@ -439,6 +449,11 @@ export class Client extends EventEmitter {
     this.lastError = info.error;
     this.emit('disconnect', info);
     this.pushStatus({ type: 'disconnected', info });
+    if (this.endAfterSession) {
+      this.endAfterSession = false;
+      this.ended();
+      return;
+    }
     if (!this.closed && this.policy !== undefined) this.ensureConnected();
     // Requests that waited for this one to drain (none without a reconnect to come).
     else this.failQueue(new RequestNotSentError('not connected', { cause: this.lastError }));

@@ -295,7 +295,8 @@ export class ClientSession extends Peer {
       // Given up on: CANCELed now, failed with the close's own reason when the close completes.
       for (const r of [...this.ids.values()]) {
         if (r.abandoned) continue;
-        (this.givenUp ??= []).push(r);
+        this.givenUp ??= [];
+        this.givenUp.push(r);
         this.cancel(r);
       }
     }

@@ -3,10 +3,29 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
+import { connect } from '../../src/client/client.js';
 import { waitFor } from '../helpers.js';
+import { skipUnless } from '../skip.js';
 import { killAll, run, serveOn } from './run.js';
 
 after(killAll);
+
+/**
+ * Resolves once the server reports at least `n` requests in flight (built-in `stats`, which does
+ * not count itself), asking again after each answer; bounded by the number of asks.
+ */
+async function inflightAtLeast(port: number, n: number): Promise<void> {
+  const probe = await connect({ port, reconnect: false, heartbeat: false });
+  try {
+    for (let ask = 0; ask < 2000; ask++) {
+      const stats = (await probe.request('stats', null, { timeoutMs: 10_000 })) as { inflight: number };
+      if (stats.inflight >= n) return;
+    }
+    throw new Error(`the server never had ${n} request(s) in flight`);
+  } finally {
+    await probe.close({ graceMs: 0 });
+  }
+}
 
 describe('longlink CLI', () => {
   test('serve + call: built-in methods, error codes and exit statuses, logged close reasons, SIGTERM drains', async () => {
@@ -43,15 +62,11 @@ describe('longlink CLI', () => {
       srv.out.join('\n'),
     );
 
-    // A request in flight when SIGTERM arrives still gets its answer.
-    const opensBefore = srv.out.filter((l) => l.startsWith('open ')).length;
+    // A request in flight when SIGTERM arrives still gets its answer. SIGTERM only once the
+    // server is handling it: its 'open' line comes before HELLO, let alone the REQUEST, so the
+    // server's own count of requests in flight (built-in stats, which leaves itself out) says when.
     const slow = run(['call', '--port', String(port), 'sleep', '300']);
-    await waitFor(
-      () => srv.out.filter((l) => l.startsWith('open ')).length > opensBefore,
-      5000,
-      'the slow call to connect',
-    );
-    await new Promise((r) => setTimeout(r, 50)); // its REQUEST is read
+    await inflightAtLeast(port, 1);
     srv.child.kill('SIGTERM');
     assert.equal(await slow.exit, 0);
     assert.deepEqual(JSON.parse(slow.out[0] ?? ''), { slept: 300 });
@@ -71,9 +86,9 @@ describe('longlink CLI', () => {
     s.on('data', (d: Buffer) => {
       got = Buffer.concat([got, d]);
     });
-    // Header and body in separate writes, split mid-header, as the sources' client sends them.
-    s.write(frame.subarray(0, 7));
-    await new Promise((r) => setTimeout(r, 20));
+    // Header and body in separate writes, split mid-header, as the sources' client sends them
+    // (the second once the first is handed to the kernel).
+    await new Promise((r) => s.write(frame.subarray(0, 7), r));
     s.write(frame.subarray(7));
     await waitFor(() => got.length >= frame.length, 5000, 'echo');
     assert.deepEqual(got, frame);
@@ -111,7 +126,7 @@ describe('longlink CLI', () => {
   });
 
   test("experiment close reproduces the sources' netstat observations for graceful and abort", {
-    skip: process.platform === 'linux' ? false : 'needs /proc/net/tcp',
+    skip: skipUnless(process.platform === 'linux', 'needs /proc/net/tcp', { kind: 'platform' }),
   }, async () => {
     const g = run(['experiment', 'close', '--mode', 'graceful']);
     assert.equal(await g.exit, 0);

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { waitFor } from '../helpers.js';
+import { skipTest, skipUnless } from '../skip.js';
 import { killAll, run, serveOn } from './run.js';
 
 after(killAll);
@@ -149,10 +150,10 @@ describe('CLI conventions', () => {
   });
 
   test('IPv6 peers are printed [::1]:port: serve on ::1, its open/close lines, inspect', {
-    skip: process.platform === 'linux' ? false : 'inspect reads /proc/net/tcp6',
+    skip: skipUnless(process.platform === 'linux', 'inspect reads /proc/net/tcp6', { kind: 'platform' }),
   }, async (t) => {
     if (!(await ipv6Loopback())) {
-      t.skip('no IPv6 loopback here');
+      skipTest(t, 'no IPv6 loopback here', { kind: 'platform' });
       return;
     }
     const { srv, port } = await serveOn(['--host', '::1']);

@@ -14,6 +14,7 @@ import {
   parseSockstat,
   worst,
 } from '../../src/cli/doctor.js';
+import { skipUnless } from '../skip.js';
 import { killAll, run } from './run.js';
 
 after(killAll);
@@ -229,7 +230,7 @@ describe('longlink doctor: verdicts (pure)', () => {
 });
 
 describe('longlink doctor: a real run', {
-  skip: process.platform === 'linux' ? false : 'reads /proc',
+  skip: skipUnless(process.platform === 'linux', 'reads /proc', { kind: 'platform' }),
 }, () => {
   test('--json: every check has an id, a verdict and fixes; the exit status follows the worst verdict', async () => {
     const r = run(['doctor', '--connections', '5000', '--json']);

@@ -14,6 +14,7 @@ import { encodeProxyV1 } from '../../src/server/proxy-encode.js';
 import { waitFor } from '../helpers.js';
 import { makePki, type TestPki } from '../server/certs.js';
 import { helloFrame, rawConnect, requestFrame } from '../server/edge-harness.js';
+import { skipBecause } from '../skip.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const children: ChildProcess[] = [];
@@ -22,8 +23,7 @@ let skip: string | false = false;
 try {
   pki = makePki();
 } catch (err) {
-  skip = `openssl could not make test certificates: ${(err as Error).message}`;
-  console.log(`# skip CLI edge tests: ${skip}`);
+  skip = skipBecause(`openssl could not make test certificates: ${(err as Error).message}`);
 }
 after(() => {
   for (const c of children) c.kill('SIGKILL');

@@ -12,8 +12,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { Bracket, between, ladder, recommend } from '../../src/cli/probe.js';
-import { ensureTools, netnsUnavailable, run as runCommand, skipBecause } from '../faults/harness.js';
+import { ensureTools, netnsUnavailable, run as runCommand } from '../faults/harness.js';
 import { proxyUnavailable, type RunningProxy, startHaproxy, startNginx } from '../server/proxies.js';
+import { skipBecause } from '../skip.js';
 import { killAll, run, serveOn } from './run.js';
 
 const proxies: RunningProxy[] = [];
@@ -191,7 +192,8 @@ describe('longlink probe: against paths with known idle timeouts', { concurrency
   });
 
   const firewallSkip = (() => {
-    if (process.platform !== 'linux') return skipBecause('a network namespace with nftables needs Linux');
+    if (process.platform !== 'linux')
+      return skipBecause('a network namespace with nftables needs Linux', { kind: 'platform' });
     const why = netnsUnavailable();
     if (why !== undefined) return skipBecause(why);
     const missing = ensureTools('nft');

@@ -13,6 +13,7 @@ import { parseFraming } from '../../src/codec/index.js';
 import { Connection } from '../../src/connection/connection.js';
 import { nativeSocketOptions } from '../../src/sys/sockopt.js';
 import { kernelEntry, waitFor } from '../helpers.js';
+import { requiredOnLinux, skipBecause, skipUnless } from '../skip.js';
 
 let cert: { key: Buffer; cert: Buffer } | undefined;
 let skip: string | false = false;
@@ -39,8 +40,7 @@ try {
   );
   cert = { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) };
 } catch (err) {
-  skip = `openssl could not make a test certificate: ${(err as Error).message}`;
-  console.log(`# skip TLS tests: ${skip}`);
+  skip = skipBecause(`openssl could not make a test certificate: ${(err as Error).message}`);
 }
 
 describe('Connection over TLS', { skip }, () => {
@@ -83,7 +83,11 @@ describe('Connection over TLS', { skip }, () => {
   });
 
   test('abort resets the underlying TCP connection', {
-    skip: nativeSocketOptions().available ? false : 'no native helper',
+    skip: skipUnless(
+      nativeSocketOptions().available,
+      `no native helper: ${nativeSocketOptions().reason}`,
+      requiredOnLinux,
+    ),
   }, async () => {
     const conn = await Connection.connect({
       port,

@@ -15,7 +15,8 @@ import { type Client, connect } from '../../src/client/client.js';
 import type { CloseInfo } from '../../src/connection/close-reason.js';
 import { ConnectionClosedError } from '../../src/errors.js';
 import { sleep, waitFor } from '../helpers.js';
-import { type Fixture, skipBecause, startFixture } from './harness.js';
+import { skipBecause } from '../skip.js';
+import { type Fixture, startFixture } from './harness.js';
 
 const HEARTBEAT = { intervalMs: 1000, timeoutMs: 3000 };
 const SLACK_MS = 1000;
@@ -32,7 +33,10 @@ after(async () => {
   for (const c of clients) await c.close({ graceMs: 0 }).catch(() => {});
 });
 
-const skip = process.platform === 'win32' ? skipBecause('SIGSTOP/SIGCONT need a POSIX system') : undefined;
+const skip =
+  process.platform === 'win32'
+    ? skipBecause('SIGSTOP/SIGCONT need a POSIX system', { kind: 'platform' })
+    : undefined;
 
 test('SIGSTOPped server: the heartbeat notices within the bound, TCP keepalive does not; after SIGCONT the client reconnects and traffic flows', {
   skip: skip ?? false,

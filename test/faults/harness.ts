@@ -1,6 +1,6 @@
 /**
- * What the fault-injection tests share: child processes that speak JSON lines, the setup script
- * for the tools they need, network namespaces joined by a veth pair, and skips that say why.
+ * What the fault-injection tests share: child processes that speak JSON lines, the installer of
+ * the tools they need, and network namespaces joined by a veth pair. (Skips: test/skip.ts.)
  *
  * Everything here acts on this machine only: loopback, or addresses inside namespaces the test
  * created itself (RFC 1918 10.213.x.y/30 on a veth pair that exists nowhere else).
@@ -14,12 +14,6 @@ import { waitFor } from '../helpers.js';
 /** The repository root (tests run from dist/test/faults/). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/faults/', import.meta.url));
-
-/** Prints the reason the way the runner's output shows it, and returns it for `{ skip }`. */
-export function skipBecause(reason: string): string {
-  console.log(`# skip: ${reason}`);
-  return reason;
-}
 
 /** One JSON line a fixture printed; `t` is Date.now() in that process. */
 export interface FixtureEvent {
@@ -83,6 +77,7 @@ export class Fixture {
         },
         timeoutMs,
         `${this.name}: ${what}`,
+        true, // the window is the subject here
       );
     } catch (err) {
       throw new Error(`${(err as Error).message}\n--- ${this.name} stderr:\n${this.stderr.join('')}`);
@@ -122,19 +117,31 @@ function mustRun(command: string, args: string[], input?: string): void {
 }
 
 /**
- * Runs scripts/ensure-proxies.sh for `tools` (nft, nginx, haproxy): installs what is missing from
- * Debian's packages. Returns undefined when all are present, else the reason to skip. The script's
- * lines are printed either way, so the test log says what was installed.
+ * Makes sure the system `tools` (nft, nginx, haproxy, openssl, ip: see scripts/ensure-test-tools.sh
+ * --list) are here; returns undefined when they all are, else the reason to skip (the installer's
+ * `missing …` lines). Under npm test the runner (scripts/run-tests.mjs) ran the installer once,
+ * before any test, and hands its verdict down in LONGLINK_TOOLS; a file run on its own runs the
+ * installer itself, which installs what is missing from Debian's packages (unless
+ * LONGLINK_NO_INSTALL=1) and says so. Its lines are printed either way.
  */
 export function ensureTools(...tools: string[]): string | undefined {
-  const r = spawnSync('bash', [`${ROOT}scripts/ensure-proxies.sh`, ...tools], {
-    encoding: 'utf8',
-    timeout: 600_000,
-  });
-  const lines = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').filter(Boolean);
-  for (const l of lines) console.log(`# ensure-proxies: ${l}`);
-  if (r.status === 0) return undefined;
-  return lines.filter((l) => l.startsWith('missing')).join('; ') || `ensure-proxies.sh failed (${r.status})`;
+  const verdict = JSON.parse(process.env.LONGLINK_TOOLS ?? '{}') as Record<string, string>;
+  const unchecked = tools.filter((t) => verdict[t] === undefined);
+  const lines = tools.filter((t) => verdict[t] !== undefined).map((t) => verdict[t] as string);
+  if (unchecked.length > 0) {
+    const r = spawnSync('bash', [`${ROOT}scripts/ensure-test-tools.sh`, ...unchecked], {
+      encoding: 'utf8',
+      timeout: 600_000,
+    });
+    const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').filter(Boolean);
+    if (r.status !== 0 && !out.some((l) => l.startsWith('missing'))) {
+      out.push(`missing ${unchecked.join(', ')}: ensure-test-tools.sh failed (${r.status ?? r.signal})`);
+    }
+    lines.push(...out);
+  }
+  for (const l of lines) console.log(`# test tools: ${l}`);
+  const missing = lines.filter((l) => l.startsWith('missing'));
+  return missing.length === 0 ? undefined : missing.join('; ');
 }
 
 /** Why this machine cannot run network-namespace tests, or undefined when it can. */

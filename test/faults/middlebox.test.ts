@@ -19,7 +19,8 @@ import { type Client, connect } from '../../src/client/client.js';
 import type { CloseInfo } from '../../src/connection/close-reason.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import { waitFor } from '../helpers.js';
-import { accepting, ensureTools, Fixture, freePort, skipBecause } from './harness.js';
+import { skipBecause } from '../skip.js';
+import { accepting, ensureTools, Fixture, freePort } from './harness.js';
 
 const IDLE_TIMEOUT_MS = 3000;
 const HEARTBEAT = { intervalMs: 1000, timeoutMs: 3000 };
@@ -48,8 +49,9 @@ if (!(Number.isFinite(SECONDS) && SECONDS > 0)) {
     `LONGLINK_MIDDLEBOX_SECONDS must be a positive number, got ${process.env.LONGLINK_MIDDLEBOX_SECONDS}`,
   );
 }
-if (process.platform !== 'linux') skip = skipBecause(`nginx and haproxy from Debian's packages need Linux`);
-else {
+if (process.platform !== 'linux') {
+  skip = skipBecause(`nginx and haproxy from Debian's packages need Linux`, { kind: 'platform' });
+} else {
   const missing = ensureTools('nginx', 'haproxy');
   if (missing !== undefined) skip = skipBecause(missing);
 }

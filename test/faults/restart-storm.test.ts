@@ -11,14 +11,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { sleep } from '../helpers.js';
-import {
-  densestWindow,
-  type Fixture,
-  type FixtureEvent,
-  skipBecause,
-  startFixture,
-  summary,
-} from './harness.js';
+import { skipBecause } from '../skip.js';
+import { densestWindow, type Fixture, type FixtureEvent, startFixture, summary } from './harness.js';
 
 const CLIENTS = 1000;
 const PROCESSES = 4;
@@ -33,7 +27,9 @@ after(() => {
 });
 
 const skip =
-  process.platform === 'win32' ? skipBecause('SIGKILL of a child server needs a POSIX system') : undefined;
+  process.platform === 'win32'
+    ? skipBecause('SIGKILL of a child server needs a POSIX system', { kind: 'platform' })
+    : undefined;
 
 interface ClientRecord {
   d: number | null;

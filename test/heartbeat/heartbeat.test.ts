@@ -16,7 +16,7 @@ import { MessageKind } from '../../src/protocol/types.js';
 import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import { HEARTBEAT_PRESETS, resolveHeartbeat } from '../../src/session/heartbeat.js';
-import { listen, sleep, type TestServer, waitFor } from '../helpers.js';
+import { beforeTimer, listen, sleep, type TestServer, waitFor } from '../helpers.js';
 
 const framing = parseFraming('u32be');
 const servers: Server[] = [];
@@ -84,8 +84,14 @@ describe('protocol heartbeat', () => {
     peer.freeze();
     const frozenAt = performance.now();
     const pending = c.request('echo', 1, { timeoutMs: 10_000 });
-    const disconnect = new Promise<{ reason: string; at: number }>((resolve) =>
-      c.once('disconnect', (info) => resolve({ reason: info.reason, at: performance.now() })),
+    // Declared dead by the heartbeat's timer: before a plain timer armed now for the bound
+    // (300 ms after the last read, which was before the freeze, + one tick + slack) fires.
+    const disconnect = beforeTimer(
+      new Promise<{ reason: string; at: number }>((resolve) =>
+        c.once('disconnect', (info) => resolve({ reason: info.reason, at: performance.now() })),
+      ),
+      300 + 150,
+      'the heartbeat-timeout',
     );
     await assert.rejects(pending, (e: unknown) => {
       assert.ok(e instanceof ConnectionClosedError);
@@ -109,16 +115,42 @@ describe('protocol heartbeat', () => {
     const { port } = await server.listen();
     const c = await connect({ port, heartbeat: { intervalMs: 100, timeoutMs: 1000 } });
     clients.push(c);
-    let beats = 0;
+    const beats: number[] = [];
+    let onBeat: () => void = () => {};
     c.connection!.on('heartbeat', () => {
-      beats++;
+      beats.push(performance.now());
+      onBeat();
     });
-    const t0 = performance.now();
-    while (performance.now() - t0 < 400) await c.request('echo', 1); // every byte read is liveness
-    assert.equal(beats, 0, 'no PING while answers keep arriving');
-    await sleep(450);
-    // About one PING per 100 ms interval (not one per 1 s timeout); loose for a loaded machine.
-    assert.ok(beats >= 2 && beats <= 6, `about one PING per 100 ms of silence, got ${beats}`);
+    // Busy: 40 requests back to back; every byte read is liveness. A PING is due only after a
+    // whole interval with nothing read, which a loaded machine may cause: those silences are
+    // measured, and there may be no more PINGs than there were silences of an interval (less the
+    // wheel's 2 ms tick).
+    let lastRead = performance.now();
+    let silences = 0;
+    for (let i = 0; i < 40; i++) {
+      await c.request('echo', 1);
+      const now = performance.now();
+      if (now - lastRead >= 100 - 3) silences++;
+      lastRead = now;
+    }
+    assert.ok(
+      beats.length <= silences,
+      `${beats.length} PINGs while answers kept arriving (${silences} silences)`,
+    );
+    // Idle: PINGs follow, one per 100 ms interval — not one per 1 s timeout, and never closer.
+    const before = beats.length;
+    await beforeTimer(
+      new Promise<void>((resolve) => {
+        onBeat = () => {
+          if (beats.length >= before + 3) resolve();
+        };
+      }),
+      10_000,
+      'three PINGs on an idle connection',
+    );
+    const gaps = beats.slice(before).map((t, i, a) => (i === 0 ? t - lastRead : t - (a[i - 1] as number)));
+    for (const g of gaps)
+      assert.ok(g >= 100 - 3 && g < 1000, `PINGs ${gaps.map((x) => x.toFixed(0)).join(', ')} ms apart`);
     assert.equal(c.connected, true);
   });
 
@@ -278,7 +310,12 @@ describe('reconnection', () => {
       }
     })();
     server.destroy();
-    await sleep(300); // a few refused attempts, backing off
+    // A few refused attempts, backing off: wait for the second to be scheduled.
+    await waitFor(
+      () => statuses.filter((s) => s.type === 'reconnecting').length >= 2,
+      10_000,
+      'two attempts',
+    );
     server = createServer({ handlers: { echo: (p) => p } });
     servers.push(server);
     await server.listen({ port });

@@ -23,9 +23,10 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { skipTest } from '../skip.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -108,10 +109,8 @@ function walk(dir: string, out: string[] = []): string[] {
 
 before(() => {
   const r = setUp();
-  if (typeof r === 'string') {
-    skipReason = r;
-    console.log(`# package test skipped: ${r}`);
-  } else packed = r;
+  if (typeof r === 'string') skipReason = r;
+  else packed = r;
 });
 
 after(() => {
@@ -119,8 +118,8 @@ after(() => {
 });
 
 /** The set-up, or a skip with its reason. */
-function need(t: { skip(message?: string): void }): Packed | undefined {
-  if (packed === undefined) t.skip(skipReason ?? 'not set up');
+function need(t: TestContext): Packed | undefined {
+  if (packed === undefined) skipTest(t, `package test: ${skipReason ?? 'not set up'}`);
   return packed;
 }
 
@@ -285,7 +284,7 @@ console.log(JSON.stringify({ native: longlink.nativeSocketOptions() }));
     const p = need(t);
     if (p === undefined) return;
     if (!existsSync(TSC)) {
-      t.skip(`no TypeScript compiler at ${TSC}`);
+      skipTest(t, `no TypeScript compiler at ${TSC}`);
       return;
     }
     const body = `

@@ -17,7 +17,8 @@ import {
   PoolFullError,
 } from '../../src/pool/errors.js';
 import { tcpInfo } from '../../src/sys/sockopt.js';
-import { sleep, waitFor } from '../helpers.js';
+import { beforeTimer, sleep, waitFor, withinTurn } from '../helpers.js';
+import { requiredOnLinux, skipTest } from '../skip.js';
 import { body, framing, type LegacyPeer, legacyPeer } from './peer.js';
 
 const peers: LegacyPeer[] = [];
@@ -103,12 +104,15 @@ describe('sizes and queueing', () => {
     const { pool } = await setup({ max: 1 });
     const held = await pool.acquire();
     const t0 = performance.now();
-    const err = await pool.acquire({ timeoutMs: 60 }).catch((e: unknown) => e);
+    // Its deadline fires before a plain timer armed with it for 500 ms; not before 60 ms.
+    const err = await beforeTimer(pool.acquire({ timeoutMs: 60 }), 500, 'the acquire timeout').catch(
+      (e: unknown) => e,
+    );
     const elapsed = performance.now() - t0;
-    assert.ok(err instanceof AcquireTimeoutError);
+    assert.ok(err instanceof AcquireTimeoutError, String(err));
     assert.ok(err instanceof PoolError);
     assert.equal(err.code, 'ERR_ACQUIRE_TIMEOUT');
-    assert.ok(elapsed >= 55 && elapsed < 500, `timed out after ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed >= 55, `timed out after ${elapsed.toFixed(0)} ms, not before`);
     assert.equal(pool.stats().pending, 0);
     held.release();
   });
@@ -132,9 +136,10 @@ describe('sizes and queueing', () => {
     const { Pool } = await import('../../src/pool/pool.js');
     const p = new Pool({ create: async () => ({}), destroy: () => {} }, { max: 1 });
     const lease = await p.acquire();
-    const t0 = performance.now();
-    const e2 = await p.acquire({ timeoutMs: 30 }).catch((e: unknown) => e);
-    assert.ok(e2 instanceof AcquireTimeoutError && performance.now() - t0 < 500);
+    const e2 = await beforeTimer(p.acquire({ timeoutMs: 30 }), 500, 'the acquire timeout').catch(
+      (e: unknown) => e,
+    );
+    assert.ok(e2 instanceof AcquireTimeoutError, String(e2));
     lease.release();
     await p.drain();
   });
@@ -144,11 +149,9 @@ describe('sizes and queueing', () => {
     const held = await pool.acquire();
     const w1 = pool.acquire();
     const w2 = pool.acquire();
-    const t0 = performance.now();
-    const err = await pool.acquire().catch((e: unknown) => e);
-    assert.ok(err instanceof PoolFullError);
+    const err = await withinTurn(pool.acquire(), 'the refusal').catch((e: unknown) => e);
+    assert.ok(err instanceof PoolFullError, String(err));
     assert.equal((err as PoolFullError).code, 'ERR_POOL_FULL');
-    assert.ok(performance.now() - t0 < 50);
     held.release();
     (await w1).release();
     (await w2).release();
@@ -195,13 +198,31 @@ describe('checks on borrow', () => {
         return true;
       },
     });
-    for (let i = 0; i < 20; i++) await pool.request(req({ i }));
-    assert.equal(validations, 0, 'hot connection: no validation');
+    // Whether a borrow finds the connection idle for 150 ms is measured, not assumed: a loaded
+    // machine can stretch the gap between two requests of the hot loop past it. Gaps within 10 ms
+    // of the threshold may go either way.
+    let last = performance.now();
+    let sure = 0;
+    let maybe = 0;
+    const borrow = async (payload: object) => {
+      const idle = performance.now() - last;
+      if (idle >= 150 + 10) sure++;
+      else if (idle > 150 - 10) maybe++;
+      await pool.request(req(payload));
+      last = performance.now();
+    };
+    const expect = (what: string) =>
+      assert.ok(
+        validations >= sure && validations <= sure + maybe,
+        `${what}: ${validations} validations, ${sure} (+${maybe}) due`,
+      );
+    for (let i = 0; i < 20; i++) await borrow({ i });
+    expect('hot connection: no validation unless it sat idle');
     await sleep(200);
-    await pool.request(req());
-    assert.equal(validations, 1, 'idle past the threshold: validated once');
-    await pool.request(req());
-    assert.equal(validations, 1);
+    await borrow({});
+    expect('idle past the threshold: validated once');
+    await borrow({});
+    expect('used again at once: not validated');
   });
 
   test('a failed validation destroys the connection and the borrower gets a fresh one', async () => {
@@ -225,22 +246,27 @@ describe('checks on borrow', () => {
 
   test('stale sockets: a peer that closes idle connections behind our back never hands a borrower a dead one', async () => {
     const { pool, peer, destroyed } = await setup({ min: 3, max: 3, validateAfterIdleMs: 60_000 });
-    await waitFor(() => pool.stats().idle === 3);
     let failures = 0;
     for (let round = 0; round < 5; round++) {
+      // Three idle connections, and the peer holds those three (its accept can trail our
+      // connect on a loaded machine; last round's are closed by now).
+      await waitFor(
+        () => pool.stats().idle === 3 && peer.sockets.size === 3,
+        5000,
+        `round ${round}: three idle`,
+      );
       peer.closeIdle(); // FIN on every idle connection
-      await sleep(15);
-      // The FINs were seen as events: the idle stack was purged without any borrow.
-      assert.equal(
-        pool.stats().endpoints[0]?.totals.destroyed,
-        (round + 1) * 3,
+      // The FINs are seen as events: the idle stack is purged without any borrow.
+      await waitFor(
+        () => (pool.stats().endpoints[0]?.totals.destroyed ?? 0) >= (round + 1) * 3,
+        5000,
         `round ${round}: dead idle connections evicted`,
       );
+      assert.equal(pool.stats().endpoints[0]?.totals.destroyed, (round + 1) * 3, `round ${round}`);
       const results = await Promise.allSettled(
         Array.from({ length: 6 }, (_, i) => pool.request(req({ round, i }))),
       );
       failures += results.filter((r) => r.status === 'rejected').length;
-      await waitFor(() => pool.stats().idle === 3, 2000, 'refilled');
     }
     assert.equal(failures, 0);
     assert.ok(destroyed.filter((d) => d.reason === 'peer-fin').length >= 15);
@@ -253,7 +279,7 @@ describe('checks on borrow', () => {
     const probe = await pool.acquire();
     if (tcpInfo(probe.connection.socket) === undefined) {
       probe.release();
-      t.skip('no native socket helper: TCP_INFO unreadable');
+      skipTest(t, 'no native socket helper: TCP_INFO unreadable', requiredOnLinux);
       return;
     }
     probe.release();
@@ -275,7 +301,8 @@ describe('release checks (lease mode)', () => {
     const lease = await pool.acquire();
     const first = body(await lease.request(req({ op: 'twice' })));
     assert.equal(first.echo.op, 'twice');
-    await sleep(20); // the second reply arrives with nobody listening
+    // The second reply arrives with nobody listening.
+    await waitFor(() => lease.connection.stats().framesRead === 2, 5000, 'the second reply');
     const conn = lease.connection;
     lease.release();
     assert.equal(destroyed.at(-1)?.reason, 'unread-frames');
@@ -289,7 +316,7 @@ describe('release checks (lease mode)', () => {
     const { pool, destroyed } = await setup({ max: 1 });
     const lease = await pool.acquire();
     lease.connection.send(req({ op: 'partial' }));
-    await sleep(30);
+    await waitFor(() => lease.connection.pendingFrameBytes > 0, 5000, 'the first part of the reply');
     lease.release();
     assert.equal(destroyed.at(-1)?.reason, 'partial-frame');
     assert.equal(destroyed.at(-1)?.graceful, false);
@@ -311,7 +338,7 @@ describe('release checks (lease mode)', () => {
     const { pool, destroyed } = await setup({ max: 1 });
     const lease = await pool.acquire();
     await lease.request(req({ op: 'bye' }));
-    await sleep(20);
+    await waitFor(() => lease.connection.state !== 'open', 5000, "the peer's FIN");
     lease.release();
     // Seen as the close event (evicted while borrowed) or by the release check.
     assert.match(destroyed.at(-1)?.reason ?? '', /^(not-open|closed-remote-fin)$/);
@@ -369,10 +396,11 @@ describe('retirement', () => {
     const evicted = destroyed.filter((d) => d.reason === 'idle-timeout');
     assert.equal(evicted.length, 3);
     assert.ok(evicted.every((d) => d.graceful));
-    const infos = await Promise.all(
-      closed.slice(0, 4).map((c) => Promise.race([c, sleep(500).then(() => undefined)])),
-    );
-    const graceful = infos.filter((i) => i?.reason === 'local-graceful');
+    // Three of the four close (one stays, at min): wait for those three, whichever they are.
+    const infos: Array<{ reason: string }> = [];
+    for (const c of closed) void c.then((i) => infos.push(i));
+    await waitFor(() => infos.length === 3, 5000, 'three evicted connections to close');
+    const graceful = infos.filter((i) => i.reason === 'local-graceful');
     assert.equal(graceful.length, 3, 'closed with FIN, not RST');
   });
 
@@ -385,10 +413,13 @@ describe('retirement', () => {
     });
     let ok = 0;
     let failed = 0;
-    const stopAt = performance.now() + 700;
+    // Under load until at least four connections were retired and 100 requests answered (counted,
+    // not timed); bounded, should rotation never happen.
+    const retiredSoFar = () => destroyed.filter((d) => d.reason === 'max-lifetime').length;
+    const stopAt = performance.now() + 30_000;
     await Promise.all(
       Array.from({ length: 6 }, async (_, w) => {
-        while (performance.now() < stopAt) {
+        while ((retiredSoFar() < 4 || ok <= 100) && performance.now() < stopAt) {
           try {
             const r = body(await pool.request(req({ w, op: 'slow', ms: 5 })));
             assert.equal(r.echo.w, w);
@@ -411,7 +442,7 @@ describe('retirement', () => {
     const leaks: Array<{ stack: string; heldMs: number; reclaimed: boolean }> = [];
     pool.on('leak', (info) => leaks.push(info));
     const lease = await pool.acquire();
-    await waitFor(() => leaks.length === 1, 1000, 'leak event');
+    await waitFor(() => leaks.length === 1, 5000, 'leak event');
     assert.match(leaks[0]?.stack ?? '', /connection-pool\.test\.js/);
     assert.ok((leaks[0]?.heldMs ?? 0) >= 40);
     assert.equal(leaks[0]?.reclaimed, false);
@@ -458,26 +489,24 @@ describe('endpoint down', () => {
     pool.on('create', () => attempts++);
     pool.on('breakerOpen', (i) => opened.push(i.error));
 
-    const t0 = performance.now();
+    // Fails fast: with the connect's error, not an acquire timeout 5 s later.
     const err = await pool.acquire().catch((e: unknown) => e);
-    const elapsed = performance.now() - t0;
     assert.ok(err instanceof EndpointUnavailableError, String(err));
     assert.equal(err.code, 'ERR_ENDPOINT_UNAVAILABLE');
     assert.ok(err.cause instanceof ConnectError);
     assert.equal(((err.cause as ConnectError).cause as NodeJS.ErrnoException).code, 'ECONNREFUSED');
-    assert.ok(elapsed < 1000, `failed in ${elapsed.toFixed(0)} ms, not after the 5 s timeout`);
 
-    // While open: immediate.
-    const t1 = performance.now();
-    await assert.rejects(pool.acquire(), EndpointUnavailableError);
-    assert.ok(performance.now() - t1 < 20);
+    // While open: immediate (before the event loop turns).
+    await assert.rejects(withinTurn(pool.acquire(), 'the refusal'), EndpointUnavailableError);
 
-    // No tight loop: count attempts over one second.
+    // No tight loop: half-open probes keep trying (wait for two), at most 12 a second.
     const before = attempts;
-    await sleep(1000);
-    const inOneSecond = attempts - before;
-    assert.ok(inOneSecond <= 12, `${inOneSecond} create attempts in 1 s`);
-    assert.ok(inOneSecond >= 2, 'half-open probes keep trying');
+    const t0 = performance.now();
+    await waitFor(() => attempts - before >= 2, 10_000, 'half-open probes');
+    await sleep(500);
+    const seconds = (performance.now() - t0) / 1000;
+    const made = attempts - before;
+    assert.ok(made <= 12 * seconds + 1, `${made} create attempts in ${seconds.toFixed(2)} s`);
     assert.ok(pool.stats().endpoints[0]?.breaker.state !== 'closed');
 
     // Back up: the next probe succeeds, the breaker closes, the pool refills to min.

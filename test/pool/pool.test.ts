@@ -12,7 +12,7 @@ import {
   PoolFullError,
 } from '../../src/pool/errors.js';
 import { Pool, type PoolFactory, type PoolOptions } from '../../src/pool/pool.js';
-import { sleep, waitFor } from '../helpers.js';
+import { sleep, waitFor, withinTurn } from '../helpers.js';
 
 interface Res {
   id: number;
@@ -181,9 +181,21 @@ describe('Pool core', () => {
     const err = await p.acquire().catch((e: unknown) => e);
     assert.ok(err instanceof EndpointUnavailableError);
     assert.equal((err.cause as Error).message, 'ECONNREFUSED (simulated)');
+    // No tight loop: at most 12 attempts a second, over the time it takes the breaker to go
+    // open, half-open (a probe that fails) and open again — waited for, not assumed.
     const before = attempts;
-    await sleep(1000);
-    assert.ok(attempts - before <= 12, `${attempts - before} attempts in 1 s`);
+    const t0 = performance.now();
+    await waitFor(
+      () => states.join(' ').startsWith('open half-open open'),
+      10_000,
+      'a failed half-open probe',
+    );
+    await sleep(500);
+    const seconds = (performance.now() - t0) / 1000;
+    assert.ok(
+      attempts - before <= 12 * seconds + 1,
+      `${attempts - before} attempts in ${seconds.toFixed(2)} s`,
+    );
     up = true;
     await waitFor(() => p.stats().breaker.state === 'closed', 1000, 'breaker closed');
     await waitFor(() => p.stats().idle === 1, 1000, 'refilled');
@@ -228,10 +240,9 @@ describe('Pool core', () => {
     });
     const p = pool(f, { max: 1 });
     const waiting = p.acquire().catch((e: unknown) => e);
-    await sleep(5);
-    const t0 = performance.now();
-    await p.drain();
-    assert.ok(performance.now() - t0 < 30, 'drain does not wait for the create');
+    await waitFor(() => signal !== undefined, 5000, 'the create to start');
+    // The create takes 50 ms (a timer); drain resolves before the loop even turns.
+    await withinTurn(p.drain(), 'drain, which does not wait for the create');
     assert.ok((await waiting) instanceof PoolClosedError);
     assert.equal(signal?.aborted, true);
     await waitFor(() => log.destroyed.length === 1, 500, 'late resource destroyed');

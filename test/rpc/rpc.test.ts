@@ -11,7 +11,7 @@ import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
 import { RefusedError } from '../../src/session/client-session.js';
 import { readTcpTable } from '../../src/sys/tcp-table.js';
-import { sleep, waitFor } from '../helpers.js';
+import { beforeTimer, sleep, waitFor } from '../helpers.js';
 
 const servers: Server[] = [];
 const clients: Client[] = [];
@@ -134,12 +134,13 @@ describe('requests and responses', () => {
     });
     const c = await client(port);
     const t0 = performance.now();
+    // Its deadline fires before a plain timer armed with it 400 ms later; not before 100 ms.
     await assert.rejects(
-      c.request('hang', null, { timeoutMs: 100 }),
+      beforeTimer(c.request('hang', null, { timeoutMs: 100 }), 500, 'the request deadline'),
       (e: unknown) => e instanceof RequestTimeoutError,
     );
     const elapsed = performance.now() - t0;
-    assert.ok(elapsed >= 95 && elapsed < 500, `timed out at ~100 ms (${elapsed.toFixed(0)})`);
+    assert.ok(elapsed >= 95, `timed out at 100 ms, not before (${elapsed.toFixed(0)})`);
     await waitFor(() => aborted !== undefined, 2000, 'the server handler to see the CANCEL');
     assert.equal((aborted as { code?: string }).code, 'ERR_CANCELLED');
   });
@@ -209,10 +210,9 @@ describe('connection loss', () => {
     const pending = Array.from({ length: 100 }, () => c.request('never'));
     const settled = Promise.allSettled(pending);
     await waitFor(() => server.inflightCount === 100);
-    const t0 = performance.now();
     server.destroy(); // RST every connection
+    // At once, not at their 60 s timeout: each fails with the close reason, none with a timeout.
     const results = await settled;
-    assert.ok(performance.now() - t0 < 1000, 'rejected at once, not at their 60 s timeout');
     for (const r of results) {
       assert.equal(r.status, 'rejected');
       const err = (r as PromiseRejectedResult).reason as ConnectionClosedError;
@@ -271,19 +271,34 @@ describe('graceful shutdown', () => {
     const failures: unknown[] = [];
     let stop = false;
     let seq = 0;
+    // "Under load" is counted in answered requests, not in milliseconds: each phase (before the
+    // first restart, after each) lasts until 200 more requests have been answered.
+    let phaseEnd = 200;
+    let phaseDone: () => void = () => {};
+    const answered = (n: number) =>
+      new Promise<void>((resolve) => {
+        phaseEnd = n;
+        phaseDone = resolve;
+        if (ok >= n) resolve();
+      });
     const worker = async () => {
       while (!stop) {
         const n = seq++;
         try {
           assert.equal(await c.request('work', n), n);
-          ok++;
+          if (++ok >= phaseEnd) phaseDone();
         } catch (err) {
           failures.push(err);
+          if (failures.length > 1000) {
+            // Bounded: stop, let the phase end, and the assertion below reports them.
+            stop = true;
+            phaseDone();
+          }
         }
       }
     };
     const workers = Array.from({ length: 128 }, worker);
-    await sleep(200);
+    await answered(200);
     for (let round = 0; round < 3; round++) {
       const report = await server.close({ graceMs: 5000 });
       assert.equal(report.aborted, 0);
@@ -291,12 +306,12 @@ describe('graceful shutdown', () => {
       server = createServer({ handlers });
       servers.push(server);
       await server.listen({ port }); // same port, right away
-      await sleep(200);
+      await answered(ok + 200);
     }
     stop = true;
     await Promise.all(workers);
     assert.deepEqual(failures, []);
-    assert.ok(ok > 500, `${ok} requests completed`);
+    assert.ok(ok >= 800, `${ok} requests completed`);
   });
 
   test('close({ graceMs }) aborts what is left after the grace period and reports counts', async () => {
@@ -346,12 +361,24 @@ describe('limits and garbage', () => {
   });
 
   test('requests over maxInFlight get ERR_TOO_MANY_REQUESTS; the rest succeed', async () => {
+    // The handlers answer only once the five over the limit were refused: no clock decides.
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
     const { port } = await start({
       maxInFlight: 10,
-      handlers: { slow: (p) => new Promise((r) => setTimeout(() => r(p), 50)) },
+      handlers: { slow: (p) => gate.then(() => p) },
     });
     const c = await client(port);
-    const results = await Promise.allSettled(Array.from({ length: 15 }, (_, i) => c.request('slow', i)));
+    const requests = Array.from({ length: 15 }, (_, i) => c.request('slow', i));
+    let refused = 0;
+    for (const r of requests) {
+      r.catch(() => {
+        if (++refused === 5) release();
+      });
+    }
+    const results = await Promise.allSettled(requests);
     const ok = results.filter((r) => r.status === 'fulfilled').length;
     const limited = results.filter(
       (r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'ERR_TOO_MANY_REQUESTS',

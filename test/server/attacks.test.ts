@@ -124,11 +124,17 @@ describe('hostile clients (server in its own process)', () => {
     for (let id = 1; id <= 4000 && !p.socket.destroyed; id++) {
       sent += 64 * 1024;
       if (!p.write(requestFrame(id, 'echo', payload))) {
+        // The server's reset ends this at once; else the kernel stopped taking bytes once no
+        // drain came for 3 s (a window a loaded machine does not close by being slow).
+        let timer: NodeJS.Timeout | undefined;
         const drained = await Promise.race([
           new Promise<boolean>((r) => p.socket.once('drain', () => r(true))),
           p.closed.then(() => false),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 1000)),
+          new Promise<boolean>((r) => {
+            timer = setTimeout(() => r(false), 3000);
+          }),
         ]);
+        clearTimeout(timer);
         if (!drained) break;
       }
     }
@@ -312,7 +318,9 @@ describe('hostile clients (server in its own process)', () => {
     const { fixture, port } = await server({ options: { requestRate: { perSecond: 10, burst: 10 } } });
     const c = await connect({ port, reconnect: false });
     clients.push(c);
+    const t0 = performance.now();
     const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => c.request('echo', i)));
+    const seconds = (performance.now() - t0) / 1000;
     const ok = results.filter((r) => r.status === 'fulfilled').length;
     const limited = results.filter(
       (r) =>
@@ -320,7 +328,9 @@ describe('hostile clients (server in its own process)', () => {
         r.reason instanceof RemoteError &&
         r.reason.code === 'ERR_TOO_MANY_REQUESTS',
     );
-    assert.ok(ok >= 10 && ok < 20, `${ok} served`);
+    // The burst of 10, plus what the bucket refilled (10 a second) while the 50 were handled: a
+    // loaded machine takes longer and earns more, so the bound is the time it measured.
+    assert.ok(ok >= 10 && ok <= 10 + Math.ceil(10 * seconds) + 1, `${ok} served in ${seconds.toFixed(2)} s`);
     assert.equal(ok + limited.length, 50);
     const first = (limited[0] as PromiseRejectedResult).reason as RemoteError;
     assert.ok((first.details as { retryAfterMs: number }).retryAfterMs > 0);

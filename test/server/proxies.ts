@@ -20,8 +20,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureTools, Fixture, freePort, skipBecause } from '../faults/harness.js';
+import { ensureTools, Fixture, freePort } from '../faults/harness.js';
 import { waitFor } from '../helpers.js';
+import { skipBecause } from '../skip.js';
 
 /** The loopback address readiness probes come from; both proxies refuse it. Do not test from it. */
 export const PROBE_ADDRESS = '127.0.0.254';
@@ -88,7 +89,9 @@ export interface NginxOptions {
  */
 export function proxyUnavailable(kind: ProxyKind): string | undefined {
   if (process.platform !== 'linux') {
-    return skipBecause(`${kind} from Debian's packages and 127.0.0.0/8 source addresses need Linux`);
+    return skipBecause(`${kind} from Debian's packages and 127.0.0.0/8 source addresses need Linux`, {
+      kind: 'platform',
+    });
   }
   const missing = ensureTools(kind);
   return missing === undefined ? undefined : skipBecause(missing);

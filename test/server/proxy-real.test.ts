@@ -20,6 +20,7 @@ import { ProxyHeaderError } from '../../src/errors.js';
 import { encodeProxyV1 } from '../../src/server/proxy-encode.js';
 import { looksLikeProxyHeader, type ProxyHeader, ProxyHeaderReader } from '../../src/server/proxy-header.js';
 import { isTrustedAddress, parseTrustedProxies } from '../../src/server/trusted-proxies.js';
+import { skipUnless } from '../skip.js';
 import { proxyUnavailable, type RunningProxy, startHaproxy, startNginx } from './proxies.js';
 
 const CLIENT_ADDRESS = '127.0.0.2';
@@ -332,7 +333,7 @@ describe('nginx stream', { skip: nginxSkip ?? false, timeout: 60_000 }, () => {
 });
 
 describe('untrusted senders', {
-  skip: process.platform === 'linux' ? false : 'needs 127.0.0.2 (Linux)',
+  skip: skipUnless(process.platform === 'linux', 'needs 127.0.0.2 (Linux)', { kind: 'platform' }),
 }, () => {
   test('a PROXY header forged by a client straight to the server is refused; plain bytes from it are served', async () => {
     const server = await upstream();

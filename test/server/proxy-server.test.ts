@@ -18,6 +18,7 @@ import { createServer, type RefusalInfo, type Server, type ServerOptions } from 
 import type { RequestContext } from '../../src/server/server-peer.js';
 import { RefusedError } from '../../src/session/client-session.js';
 import { waitFor } from '../helpers.js';
+import { skipTest } from '../skip.js';
 import { makePki, type TestPki } from './certs.js';
 import { proxyUnavailable, type RunningProxy, startHaproxy, startNginx } from './proxies.js';
 
@@ -125,7 +126,7 @@ describe('PROXY protocol behind real haproxy', { skip: skipHaproxy ?? false }, (
     try {
       pki ??= makePki();
     } catch (err) {
-      t.skip(`openssl could not make certificates: ${(err as Error).message}`);
+      skipTest(t, `openssl could not make certificates: ${(err as Error).message}`);
       return;
     }
     const { port } = await start({ tls: { key: pki.server.key, cert: pki.server.cert } });

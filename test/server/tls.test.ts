@@ -15,6 +15,7 @@ import { ConnectError, ConnectionClosedError } from '../../src/errors.js';
 import { createServer, type RefusalInfo, type Server } from '../../src/server/server.js';
 import type { RequestContext } from '../../src/server/server-peer.js';
 import { waitFor } from '../helpers.js';
+import { skipBecause } from '../skip.js';
 import { makePki, type TestPki } from './certs.js';
 
 let pki: TestPki | undefined;
@@ -22,8 +23,7 @@ let skip: string | false = false;
 try {
   pki = makePki();
 } catch (err) {
-  skip = `openssl could not make test certificates: ${(err as Error).message}`;
-  console.log(`# skip TLS server tests: ${skip}`);
+  skip = skipBecause(`openssl could not make test certificates: ${(err as Error).message}`);
 }
 
 const servers: Server[] = [];
@@ -90,26 +90,25 @@ describe('TLS on the server', { skip }, () => {
   });
 
   test('a plaintext client on the TLS port fails at once, saying the server closed without a word', async () => {
-    const t0 = performance.now();
+    // Prompt, not a timeout: the error is the close during HELLO, not ERR_CONNECT_TIMEOUT.
     await assert.rejects(connect({ port: tlsServer.port, reconnect: false }), (e: unknown) => {
       assert.ok(e instanceof ConnectionClosedError);
       assert.match(e.message, /during HELLO: .*TLS port/);
       return true;
     });
-    assert.ok(performance.now() - t0 < 3000, 'prompt, not a timeout');
     await waitFor(() => tlsServer.refused.some((r) => r.reason === 'tls-handshake'), 5000, 'refusal counted');
     assert.ok((tlsServer.server.stats().refused['tls-handshake'] ?? 0) >= 1);
   });
 
   test('a TLS client on a plaintext port fails at once: "the server does not speak TLS on this port"', async () => {
     const { port } = await start({ handlers: { echo: (x) => x } });
-    const t0 = performance.now();
+    // At once, not a timeout: the error says why (a timeout would be ERR_CONNECT_TIMEOUT).
     await assert.rejects(connect({ port, reconnect: false, tls: { ca: p().ca } }), (e: unknown) => {
       assert.ok(e instanceof ConnectError);
+      assert.equal(e.code, 'ERR_CONNECT');
       assert.match(e.message, /does not speak TLS/);
       return true;
     });
-    assert.ok(performance.now() - t0 < 3000);
   });
 
   test('a certificate the client does not trust fails the connect with the TLS error', async () => {

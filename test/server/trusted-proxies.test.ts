@@ -7,6 +7,7 @@ import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { isTrustedAddress, parseTrustedProxies } from '../../src/server/trusted-proxies.js';
+import { skipTest } from '../skip.js';
 
 const closers: Array<() => void> = [];
 after(() => {
@@ -56,7 +57,7 @@ describe('parseTrustedProxies', () => {
       server.listen({ port: 0, host: '::', ipv6Only: false });
       await once(server, 'listening');
     } catch (err) {
-      t.skip(`no dual-stack listener here: ${(err as Error).message}`);
+      skipTest(t, `no dual-stack listener here: ${(err as Error).message}`, { kind: 'platform' });
       return;
     }
     closers.push(() => server.close());
