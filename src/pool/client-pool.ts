@@ -91,6 +91,8 @@ export interface PoolRequestOptions {
    * died fails with the close reason, since the server may have processed it.
    */
   idempotent?: boolean;
+  /** Sent with the request (protocol 1.1); see RequestOptions.metadata. */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 /** Totals over every endpoint, and each endpoint's own (JSON-safe). */
@@ -342,11 +344,11 @@ export class ClientPool extends EventEmitter {
       ep.totals.requests++;
       let result: unknown;
       try {
-        result = await m.session.request(
-          method,
-          params,
-          signal === undefined ? { timeoutMs: left } : { timeoutMs: left, signal },
-        );
+        result = await m.session.request(method, params, {
+          timeoutMs: left,
+          ...(signal === undefined ? {} : { signal }),
+          ...(options.metadata === undefined ? {} : { metadata: options.metadata }),
+        });
       } catch (err) {
         ep.settled(m, err instanceof RemoteError);
         // Not processed by any server (handed back on GOAWAY, or never written): send it again.

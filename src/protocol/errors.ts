@@ -36,6 +36,11 @@ export const ErrorCode = {
   HANDLER: 'ERR_HANDLER',
   /** The responder's own deadline for the request passed. It may have had effects. */
   TIMEOUT: 'ERR_TIMEOUT',
+  /**
+   * 1.1: the caller's deadline (the timeout its REQUEST carried) passed before the answer. It may
+   * have had effects. A longlink client reports it as its own RequestTimeoutError.
+   */
+  DEADLINE_EXCEEDED: 'ERR_DEADLINE_EXCEEDED',
   /** The responder stopped the request after a CANCEL. It may have had effects. */
   CANCELLED: 'ERR_CANCELLED',
   /** The REQUEST arrived after the responder's GOAWAY. Not processed; safe to retry elsewhere. */

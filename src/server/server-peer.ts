@@ -120,10 +120,13 @@ class Inflight implements RequestContext {
 function onHandlerTimeout(arg: unknown): void {
   const r = arg as Inflight;
   r.deadline = undefined;
-  const why = r.callerDeadline
-    ? `the caller's deadline for ${r.method} (${r.timeoutMs} ms) passed`
-    : `handler for ${r.method} timed out`;
-  r.peer.finishWithError(r, new LonglinkError(ErrorCode.TIMEOUT, why), true);
+  const err = r.callerDeadline
+    ? new LonglinkError(
+        ErrorCode.DEADLINE_EXCEEDED,
+        `the caller's deadline for ${r.method} (${r.timeoutMs} ms) passed`,
+      )
+    : new LonglinkError(ErrorCode.TIMEOUT, `handler for ${r.method} timed out`);
+  r.peer.finishWithError(r, err, !r.callerDeadline);
 }
 
 function onHelloTimeout(arg: unknown): void {

@@ -30,8 +30,14 @@ import {
 } from '../protocol/types.js';
 import type { HeartbeatTiming } from './heartbeat.js';
 import type { SessionConfig } from './options.js';
-import { Peer } from './peer.js';
-import { newRequest, type OutgoingRequest, type RequestOptions } from './request.js';
+import { Peer, SendOutcome } from './peer.js';
+import {
+  newRequest,
+  type OutgoingRequest,
+  type RequestOptions,
+  RequestTimeoutError,
+  remainingMs,
+} from './request.js';
 
 /**
  * The server refused the connection before HELLO with a GOAWAY: `code` is its reason
@@ -183,7 +189,32 @@ export class ClientSession extends Peer {
     try {
       id = ids.allocate(r);
       r.carrier = this;
-      this.send({ kind: MessageKind.REQUEST, id, method: r.method, payload: r.payload });
+      // 1.1 (agreed minor ≥ 1): the caller's remaining time and its metadata go along.
+      const v11 = a !== undefined && (a.version & 0xff) >= 1;
+      const timeoutMs = v11 ? remainingMs(r) : undefined;
+      const metadata = v11 ? r.metadata : undefined;
+      const trace = r.trace;
+      if (trace !== undefined) {
+        trace.requestId = id;
+        trace.connectionId = this.connection.id;
+      }
+      const out = this.sendWithin(
+        timeoutMs === undefined && metadata === undefined
+          ? { kind: MessageKind.REQUEST, id, method: r.method, payload: r.payload }
+          : {
+              kind: MessageKind.REQUEST,
+              id,
+              method: r.method,
+              payload: r.payload,
+              ...(timeoutMs === undefined ? {} : { timeoutMs }),
+              ...(metadata === undefined ? {} : { metadata }),
+            },
+      );
+      if (out === SendOutcome.TOO_LARGE) {
+        throw new FrameTooLargeError(r.payload.length, (a as HelloAgreement).maxFrameLength);
+      }
+      if (out === SendOutcome.CLOSED)
+        throw new ConnectionClosedError('connection closed before the request was written');
     } catch (err) {
       // Not written (a bad method name, a closed connection, every id taken): nothing to cancel.
       if (r.carrier === this) ids.discard(r.id);
@@ -337,7 +368,16 @@ export class ClientSession extends Peer {
         r.carrier = undefined;
         if (r.abandoned) this.abandoned--;
         else if (msg.kind === MessageKind.RESPONSE) r.settle(undefined, msg.payload);
-        else r.settle(remoteErrorFromMessage(msg, this.codec), undefined);
+        else if (msg.code === ErrorCode.DEADLINE_EXCEEDED) {
+          // Our own deadline, noticed by the server first (its clock runs from the REQUEST's arrival,
+          // so never before ours): the caller gets the same error its own timer would have given.
+          r.settle(
+            new RequestTimeoutError(r.method, r.timeoutMs, {
+              cause: remoteErrorFromMessage(msg, this.codec),
+            }),
+            undefined,
+          );
+        } else r.settle(remoteErrorFromMessage(msg, this.codec), undefined);
         this.maybeFinish();
         return;
       }

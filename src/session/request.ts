@@ -12,7 +12,9 @@
 import { AbortedError, InvalidArgumentError, LonglinkError, type LonglinkErrorOptions } from '../errors.js';
 import type { PayloadCodec } from '../protocol/payload.js';
 import type { Outstanding } from '../protocol/request-id.js';
+import { channels, type RequestTrace } from '../util/channels.js';
 import { durationOrInfinity } from '../util/check.js';
+import { now } from '../util/clock.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 
 /** A request's own deadline passed before its answer came. The server was asked to cancel it. */
@@ -27,6 +29,12 @@ export class RequestTimeoutError extends LonglinkError {
 export interface RequestOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Sent with the request (protocol 1.1; a `traceparent`, a tenant): lowercase keys of
+   * `[a-z0-9._-]`, string values, at most 32 entries (PROTOCOL.md §3.2.1). The handler sees it as
+   * `ctx.metadata`. On a connection that agreed on 1.0 it is not sent.
+   */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 /** Who made a request: decodes its answer, and hears once when it settles. */
@@ -67,6 +75,10 @@ export class OutgoingRequest implements Outstanding {
   deadline: Deadline | undefined = undefined;
   /** Made only for requests that carry a signal: most do not, and a closure each is not free. */
   onAbort: (() => void) | undefined = undefined;
+  /** What it carries besides its params (1.1), if anything. */
+  metadata: Readonly<Record<string, string>> | undefined = undefined;
+  /** The tracing channel's message, while someone subscribes to `longlink:client:request`. */
+  trace: RequestTrace | undefined = undefined;
   readonly promise: Promise<unknown>;
   private readonly resolve: (value: unknown) => void;
   private readonly reject: (err: unknown) => void;
@@ -90,17 +102,18 @@ export class OutgoingRequest implements Outstanding {
     if (this.deadline !== undefined) deadlines.cancel(this.deadline);
     if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
     this.owner.requestSettled(this);
-    if (error !== undefined) {
-      this.reject(error);
-      return;
+    let value: unknown;
+    if (error === undefined) {
+      try {
+        value = this.owner.codec.decode(payload as Buffer);
+      } catch (err) {
+        error = new LonglinkError('ERR_BAD_PAYLOAD', 'response payload could not be decoded', { cause: err });
+      }
     }
-    try {
-      this.resolve(this.owner.codec.decode(payload as Buffer));
-    } catch (err) {
-      this.reject(
-        new LonglinkError('ERR_BAD_PAYLOAD', 'response payload could not be decoded', { cause: err }),
-      );
-    }
+    const trace = this.trace;
+    if (trace !== undefined) traceSettled(trace, error, value);
+    if (error !== undefined) this.reject(error);
+    else this.resolve(value);
   }
 }
 
@@ -122,7 +135,13 @@ export function newRequest(
   const signal = options.signal;
   if (signal?.aborted) throw new AbortedError(`request ${method} aborted`, { cause: signal.reason });
   const timeoutMs = durationOrInfinity('timeoutMs', options.timeoutMs, defaultTimeoutMs);
+  const metadata = options.metadata;
+  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null)) {
+    throw new InvalidArgumentError('metadata must be an object of strings');
+  }
   const r = new OutgoingRequest(owner, method, owner.codec.encode(params), timeoutMs, signal);
+  if (metadata !== undefined) r.metadata = metadata;
+  if (channels.clientRequest.hasSubscribers) traceStart(r);
   if (timeoutMs > 0 && Number.isFinite(timeoutMs)) r.deadline = deadlines.add(timeoutMs, onRequestTimeout, r);
   if (signal !== undefined) {
     r.onAbort = () => giveUp(r, new AbortedError(`request ${r.method} aborted`, { cause: signal.reason }));
@@ -131,10 +150,51 @@ export function newRequest(
   return r;
 }
 
+/**
+ * The tracing channel (util/channels.ts): `start` when the request is made — a subscriber may add
+ * entries to `metadata` there (OpenTelemetry injects `traceparent`), and they are sent — `end` right
+ * after (the call returned), then `error` / `asyncStart` / `asyncEnd` when it settles.
+ */
+function traceStart(r: OutgoingRequest): void {
+  const trace: RequestTrace = {
+    side: 'client',
+    method: r.method,
+    requestId: 0,
+    connectionId: undefined,
+    metadata: r.metadata === undefined ? {} : { ...r.metadata },
+  };
+  r.trace = trace;
+  const tc = channels.clientRequest;
+  tc.start.publish(trace);
+  tc.end.publish(trace);
+  const m = trace.metadata;
+  if (m !== undefined && Object.keys(m).length > 0) r.metadata = m;
+}
+
+function traceSettled(trace: RequestTrace, error: unknown, value: unknown): void {
+  const tc = channels.clientRequest;
+  if (error !== undefined) {
+    trace.error = error;
+    tc.error.publish(trace);
+  } else trace.result = value;
+  tc.asyncStart.publish(trace);
+  tc.asyncEnd.publish(trace);
+}
+
 function onRequestTimeout(arg: unknown): void {
   const r = arg as OutgoingRequest;
   r.deadline = undefined;
   giveUp(r, new RequestTimeoutError(r.method, r.timeoutMs));
+}
+
+/**
+ * What the server is told of `r`'s deadline (protocol 1.1): the ms the caller still waits, rounded
+ * up (a caller with 0.3 ms left still waits); undefined without a deadline.
+ */
+export function remainingMs(r: OutgoingRequest): number | undefined {
+  const d = r.deadline;
+  if (d === undefined) return undefined;
+  return Math.min(0xffff_ffff, Math.max(1, Math.ceil(d.at - now())));
 }
 
 /** The caller stops waiting for `r` (its deadline, its signal): CANCEL on the wire, then settle. */

@@ -27,7 +27,7 @@ export interface RequestTrace {
   readonly method: string;
   /** The request id on its connection (0 before it was sent, on the client). */
   requestId: number;
-  readonly connectionId: string | undefined;
+  connectionId: string | undefined;
   /** What the request carries (protocol 1.1); a client-side subscriber may add to it before the send. */
   metadata: Record<string, string> | undefined;
   /** The error it failed with (set for `error`). */

@@ -67,13 +67,13 @@ describe('protocol 1.1 on the server', () => {
     });
   });
 
-  test("the caller's timeout aborts the handler's signal and answers ERR_TIMEOUT", async () => {
+  test("the caller's timeout aborts the handler's signal and answers ERR_DEADLINE_EXCEEDED", async () => {
     const { p, aborted } = await session();
     const t0 = performance.now();
     p.write(
       frame({ kind: MessageKind.REQUEST, id: 1, method: 'wait', payload: Buffer.alloc(0), timeoutMs: 100 }),
     );
-    await waitFor(() => p.messages().includes('ERROR:ERR_TIMEOUT'), 5000, 'ERR_TIMEOUT');
+    await waitFor(() => p.messages().includes('ERROR:ERR_DEADLINE_EXCEEDED'), 5000, 'ERR_DEADLINE_EXCEEDED');
     const took = performance.now() - t0;
     assert.ok(took >= 95, `answered after ${took.toFixed(0)} ms, before the caller's 100 ms`);
     assert.match(aborted[0] ?? '', /caller's deadline/);
