@@ -50,7 +50,14 @@ export interface Violation {
 export const KNOWN_FINDINGS = {
   F1: 'a FIN after GOAWAY makes the server drop answers to requests it accepted (PROTOCOL.md §9.1, §9.2 step 4)',
   F2: 'legacy: a FIN from the client drops the answers to frames already read but still waiting for the handler',
+  F3: 'after its connection ERROR (or once closing) the server still runs the handlers of requests it reads, and a later framing error replaces the close code',
 } as const;
+
+const FRAMING_CODES: ReadonlySet<string> = new Set([
+  'ERR_FRAME_TOO_LARGE',
+  'ERR_BAD_FRAME_HEADER',
+  'ERR_FRAME_TRUNCATED',
+]);
 
 const unlimited = parseFraming('u32be', { maxFrameLength: 0xffff_ffff });
 
@@ -162,6 +169,8 @@ export function checkProtocol(c: FuzzCase, obs: Observation): Violation[] {
         out.push({
           invariant: 'an offender is told why',
           detail: `ERROR 0 ${last.code} on the wire, but the close code is ${ev.code}`,
+          // The connection kept reading after that ERROR; a framing error in what followed won.
+          ...(ev.code !== undefined && FRAMING_CODES.has(ev.code) ? { known: 'F3' } : {}),
         });
       }
     }
@@ -217,8 +226,23 @@ function checkProtocolTrace(
   let serverGoaway = false;
   const queued: Array<ReadonlyArray<number | string>> = [];
   let duplicate = false;
+  let lastIn: ReadonlyArray<number | string> | undefined;
+  let executedAfterClose = 0;
   for (const e of ev.trace) {
+    if (e[0] === 'h') {
+      // A handler ran: for the REQUEST handed just before (handlers start inside handleFrame).
+      if (
+        lastIn !== undefined &&
+        lastIn[1] === MessageKind.REQUEST &&
+        lastIn[2] === e[1] &&
+        lastIn[4] !== 1
+      ) {
+        executedAfterClose++;
+      }
+      continue;
+    }
     if (e[0] === 'i') {
+      lastIn = e;
       const [, kind, id, method, w, r] = e as [string, number, number, string, number, number, number];
       if (kind === MessageKind.GOAWAY && w === 1) clientGoaway = true;
       if (kind !== MessageKind.REQUEST || w !== 1 || r !== 1) continue;
@@ -240,6 +264,13 @@ function checkProtocolTrace(
         });
       }
     }
+  }
+  if (executedAfterClose > 0) {
+    out.push({
+      invariant: 'a closing connection reads and discards (PROTOCOL.md §9.3)',
+      detail: `${executedAfterClose} requests read after the connection stopped taking sends were executed (close ${ev.reason} ${ev.code ?? ''})`,
+      known: 'F3',
+    });
   }
   if (duplicate && ev.reason !== 'protocol-error') {
     out.push({
