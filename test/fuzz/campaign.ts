@@ -86,8 +86,8 @@ export interface CampaignOptions {
   timeLimitMs?: number;
   /** Replay: fast-check's counterexample path (with the same seed). */
   path?: string;
-  /** Known findings fail too. */
-  strict?: boolean;
+  /** Known findings fail too: all of them (true) or those listed ('F1', …). */
+  strict?: boolean | readonly string[];
   /** Called about every `progressMs` with the figures so far. */
   onProgress?: (f: Figures, rss: number) => void;
   progressMs?: number;
@@ -217,7 +217,9 @@ export async function fuzzGroup(
       const kind = (c.label.split('/')[1] ?? '').replace(/[:+].*$/, '');
       figures.labels[kind] = (figures.labels[kind] ?? 0) + 1;
       for (const v of r.violations) {
-        if (v.known !== undefined && options.strict !== true) {
+        const strict =
+          options.strict === true || (Array.isArray(options.strict) && options.strict.includes(v.known));
+        if (v.known !== undefined && !strict) {
           figures.known[v.known] ??= { count: 0, example: '' };
           const k = figures.known[v.known] as { count: number; example: string };
           k.count++;

@@ -15,6 +15,18 @@
  *   REQUEST 1 sleep "0", GOAWAY, FIN):
  *   00000006010001007b7d0000000d02000000000105736c656570300000003209000000000000000000124552525f434c49454e545f434c4f53494e47001366757a7a20636c69656e74206c656176696e67
  *
+ * F3 — after its connection ERROR the server goes on acting on what it reads.
+ *   PROTOCOL.md §9.3: after ERROR(0, code) the sender "sends FIN at once without draining … but
+ *   still reads (and discards)". The server reads on while its close runs (Peer.fail closes
+ *   gracefully, up to 2 s) and hands every frame to the session: the handlers of REQUESTs that
+ *   follow the malformed message run (their answers are dropped), and a framing error in what
+ *   follows replaces the close reason's error, so the server reports ERR_FRAME_TOO_LARGE for a
+ *   connection it closed, and told the client it closed, for ERR_UNKNOWN_KIND. A client that does
+ *   not read holds the server's FIN back and keeps requests executing until the close deadline.
+ *   Found by `npm run fuzz -- --framing longlink --seed 101 --strict=F3`, shrunk to (HELLO {},
+ *   a frame of kind 10, REQUEST 1 echo):
+ *   00000006010001007b7d000000020a000000000b020000000001046563686f
+ *
  * F2 — legacy mode: a FIN from the client drops the answers to frames already read.
  *   A legacy client that writes its requests and half-closes (shutdown(SHUT_WR), `nc -N`) gets
  *   the answers of a synchronous handler, but not those of an asynchronous one still running or
@@ -29,6 +41,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
+import type { Connection } from '../../src/connection/connection.js';
 import { MessageKind } from '../../src/protocol/types.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { Fixture } from '../faults/harness.js';
@@ -137,6 +150,77 @@ describe('fuzz findings (todo until src/ is fixed)', () => {
       `request 1 neither answered nor reported: kinds ${kinds.join(',')}, report ${JSON.stringify(report)}`,
     );
     assert.ok(kinds.includes(MessageKind.RESPONSE), 'request 1 answered (it was accepted: GOAWAY lastId 1)');
+  });
+
+  test('F3: a request that follows a malformed message in the same read is discarded, not executed', {
+    todo: 'finding F3: the handler runs after the server sent ERROR 0 ERR_UNKNOWN_KIND (PROTOCOL.md §9.3)',
+  }, async () => {
+    const ran: number[] = [];
+    const s = createServer({
+      handlers: {
+        echo: (p, ctx) => {
+          ran.push(ctx.requestId);
+          return p;
+        },
+      },
+    });
+    servers.push(s);
+    const { port } = await s.listen({ port: 0 });
+    const p = await ready(port);
+    // The fuzzer's shrunk stream after its HELLO: a frame of kind 10, then REQUEST 1 echo.
+    p.write(Buffer.from('000000020a000000000b020000000001046563686f', 'hex'));
+    await p.closed;
+    assert.deepEqual(p.messages(), ['HELLO', 'ERROR:ERR_UNKNOWN_KIND']);
+    assert.deepEqual(ran, [], 'no handler runs once the connection is declared broken');
+  });
+
+  test('F3: while its FIN waits behind unread answers, the server executes nothing more and keeps the close reason', {
+    todo: 'finding F3: request 1000 is executed, and ERR_FRAME_TOO_LARGE replaces ERR_UNKNOWN_KIND',
+  }, async () => {
+    const ran: number[] = [];
+    let conn: Connection | undefined;
+    let closeCode: string | undefined;
+    const s = createServer({
+      handlers: {
+        big: () => 'x'.repeat(16_000),
+        effect: (_p, ctx) => {
+          ran.push(ctx.requestId);
+          return 1;
+        },
+      },
+    });
+    servers.push(s);
+    s.on('connection', (c) => {
+      conn = c;
+    });
+    s.on('disconnect', (_c, info) => {
+      closeCode = info.error?.code;
+    });
+    const { port } = await s.listen({ port: 0 });
+    const p = await ready(port);
+    const c = conn as Connection;
+    p.socket.pause(); // the client reads no more: answers back up, then the server's FIN behind them
+    // Answers until the kernel's buffers are full and the server's own queue starts to fill
+    // (it stays below the high-water mark, so the server still reads).
+    for (let id = 10; id < 3000 && c.bufferedAmount === 0; id++) {
+      const before = c.stats().framesRead;
+      p.write(requestFrame(id, 'big', null));
+      await waitFor(() => c.stats().framesRead > before, 5000, `request ${id} read`);
+    }
+    assert.ok(c.bufferedAmount > 0 && c.writable, 'the server queues, and still reads');
+    const feed = async (bytes: Buffer) => {
+      const before = c.stats().bytesRead;
+      p.write(bytes);
+      await waitFor(() => c.stats().bytesRead >= before + bytes.length || c.socket.destroyed, 5000, 'read');
+    };
+    await feed(Buffer.from('000000020a00', 'hex')); // unknown kind: ERROR 0 ERR_UNKNOWN_KIND, close
+    assert.equal(c.writable, false, 'the connection is closing');
+    await feed(requestFrame(1000, 'effect', null)); // read while closing
+    await feed(Buffer.from('ffffffff', 'hex')); // a 4 GiB header, read while closing
+    p.destroy();
+    await waitFor(() => closeCode !== undefined, 5000, 'the disconnect');
+    assert.deepEqual(ran, [], 'nothing read after ERROR 0 is executed');
+    assert.equal(closeCode, 'ERR_UNKNOWN_KIND', 'the close reports what closed the connection');
   });
 
   test('F2: legacy frames read before the client FIN are all answered (async handler)', {
