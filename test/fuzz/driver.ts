@@ -165,7 +165,10 @@ export async function drive(
         // Only once the server has accepted it: a connection reset in the accept queue has no
         // peer address left to report (so it could not be told from any other).
         await within(watch.opened, NEVER_MS, undefined);
-        socket.resetAndDestroy();
+        // Not after end() (we answer the server's FIN with ours): Node 20's resetAndDestroy()
+        // then never emits 'close' and leaks the descriptor (see resetSocket in connection.ts).
+        if (socket.writableEnded) socket.destroy();
+        else socket.resetAndDestroy();
         break;
       case 'stall':
         break;
