@@ -13,7 +13,7 @@ import { describeCase } from './cases.js';
 import { drive, NEVER_MS, type Observation, within } from './driver.js';
 import { legacyCaseArb } from './gen-legacy.js';
 import { protocolCaseArb } from './gen-protocol.js';
-import { type Group, LEGACY_LIMITS, MiB, PROTOCOL_LIMITS } from './model.js';
+import { type Group, MiB, PROTOCOL_LIMITS } from './model.js';
 import { checkLegacy, checkProtocol, legacyFraming, type Violation } from './oracle.js';
 import { decodeAll, hexOf } from './stream.js';
 import { Target } from './target.js';
@@ -342,5 +342,3 @@ async function settledStats(target: Target) {
     );
   }
 }
-
-export { LEGACY_LIMITS };

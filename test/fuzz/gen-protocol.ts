@@ -15,7 +15,7 @@ import { parseFraming } from '../../src/codec/parse.js';
 import { type HelloParams, type Message, MessageKind, PROTOCOL_VERSION } from '../../src/protocol/types.js';
 import { frame, helloFrame } from '../server/edge-harness.js';
 import { type EndMode, type Expect, type FuzzCase, printable } from './cases.js';
-import { isAsyncMethod, KiB, METHODS, type Method, PROTOCOL_LIMITS } from './model.js';
+import { KiB, METHODS, type Method, PROTOCOL_LIMITS } from './model.js';
 import { type Cut, cutsArb, decodeAll } from './stream.js';
 
 type Json = fc.JsonValue;
@@ -626,5 +626,3 @@ export function protocolCaseArb(): fc.Arbitrary<FuzzCase> {
     },
   );
 }
-
-export { isAsyncMethod };
