@@ -27,6 +27,18 @@
  *   a frame of kind 10, REQUEST 1 echo):
  *   00000006010001007b7d000000020a000000000b020000000001046563686f
  *
+ * F4 — after its GOAWAY the server answers a REQUEST that reuses an outstanding id.
+ *   PROTOCOL.md §5: "A REQUEST reusing an outstanding id is a connection error ERR_PROTOCOL."
+ *   ServerPeer.onRequest checks `goawaySent` before the outstanding ids, so after its GOAWAY the
+ *   reuse is answered ERROR(id, ERR_SHUTTING_DOWN) — "not processed, retry elsewhere" (§10) —
+ *   and then the original request's RESPONSE follows with the same id: two terminal answers for
+ *   one id, the first of them false for the request that ran. The client broke the rule first;
+ *   the server's answer turns its mistake into a request that looks safe to retry but ran.
+ *   Found by the 10-minute run `npm run fuzz -- --framing longlink --minutes 10 --seed 1001`
+ *   (batch 1030), shrunk to (HELLO {"maxFrameLength":1024}, REQUEST 1 asyncEcho, four PINGs,
+ *   REQUEST 1 asyncEcho):
+ *   0000001b010001007b226d61784672616d654c656e677468223a313032347d00000010020000000001096173796e634563686f0000000a070000000000000003e80000000a070000000000000003e90000000a070000000000000003ea0000000a070000000000000003eb00000010020000000001096173796e634563686f
+ *
  * F2 — legacy mode: a FIN from the client drops the answers to frames already read.
  *   A legacy client that writes its requests and half-closes (shutdown(SHUT_WR), `nc -N`) gets
  *   the answers of a synchronous handler, but not those of an asynchronous one still running or
@@ -221,6 +233,35 @@ describe('fuzz findings (todo until src/ is fixed)', () => {
     await waitFor(() => closeCode !== undefined, 5000, 'the disconnect');
     assert.deepEqual(ran, [], 'nothing read after ERROR 0 is executed');
     assert.equal(closeCode, 'ERR_UNKNOWN_KIND', 'the close reports what closed the connection');
+  });
+
+  test('F4: after its GOAWAY, a REQUEST reusing an outstanding id is a connection error, not a second answer', {
+    todo: 'finding F4: id 1 is answered ERR_SHUTTING_DOWN, then RESPONSE (PROTOCOL.md §5)',
+  }, async () => {
+    const { port } = await server({});
+    const p = await ready(port);
+    // Request 1 runs 50 ms; four PINGs earn GOAWAY ERR_TOO_MANY_PINGS (lastId 1); then id 1 again.
+    p.write(
+      Buffer.concat([
+        requestFrame(1, 'sleep', 50),
+        ping(1),
+        ping(2),
+        ping(3),
+        ping(4),
+        requestFrame(1, 'echo', 'again'),
+      ]),
+    );
+    await waitFor(() => p.messages().includes('GOAWAY:ERR_TOO_MANY_PINGS'), 5000, 'GOAWAY');
+    await waitFor(() => p.ended || p.messages().includes('RESPONSE'), 5000, 'request 1 finished');
+    const answers = p
+      .messages()
+      .filter((m) => m === 'RESPONSE' || (m.startsWith('ERROR:') && m !== 'ERROR:ERR_PROTOCOL'));
+    assert.deepEqual(
+      answers.length <= 1 && !answers.includes('ERROR:ERR_SHUTTING_DOWN'),
+      true,
+      `one terminal answer for id 1 at most, and not "not processed" for a request that ran: ${p.messages().join(', ')}`,
+    );
+    assert.ok(p.messages().includes('ERROR:ERR_PROTOCOL'), 'the reuse is a connection error');
   });
 
   test('F2: legacy frames read before the client FIN are all answered (async handler)', {

@@ -51,6 +51,7 @@ export const KNOWN_FINDINGS = {
   F1: 'a FIN after GOAWAY makes the server drop answers to requests it accepted (PROTOCOL.md §9.1, §9.2 step 4)',
   F2: 'legacy: a FIN from the client drops the answers to frames already read but still waiting for the handler',
   F3: 'after its connection ERROR (or once closing) the server still runs the handlers of requests it reads, and a later framing error replaces the close code',
+  F4: 'after its GOAWAY the server answers a REQUEST reusing an outstanding id with ERR_SHUTTING_DOWN (not ERR_PROTOCOL): two terminal answers for one id, the first saying "not processed"',
 } as const;
 
 const FRAMING_CODES: ReadonlySet<string> = new Set([
@@ -226,6 +227,8 @@ function checkProtocolTrace(
   let serverGoaway = false;
   const queued: Array<ReadonlyArray<number | string>> = [];
   let duplicate = false;
+  /** Ids reused while outstanding after the server's GOAWAY: answered, not refused (F4). */
+  const reusedAfterGoaway = new Set<number>();
   let lastIn: ReadonlyArray<number | string> | undefined;
   let executedAfterClose = 0;
   for (const e of ev.trace) {
@@ -243,11 +246,13 @@ function checkProtocolTrace(
     }
     if (e[0] === 'i') {
       lastIn = e;
-      const [, kind, id, method, w, r] = e as [string, number, number, string, number, number, number];
+      const [, kind, id, method, w, r, g] = e as [string, number, number, string, number, number, number];
       if (kind === MessageKind.GOAWAY && w === 1) clientGoaway = true;
       if (kind !== MessageKind.REQUEST || w !== 1 || r !== 1) continue;
       if (outstanding.has(id)) {
-        duplicate = true; // an outstanding id reused: a connection error, not a request
+        // An outstanding id reused: a connection error (ERR_PROTOCOL), not a request.
+        if (g === 1) reusedAfterGoaway.add(id);
+        else duplicate = true;
         continue;
       }
       outstanding.set(id, { method });
@@ -261,6 +266,7 @@ function checkProtocolTrace(
         out.push({
           invariant: 'exactly-once (server): never answered twice',
           detail: `${summaryOut(e)} queued with no accepted request ${id} outstanding`,
+          ...(reusedAfterGoaway.has(id) ? { known: 'F4' } : {}),
         });
       }
     }
