@@ -92,7 +92,7 @@ function summaryOut(e: ReadonlyArray<number | string>): string {
 /** Checks that hold for every case of either mode. */
 function common(c: FuzzCase, obs: Observation, out: Violation[]): Disconnect | undefined {
   if (obs.neverClosed) {
-    out.push({ invariant: 'every connection closes', detail: `still open ${'after'} the safety limit` });
+    out.push({ invariant: 'every connection closes', detail: 'still open after the safety limit' });
   }
   const ev = obs.server;
   if (ev === undefined) {
