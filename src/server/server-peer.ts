@@ -437,13 +437,15 @@ export class ServerPeer extends Peer implements AuthContext {
       this.fail(new ProtocolError(ErrorCode.PROTOCOL, `REQUEST ${id} after the client's GOAWAY`));
       return;
     }
+    // An outstanding id reused is a connection error before anything else, even after our GOAWAY:
+    // answering it ERR_SHUTTING_DOWN would be a second terminal answer for the one id (fuzz F4).
+    if (this.inflight.has(id)) {
+      this.fail(new ProtocolError(ErrorCode.PROTOCOL, `request id ${id} is already outstanding`));
+      return;
+    }
     if (this.goawaySent) {
       // Sent before the client saw our GOAWAY: not processed, safe to retry elsewhere.
       this.deliverError(id, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
-      return;
-    }
-    if (this.inflight.has(id)) {
-      this.fail(new ProtocolError(ErrorCode.PROTOCOL, `request id ${id} is already outstanding`));
       return;
     }
     this.lastReadId = id;

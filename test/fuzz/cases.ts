@@ -44,6 +44,11 @@ export interface FuzzCase {
    * as PROTOCOL.md §4.1 asks of a client; 0: write everything at once (pipelined).
    */
   helloBytes: number;
+  /**
+   * The client does not read while it writes (after the HELLO exchange), then reads again: the
+   * server's answers back up (backpressure, a queue past maxQueuedBytes).
+   */
+  pauseReads: boolean;
   /** Protocol: the requests of the valid session the stream was made from, in order. */
   requests: ReadonlyArray<{ id: number; method: string }>;
   /** Legacy: how many frames of the valid session the client waits to see echoed (drain-fin). */
@@ -51,7 +56,7 @@ export interface FuzzCase {
 }
 
 /** Gives a case a compact printed form (fast-check prints counterexamples with it). */
-export function printable(c: Omit<FuzzCase, never>): FuzzCase {
+export function printable(c: FuzzCase): FuzzCase {
   Object.defineProperty(c, fc.toStringMethod, {
     enumerable: false,
     value: () => describeCase(c),
@@ -61,7 +66,7 @@ export function printable(c: Omit<FuzzCase, never>): FuzzCase {
 
 export function describeCase(c: FuzzCase, maxBytes = 512): string {
   return (
-    `{ label: ${c.label}, end: ${c.end}, helloBytes: ${c.helloBytes}, expect: ${JSON.stringify(c.expect)}, ` +
+    `{ label: ${c.label}, end: ${c.end}, helloBytes: ${c.helloBytes}, pauseReads: ${c.pauseReads}, expect: ${JSON.stringify(c.expect)}, ` +
     `cuts: ${JSON.stringify(c.cuts.map((x) => (x.pause ? `${x.size}+` : x.size)))}, ` +
     `stream (${c.stream.length} bytes): ${hexOf(c.stream, maxBytes)} }`
   );

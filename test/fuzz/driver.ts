@@ -118,6 +118,7 @@ export async function drive(
 
   // Write the pieces; after `helloBytes`, wait for the server's HELLO (or its close) first.
   let written = 0;
+  if (c.pauseReads && c.helloBytes === 0) socket.pause();
   const pieces = split(c.stream, c.cuts);
   for (const piece of pieces) {
     let bytes = piece.bytes;
@@ -131,10 +132,13 @@ export async function drive(
       bytes = bytes.subarray(take);
       if (c.helloBytes > 0 && written === c.helloBytes) {
         await until(() => hasFrame(chunks) || sawEnd || closed);
+        if (c.pauseReads) socket.pause();
       }
     }
     if (piece.pause) await turn();
   }
+  // Read again: whatever backed up on the server's side now flows.
+  if (c.pauseReads) socket.resume();
 
   let drainIncomplete = false;
   if (!closed && !socket.destroyed) {
@@ -161,7 +165,10 @@ export async function drive(
         // Only once the server has accepted it: a connection reset in the accept queue has no
         // peer address left to report (so it could not be told from any other).
         await within(watch.opened, NEVER_MS, undefined);
-        socket.resetAndDestroy();
+        // Not after end() (we answer the server's FIN with ours): Node 20's resetAndDestroy()
+        // then never emits 'close' and leaks the descriptor (see resetSocket in connection.ts).
+        if (socket.writableEnded) socket.destroy();
+        else socket.resetAndDestroy();
         break;
       case 'stall':
         break;

@@ -114,6 +114,9 @@ function protocolError(code: string): Expect {
   return { reasons: ['protocol-error'], code };
 }
 
+/** One case in six: the client stops reading while it writes. */
+const pauseArb = fc.constantFrom(false, false, false, false, false, true);
+
 export function legacyCaseArb(spec: LegacyFraming, json: boolean): fc.Arbitrary<FuzzCase> {
   const framing = parseFraming(spec, { maxFrameLength: LEGACY_LIMITS.maxFrameLength });
   const payloadArb: fc.Arbitrary<Buffer> = json
@@ -142,8 +145,8 @@ export function legacyCaseArb(spec: LegacyFraming, json: boolean): fc.Arbitrary<
     );
 
   const valid = fc
-    .tuple(sessionArb, endArb({ 'drain-fin': 5, fin: 3, reset: 1, stall: 1 }), cutsArb())
-    .map(([payloads, endPref, cuts]) => {
+    .tuple(sessionArb, endArb({ 'drain-fin': 5, fin: 3, reset: 1, stall: 1 }), pauseArb, cutsArb())
+    .map(([payloads, endPref, pauseReads, cuts]) => {
       const frames = payloads.map((p) => encode(framing, p));
       // A stall at a frame boundary is the idle timeout's business: kept rare (it costs 0.6 s).
       const end: EndMode = endPref === 'stall' && payloads.length % 4 !== 0 ? 'drain-fin' : endPref;
@@ -160,6 +163,7 @@ export function legacyCaseArb(spec: LegacyFraming, json: boolean): fc.Arbitrary<
         end,
         expect,
         helloBytes: 0,
+        pauseReads,
         requests: [],
         echoes: frames.length,
       });
@@ -170,9 +174,10 @@ export function legacyCaseArb(spec: LegacyFraming, json: boolean): fc.Arbitrary<
       sessionArb,
       fc.array(mutationArb, { minLength: 1, maxLength: 2 }),
       endArb({ fin: 10, reset: 1, stall: 1 }),
+      pauseArb,
       cutsArb(),
     )
-    .map(([payloads, mutations, endPref, cuts]) => {
+    .map(([payloads, mutations, endPref, pauseReads, cuts]) => {
       const frames = payloads.map((p) => encode(framing, p));
       let expect: Expect = {};
       let stream: Buffer = Buffer.concat(frames);
@@ -291,6 +296,7 @@ export function legacyCaseArb(spec: LegacyFraming, json: boolean): fc.Arbitrary<
         end,
         expect,
         helloBytes: 0,
+        pauseReads,
         requests: [],
         echoes: 0,
       });
@@ -310,6 +316,7 @@ export function legacyCaseArb(spec: LegacyFraming, json: boolean): fc.Arbitrary<
         end,
         expect: {},
         helloBytes: 0,
+        pauseReads: false,
         requests: [],
         echoes: 0,
       });

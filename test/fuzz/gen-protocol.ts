@@ -15,7 +15,7 @@ import { parseFraming } from '../../src/codec/parse.js';
 import { type HelloParams, type Message, MessageKind, PROTOCOL_VERSION } from '../../src/protocol/types.js';
 import { frame, helloFrame } from '../server/edge-harness.js';
 import { type EndMode, type Expect, type FuzzCase, printable } from './cases.js';
-import { isAsyncMethod, KiB, METHODS, type Method, PROTOCOL_LIMITS } from './model.js';
+import { KiB, METHODS, type Method, PROTOCOL_LIMITS } from './model.js';
 import { type Cut, cutsArb, decodeAll } from './stream.js';
 
 type Json = fc.JsonValue;
@@ -447,7 +447,7 @@ function stallable(stream: Buffer): boolean {
   return d.error !== undefined || d.partial > 0 || d.frames.length === 0;
 }
 
-function validCase(spec: SessionSpec, end: EndMode, cuts: Cut[]): FuzzCase {
+function validCase(spec: SessionSpec, end: EndMode, pauseReads: boolean, cuts: Cut[]): FuzzCase {
   // drain-fin may end with the client's GOAWAY or not; fin with GOAWAY is "goaway then FIN at once".
   const s = buildSession(spec);
   const goaway = s.kinds[s.kinds.length - 1] === 'GOAWAY';
@@ -473,6 +473,7 @@ function validCase(spec: SessionSpec, end: EndMode, cuts: Cut[]): FuzzCase {
     end,
     expect,
     helloBytes: (s.frames[0] as Buffer).length,
+    pauseReads,
     requests: s.requests,
     echoes: 0,
   });
@@ -484,6 +485,7 @@ function mutatedCase(
   byteMutations: ByteMutation[],
   endPref: EndMode,
   pipelined: boolean,
+  pauseReads: boolean,
   cuts: Cut[],
 ): FuzzCase {
   const s = buildSession(spec);
@@ -505,7 +507,11 @@ function mutatedCase(
   // Pipelined frames are decoded under the pre-HELLO limit when they share a read with the HELLO:
   // a larger one is then refused for its size, whatever the mutation did.
   const bigFrame = frames.some((f) => f.length - 4 > PROTOCOL_LIMITS.helloMaxFrameLength);
-  const only = frameMutations.length + byteMutations.length === 1 && !(helloBytes === 0 && bigFrame);
+  // And an 'oversize' frame (over the agreed limit, maybe under the pre-HELLO one) passes if it
+  // shares the HELLO's read.
+  const oversize = frameMutations.some((m) => m.m === 'oversize');
+  const only =
+    frameMutations.length + byteMutations.length === 1 && !(helloBytes === 0 && (bigFrame || oversize));
   let end = endPref;
   if (end === 'stall' && !stallable(stream)) end = 'fin';
   if (!only) expect = {};
@@ -528,6 +534,7 @@ function mutatedCase(
     end,
     expect,
     helloBytes,
+    pauseReads,
     requests: s.requests,
     echoes: 0,
   });
@@ -563,6 +570,7 @@ function randomCase(
     end,
     expect: {},
     helloBytes: 0,
+    pauseReads: false,
     requests: [],
     echoes: 0,
   });
@@ -575,14 +583,17 @@ const bodyArb = fc
   )
   .map(([kind, rest]) => Uint8Array.from([kind, ...rest]));
 
+/** One case in six: the client stops reading while it writes. */
+const pauseArb = fc.constantFrom(false, false, false, false, false, true);
+
 /** One protocol case: valid (about half), mutated, or random. */
 export function protocolCaseArb(): fc.Arbitrary<FuzzCase> {
   return fc.oneof(
     {
       weight: 4,
       arbitrary: fc
-        .tuple(sessionSpecArb, endArb({ 'drain-fin': 5, fin: 3, reset: 1 }), cutsArb())
-        .map(([spec, end, cuts]) => validCase(spec, end, cuts)),
+        .tuple(sessionSpecArb, endArb({ 'drain-fin': 5, fin: 3, reset: 1 }), pauseArb, cutsArb())
+        .map(([spec, end, pause, cuts]) => validCase(spec, end, pause, cuts)),
     },
     {
       weight: 4,
@@ -593,10 +604,13 @@ export function protocolCaseArb(): fc.Arbitrary<FuzzCase> {
           fc.array(byteMutationArb, { maxLength: 2 }),
           endArb({ fin: 12, reset: 1, stall: 1 }),
           fc.constantFrom(false, false, false, true),
+          pauseArb,
           cutsArb(),
         )
         .filter(([, f, b]) => f.length + b.length > 0)
-        .map(([spec, f, b, end, pipelined, cuts]) => mutatedCase(spec, f, b, end, pipelined, cuts)),
+        .map(([spec, f, b, end, pipelined, pause, cuts]) =>
+          mutatedCase(spec, f, b, end, pipelined, pause, cuts),
+        ),
     },
     {
       weight: 2,
@@ -612,5 +626,3 @@ export function protocolCaseArb(): fc.Arbitrary<FuzzCase> {
     },
   );
 }
-
-export { isAsyncMethod };

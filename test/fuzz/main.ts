@@ -1,12 +1,12 @@
 /**
- * `npm run fuzz -- --minutes N [--seed S] [--framing X] [--path P] [--strict]`
+ * `npm run fuzz -- --minutes N [--seed S] [--framing X] [--path P] [--strict | --strict=F1,…]`
  *
  * Runs the fuzz suite's generators against live servers for N minutes in all (split evenly over
  * the framing groups selected: `longlink`, the protocol server; or one legacy framing, with JSON
  * frames and raw ones), printing a progress line every ~10 s. On a broken invariant it stops
  * that group, shrinks the failing batch, prints the seed, the replay path, the invariant and the
  * shrunk streams as hex, and exits 1. Known findings (test/fuzz/findings.test.ts) are counted and
- * listed at the end; with --strict they fail the run too.
+ * listed at the end; with --strict they fail the run too (--strict=F3: only those named).
  *
  * Replay a failure: `npm run fuzz -- --framing <group's framing> --seed S --path P`.
  */
@@ -20,7 +20,7 @@ interface Args {
   seed: number;
   framing: string | undefined;
   path: string | undefined;
-  strict: boolean;
+  strict: boolean | string[];
 }
 
 function parseArgs(argv: string[]): Args {
@@ -43,9 +43,10 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--framing') args.framing = value();
     else if (a === '--path') args.path = value();
     else if (a === '--strict') args.strict = true;
+    else if (a?.startsWith('--strict=')) args.strict = a.slice('--strict='.length).split(',');
     else if (a === '--help' || a === '-h') {
       console.log(
-        'npm run fuzz -- --minutes N [--seed S] [--framing longlink|ascii:20|u32be|u16le|varint|line|delimiter:7c7c] [--path P] [--strict]',
+        'npm run fuzz -- --minutes N [--seed S] [--framing longlink|ascii:20|u32be|u16le|varint|line|delimiter:7c7c] [--path P] [--strict | --strict=F1,F3]',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);

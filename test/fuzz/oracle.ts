@@ -53,6 +53,12 @@ export interface Violation {
  */
 export const KNOWN_FINDINGS: Readonly<Record<string, string>> = {};
 
+const FRAMING_CODES: ReadonlySet<string> = new Set([
+  'ERR_FRAME_TOO_LARGE',
+  'ERR_BAD_FRAME_HEADER',
+  'ERR_FRAME_TRUNCATED',
+]);
+
 const unlimited = parseFraming('u32be', { maxFrameLength: 0xffff_ffff });
 
 function summary(m: Message): string {
@@ -85,7 +91,7 @@ function summaryOut(e: ReadonlyArray<number | string>): string {
 /** Checks that hold for every case of either mode. */
 function common(c: FuzzCase, obs: Observation, out: Violation[]): Disconnect | undefined {
   if (obs.neverClosed) {
-    out.push({ invariant: 'every connection closes', detail: `still open ${'after'} the safety limit` });
+    out.push({ invariant: 'every connection closes', detail: 'still open after the safety limit' });
   }
   const ev = obs.server;
   if (ev === undefined) {
@@ -163,6 +169,8 @@ export function checkProtocol(c: FuzzCase, obs: Observation): Violation[] {
         out.push({
           invariant: 'an offender is told why',
           detail: `ERROR 0 ${last.code} on the wire, but the close code is ${ev.code}`,
+          // The connection kept reading after that ERROR; a framing error in what followed won.
+          ...(ev.code !== undefined && FRAMING_CODES.has(ev.code) ? { known: 'F3' } : {}),
         });
       }
     }
@@ -215,13 +223,37 @@ function checkProtocolTrace(
   let serverGoaway = false;
   const queued: Array<ReadonlyArray<number | string>> = [];
   let duplicate = false;
+  /** Ids reused while outstanding after the server's GOAWAY: answered, not refused (F4). */
+  const reusedAfterGoaway = new Set<number>();
+  let lastIn: ReadonlyArray<number | string> | undefined;
+  let executedAfterClose = 0;
   for (const e of ev.trace) {
+    if (e[0] === 'h') {
+      // A handler ran: for the REQUEST handed just before (handlers start inside handleFrame).
+      if (
+        lastIn !== undefined &&
+        lastIn[1] === MessageKind.REQUEST &&
+        lastIn[2] === e[1] &&
+        lastIn[4] !== 1
+      ) {
+        executedAfterClose++;
+      }
+      continue;
+    }
     if (e[0] === 'i') {
-      const [, kind, id, method, w, r] = e as [string, number, number, string, number, number, number];
+      lastIn = e;
+      const [, kind, id, method, w, r, g] = e as [string, number, number, string, number, number, number];
       if (kind === MessageKind.GOAWAY && w === 1) clientGoaway = true;
       if (kind !== MessageKind.REQUEST || w !== 1 || r !== 1) continue;
+      if (clientGoaway) {
+        // A REQUEST after the client's own GOAWAY: a connection error (ERR_PROTOCOL), not a request.
+        duplicate = true;
+        continue;
+      }
       if (outstanding.has(id)) {
-        duplicate = true; // an outstanding id reused: a connection error, not a request
+        // An outstanding id reused: a connection error (ERR_PROTOCOL), not a request.
+        if (g === 1) reusedAfterGoaway.add(id);
+        else duplicate = true;
         continue;
       }
       outstanding.set(id, { method });
@@ -235,14 +267,22 @@ function checkProtocolTrace(
         out.push({
           invariant: 'exactly-once (server): never answered twice',
           detail: `${summaryOut(e)} queued with no accepted request ${id} outstanding`,
+          ...(reusedAfterGoaway.has(id) ? { known: 'F4' } : {}),
         });
       }
     }
   }
+  if (executedAfterClose > 0) {
+    out.push({
+      invariant: 'a closing connection reads and discards (PROTOCOL.md §9.3)',
+      detail: `${executedAfterClose} requests read after the connection stopped taking sends were executed (close ${ev.reason} ${ev.code ?? ''})`,
+      known: 'F3',
+    });
+  }
   if (duplicate && ev.reason !== 'protocol-error') {
     out.push({
       invariant: 'offender closed with the matching reason',
-      detail: `an outstanding request id was reused, yet the close reason is ${ev.reason}`,
+      detail: `an outstanding request id was reused (or a REQUEST followed the client's GOAWAY), yet the close reason is ${ev.reason}`,
     });
   }
   for (const [id, { method }] of outstanding) {

@@ -18,8 +18,11 @@ import { ALL_REASONS, fixtureOptions, type Group, LEGACY_LIMITS } from './model.
 /** The address fuzz clients connect from (legitimate clients use 127.0.0.1). */
 export const FUZZ_ADDRESS = '127.0.0.2';
 
-/** ['i', kind, id, method, writable, ready, goawaySent] | ['o', kind, id, code] (protocol); legacy: ['i', len, w] | ['o', len]. */
-export type TraceEntry = ['i', ...Array<number | string>] | ['o', ...Array<number | string>];
+/**
+ * Protocol: ['i', kind, id, method, writable, ready, goawaySent, …] | ['o', kind, id, code] |
+ * ['h', id] (a handler ran); legacy: ['i', len, writable] | ['o', len]. See the fixture.
+ */
+export type TraceEntry = ['i' | 'o' | 'h', ...Array<number | string>];
 
 export interface Disconnect {
   reason: string;
