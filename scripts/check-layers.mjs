@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Enforces the architecture in STYLE.md: dependencies point one way,
-//   errors, util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← cli
+//   errors, util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← observe ← cli
+// observe/ (metrics, traces, the admin endpoint) sits above the servers, clients and pools it
+// reads (their stats() and connections) and below the CLI that serves it (serve --metrics-port, top).
 // and the import graph of src/ has no cycle. A madge-style check without the dependency tree.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -18,9 +20,10 @@ const LAYERS = {
   client: 5,
   server: 5,
   pool: 5,
-  cli: 6,
-  'index.ts': 7,
-  'internal.ts': 7,
+  observe: 6,
+  cli: 7,
+  'index.ts': 8,
+  'internal.ts': 8,
 };
 
 function layerOf(file) {

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the fault-injection tests (test/faults/) need, from Debian's packages, when absent:
+# The project's one installer of test tools: installs what the tests need from Debian's packages,
+# when absent. For the fault-injection tests (test/faults/):
 #   nft    (nftables)             — drops packets in a namespace's INPUT hook: a silent link cut
 #   nginx  + its stream module     — a TCP proxy with an idle timeout (proxy_timeout)
 #   haproxy                        — a TCP proxy with an idle timeout (timeout client/server)
+# For the observability tests (test/observe/):
+#   promtool (prometheus)          — `promtool check metrics` lints the /metrics text
+#   chromium                       — the dashboard in a real browser, driven by playwright-core
 # iproute2 (`ip netns`) is checked, not installed: it is part of the base system.
 #
 # Idempotent: installs only what is missing and says what it did, one line per tool:
@@ -11,7 +15,8 @@
 #   "missing <tool>: <why>"       — could not be had (the tests that need it skip with this line)
 # Exit status: 0 when every requested tool is present afterwards, 1 otherwise.
 #
-# Usage: scripts/ensure-proxies.sh [nft] [nginx] [haproxy]   (no argument = all three)
+# Usage: scripts/ensure-proxies.sh [nft] [nginx] [haproxy] [promtool] [chromium]
+#        (no argument = the three fault-test tools)
 # The proxies are never started as services: the tests run them in the foreground with their own
 # config, and Debian's policy-rc.d (where present) keeps the package scripts from starting them.
 set -u
@@ -31,6 +36,8 @@ present() {
     nft) command -v nft >/dev/null 2>&1 ;;
     haproxy) command -v haproxy >/dev/null 2>&1 ;;
     nginx) nginx_stream_ok ;;
+    promtool) command -v promtool >/dev/null 2>&1 ;;
+    chromium) [ -x /usr/bin/chromium ] ;;
     *) return 1 ;;
   esac
 }
@@ -39,6 +46,9 @@ packages() {
   case "$1" in
     nft) echo nftables ;;
     haproxy) echo haproxy ;;
+    # promtool ships in Debian's prometheus package (its server is never started by the tests; policy-rc.d, where present, keeps apt from starting it).
+    promtool) echo prometheus ;;
+    chromium) echo chromium ;;
     # nginx-light pulls in nginx; the stream module is its own package on Debian 12.
     nginx) echo nginx-light libnginx-mod-stream ;;
   esac
@@ -46,6 +56,7 @@ packages() {
 
 where() {
   case "$1" in
+    chromium) echo /usr/bin/chromium ;;
     nginx) echo "$(command -v nginx) stream=$([ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && echo /usr/lib/nginx/modules/ngx_stream_module.so || echo built-in)" ;;
     *) command -v "$1" ;;
   esac

@@ -13,14 +13,7 @@ import type { PayloadCodec } from '../protocol/payload.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
 import type { Logger } from '../util/log.js';
 import type { RateLimit, RefusalInfo, RefusalReason } from './admission.js';
-import type {
-  Authenticate,
-  ConnectionContext,
-  Handler,
-  HandlerFailure,
-  Router,
-  TlsInfo,
-} from './context.js';
+import type { Authenticate, ConnectionContext, Handler, HandlerFailure, Router, TlsInfo } from './context.js';
 import type { LegacyHandler } from './legacy.js';
 import type { ProxyOptions } from './proxy-accept.js';
 

@@ -45,7 +45,13 @@ import {
   type RefusalReason,
   refusal,
 } from './admission.js';
-import { type HandlerFailure, type PeerOrigin, type Router, type ServerPeerOptions, tlsInfoOf } from './context.js';
+import {
+  type HandlerFailure,
+  type PeerOrigin,
+  type Router,
+  type ServerPeerOptions,
+  tlsInfoOf,
+} from './context.js';
 import { type LegacyConfig, LegacySession } from './legacy.js';
 import { SERVER_DEFAULTS } from './limits.js';
 import type {
