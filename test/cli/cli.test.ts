@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { waitFor } from '../helpers.js';
-import { killAll, run, serveOn } from './run.js';
+import { killAll, messages, run, serveOn } from './run.js';
 
 after(killAll);
 
@@ -37,17 +37,17 @@ describe('longlink CLI', () => {
     assert.equal(await badJson.exit, 2);
 
     // One line per connection open and close, with the close reason.
-    await waitFor(() => srv.out.filter((l) => l.startsWith('close ')).length >= 4, 5000, 'close lines');
+    await waitFor(() => messages(srv).filter((l) => l.startsWith('close ')).length >= 4, 5000, 'close lines');
     assert.ok(
-      srv.out.some((l) => /^close .* reason=going-away/.test(l)),
+      messages(srv).some((l) => /^close .* reason=going-away/.test(l)),
       srv.out.join('\n'),
     );
 
     // A request in flight when SIGTERM arrives still gets its answer.
-    const opensBefore = srv.out.filter((l) => l.startsWith('open ')).length;
+    const opensBefore = messages(srv).filter((l) => l.startsWith('open ')).length;
     const slow = run(['call', '--port', String(port), 'sleep', '300']);
     await waitFor(
-      () => srv.out.filter((l) => l.startsWith('open ')).length > opensBefore,
+      () => messages(srv).filter((l) => l.startsWith('open ')).length > opensBefore,
       5000,
       'the slow call to connect',
     );
@@ -57,7 +57,7 @@ describe('longlink CLI', () => {
     assert.deepEqual(JSON.parse(slow.out[0] ?? ''), { slept: 300 });
     assert.equal(await srv.exit, 0);
     assert.ok(
-      srv.out.some((l) => /^shutdown .* aborted=0 .* unanswered=0/.test(l)),
+      messages(srv).some((l) => /^shutdown .* aborted=0 .* unanswered=0/.test(l)),
       srv.out.join('\n'),
     );
   });
