@@ -165,6 +165,7 @@ export const DASHBOARD_JS = `'use strict';
     draw('closes', reasons.map(function (r) { return closes[r]; }));
     draw('rtt', [data.rtt50, data.rtt99]);
     document.body.setAttribute('data-summary-time', String(s.time));
+    document.body.setAttribute('data-points', String(times.length));
   }
 
   function renderConnections(c) {

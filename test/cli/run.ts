@@ -98,6 +98,8 @@ export function logLine(re: RegExp): RegExp {
 export async function serveOn(args: string[] = [], netns?: string): Promise<{ srv: Run; port: number }> {
   const srv = run(['serve', '--port', '0', '--grace', '2000', ...args], netns);
   const json = args.includes('json');
-  const line = await srv.line(json ? /^\{"time":"[^"]+","level":"info","msg":"listening"/ : logLine(/^listening /));
+  const line = await srv.line(
+    json ? /^\{"time":"[^"]+","level":"info","msg":"listening"/ : logLine(/^listening /),
+  );
   return { srv, port: Number(/:(\d+)[ "]/.exec(line)?.[1]) };
 }
