@@ -177,6 +177,7 @@ class Admin implements AdminServer {
   ) {
     const shared = metrics === undefined ? undefined : recorderOf(metrics);
     this.recorder = shared ?? new Recorder();
+    this.recorder.startLive();
     this.ownRecorder = shared === undefined;
     this.http = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {

@@ -165,6 +165,7 @@ function requestFamilies(p: string, side: 'server' | 'client', s: SideStats): Fa
       () => {
         const out: Sample[] = [];
         for (const [method, m] of s.methods.entries) {
+          if (m.ok > 0) out.push({ labels: { method, code: 'OK' }, value: m.ok });
           for (const [code, c] of m.codes.entries) out.push({ labels: { method, code }, value: c.n });
         }
         return out;

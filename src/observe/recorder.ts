@@ -81,6 +81,9 @@ export class BoundedTable<T> {
 /** One method's requests: durations, and counts by outcome code. */
 export class MethodStats {
   readonly durations = new Histogram(DURATION_BUCKETS);
+  /** Requests that succeeded (the common case: a field, not a lookup in `codes`). */
+  ok = 0;
+  /** Requests that failed, by error code. */
   readonly codes: BoundedTable<{ n: number }>;
   constructor(maxCodes: number) {
     this.codes = new BoundedTable(maxCodes, () => ({ n: 0 }));
@@ -174,14 +177,15 @@ export class SideStats {
   /** Requests ended, all methods. */
   total = 0;
   readonly live = new LiveWindow();
+  /** Whether `live` is fed (the live view asks for it; metrics alone do not need it). */
+  liveOn = false;
   constructor(maxMethods: number, maxCodes: number) {
     this.methods = new BoundedTable(maxMethods, () => new MethodStats(maxCodes));
   }
 }
 
-/** The code a request ended with: `OK`, the error's string code, or ERR_HANDLER (what the server answers for a plain throw). */
+/** The code a failed request ended with: the error's string code, or ERR_HANDLER (what the server answers for a plain throw). */
 function outcome(error: unknown): string {
-  if (error === undefined) return 'OK';
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.length > 0 && code.length <= 64 ? code : 'ERR_HANDLER';
 }
@@ -246,6 +250,12 @@ export class Recorder {
     channels.heartbeatRtt.subscribe(this.onRtt);
   }
 
+  /** Feeds the live windows from now on (the admin endpoint's per-second rates and percentiles). */
+  startLive(): void {
+    this.server.liveOn = true;
+    this.client.liveOn = true;
+  }
+
   /** Connections servers accepted and served (admitted): opened minus refused at admission. */
   get accepted(): number {
     return this.opened - this.admissionRefused;
@@ -263,8 +273,9 @@ export class Recorder {
       side.total++;
       const m = side.methods.get(t.method);
       m.durations.observe(seconds);
-      m.codes.get(outcome(t.error)).n++;
-      side.live.record(t1, seconds);
+      if (t.error === undefined) m.ok++;
+      else m.codes.get(outcome(t.error)).n++;
+      if (side.liveOn) side.live.record(t1, seconds);
     };
     return {
       start: (msg: RequestTrace): void => {

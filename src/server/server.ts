@@ -341,7 +341,10 @@ export class Server extends EventEmitter {
         remoteAddress: s.remoteAddress,
         remotePort: s.remotePort,
         identity: peer?.identity,
-        tls: peer !== undefined ? peer.tls : tlsInfoOf(connection.socket),
+        // Read from the socket when asked (a certificate per connection): metrics never ask.
+        get tls() {
+          return peer !== undefined ? peer.tls : tlsInfoOf(connection.socket);
+        },
         inflight: peer?.inflightCount ?? 0,
         rttMs: peer?.srttMs,
         ready: peer === undefined || peer.isReady,
