@@ -62,7 +62,7 @@ export interface AdminSummary {
   /** Requests being handled now. */
   inflight: number;
   requests: {
-    /** Requests answered since the admin endpoint started. */
+    /** Requests answered since the admin endpoint started (or the metrics it was given). */
     total: number;
     /** Over the last complete second. */
     perSecond: number;
