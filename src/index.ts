@@ -174,3 +174,4 @@ export type {
 export type { HeartbeatSetting, HeartbeatTiming } from './session/heartbeat.js';
 export type { KeepAliveOptions, NativeStatus, TcpInfo, TcpState } from './sys/sockopt.js';
 export { nativeSocketOptions } from './sys/sockopt.js';
+export type { Logger, LogLevel } from './util/log.js';
