@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { accepting, freePort } from '../faults/harness.js';
+import { freePort } from '../faults/harness.js';
 import { waitFor } from '../helpers.js';
 import { killAll, logged, logLine, messages, run, serveOn } from './run.js';
 
@@ -174,21 +175,31 @@ describe('serve --metrics-port, longlink top, serve logs', () => {
       '--max-connections-per-ip',
       '1',
     ]);
-    await accepting(qport, 10_000, 'the quiet server');
-    const holder = run(['call', '--port', String(qport), 'sleep', '20000']);
+    // A plain TCP connection holds the address's one slot (admission counts it at accept). It is
+    // the first connection the server sees: a probe before it could take the slot itself.
+    let holder: net.Socket | undefined;
     await waitFor(
       async () => {
-        const r = run(['call', '--port', String(qport), 'echo', '1']);
-        return (await r.exit) === 1 && r.err.join('\n').includes('ERR_TOO_MANY_CONNECTIONS');
+        const s = net.connect(qport, '127.0.0.1');
+        const up = await new Promise<boolean>((resolve) => {
+          s.once('connect', () => resolve(true));
+          s.once('error', () => resolve(false));
+        });
+        if (up) holder = s;
+        else s.destroy();
+        return up;
       },
       10_000,
-      'a refusal while the holder is connected',
+      'the quiet server to listen',
     );
+    const denied = run(['call', '--port', String(qport), 'echo', '1']);
+    assert.equal(await denied.exit, 1, 'denied while the holder is connected');
+    assert.match(denied.err.join('\n'), /ERR_TOO_MANY_CONNECTIONS|closed/);
     await quiet.line(logLine(/^connection refused reason=max-connections-per-address /));
     quiet.child.kill('SIGTERM');
     quiet.child.kill('SIGTERM');
     await quiet.exit;
-    await holder.exit;
+    holder?.destroy();
     assert.ok(quiet.out.length > 0);
     for (const l of quiet.out) assert.match(l, /^\S+Z (warn |error) /, 'only warn and error lines');
     const bad = run(['serve', '--port', '0', '--log-format', 'xml']);
