@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Enforces the architecture in STYLE.md: dependencies point one way,
-//   errors ← util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← cli
+//   errors ← util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← observe ← cli
+// observe/ (metrics, traces, the admin endpoint) sits above the servers, clients and pools it
+// reads (their stats() and connections) and below the CLI that serves it (serve --metrics-port, top).
 // and the import graph of src/ has no cycle. A madge-style check without the dependency tree.
 //
 // Units on one layer are siblings and do not import each other: client, pool and server all
@@ -22,9 +24,10 @@ const LAYERS = {
   client: 6,
   server: 6,
   pool: 6,
-  cli: 7,
-  'index.ts': 8,
-  'internal.ts': 8,
+  observe: 7,
+  cli: 8,
+  'index.ts': 9,
+  'internal.ts': 9,
 };
 
 function unitOf(file) {

@@ -24,13 +24,14 @@
 set -u
 
 # The tools. One line each: name | Debian packages | presence check (a shell command) | who needs it, why.
-# Coming: redis-server (a real peer for the pool benchmarks) and chromium (browser tests) — a line each.
 TOOLS=$(cat <<'TABLE'
 nft      | nftables                        | command -v nft              | test/faults/link-cut: drops every packet in a namespace's INPUT hook, a silent link cut
 nginx    | nginx-light libnginx-mod-stream | nginx_stream_ok             | test/faults/middlebox, test/server/proxy-*: a TCP proxy (stream module) with an idle timeout, and PROXY protocol
 haproxy  | haproxy                         | command -v haproxy          | test/faults/middlebox, test/server/proxy-*: a TCP proxy with an idle timeout, and PROXY protocol v1/v2
 openssl  | openssl                         | command -v openssl          | test/*/tls, test/cli/edge: makes the test PKI (a CA, server and client certificates)
 ip       | iproute2                        | command -v ip               | test/faults/link-cut: network namespaces and a veth pair (ip netns, ip link)
+promtool | prometheus                      | command -v promtool         | test/cli/observe: `promtool check metrics` lints the /metrics text (the prometheus server itself is never started)
+chromium | chromium                        | test -x /usr/bin/chromium   | test/observe/dashboard: the admin dashboard in a real browser, driven by playwright-core
 TABLE
 )
 
@@ -49,6 +50,7 @@ packages() { field "$1" 2; }
 why() { field "$1" 4; }
 where() {
   case "$1" in
+    chromium) echo /usr/bin/chromium ;;
     nginx) echo "$(command -v nginx) stream=$([ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && echo /usr/lib/nginx/modules/ngx_stream_module.so || echo built-in)" ;;
     *) command -v "$1" ;;
   esac

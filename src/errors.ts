@@ -70,6 +70,24 @@ export class UnsupportedError extends LonglinkError {
   }
 }
 
+/**
+ * A feature needs an optional peer dependency that is not installed (metrics need `prom-client`,
+ * traces `@opentelemetry/api`). The message says what to install.
+ */
+export class MissingDependencyError extends LonglinkError {
+  static override readonly brand: string = 'MissingDependencyError';
+  /** The npm package to install. */
+  readonly packageName: string;
+  constructor(packageName: string, feature: string, options?: LonglinkErrorOptions) {
+    super(
+      'ERR_MISSING_DEPENDENCY',
+      `${feature} needs the optional peer dependency ${packageName}, which is not installed: npm install ${packageName}`,
+      options,
+    );
+    this.packageName = packageName;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Framing
 

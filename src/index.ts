@@ -72,6 +72,7 @@ export {
   InvalidArgumentError,
   LingerExpiredError,
   LonglinkError,
+  MissingDependencyError,
   OverloadError,
   ProxyHeaderError,
   RequestNotSentError,
@@ -80,6 +81,26 @@ export {
   TruncatedFrameError,
   UnsupportedError,
 } from './errors.js';
+export type {
+  AdminConnection,
+  AdminConnections,
+  AdminOptions,
+  AdminServer,
+  AdminSummary,
+  ConnectionSort,
+} from './observe/admin.js';
+export { serveAdmin } from './observe/admin.js';
+export type {
+  LonglinkMetrics,
+  MetricsClient,
+  MetricsOptions,
+  MetricsPool,
+  MetricsPoolStats,
+  MetricsRegistry,
+} from './observe/metrics.js';
+export { enableMetrics } from './observe/metrics.js';
+export type { LonglinkTracing, TracerProviderLike, TracingOptions } from './observe/tracing.js';
+export { enableTracing } from './observe/tracing.js';
 export type {
   AcquireOptions,
   BreakerState,

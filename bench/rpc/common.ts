@@ -10,7 +10,12 @@ export const PAYLOADS: readonly Payload[] = ['json', 'binary'];
 
 /** Every system the driver knows, in the order the tables print them. `raw` is the baseline. */
 export const SYSTEMS = ['raw', 'longlink', 'ws', 'socketio', 'undici', 'grpc'] as const;
-export type SystemName = (typeof SYSTEMS)[number];
+/**
+ * Variants run only when named with --only: `longlink+metrics` is longlink with enableMetrics()
+ * on in both processes (the cost of the metrics: docs/observability.md).
+ */
+export const VARIANTS = ['longlink+metrics'] as const;
+export type SystemName = (typeof SYSTEMS)[number] | (typeof VARIANTS)[number];
 
 /** The ~100-byte JSON request. A fresh object per request, as a real caller would build it. */
 export interface JsonBody {
@@ -57,7 +62,7 @@ export interface RpcSystem {
 }
 
 export function isSystemName(s: string): s is SystemName {
-  return (SYSTEMS as readonly string[]).includes(s);
+  return (SYSTEMS as readonly string[]).includes(s) || (VARIANTS as readonly string[]).includes(s);
 }
 
 export function isPayload(s: string): s is Payload {
@@ -65,7 +70,7 @@ export function isPayload(s: string): s is Payload {
 }
 
 export async function loadSystem(name: SystemName): Promise<RpcSystem> {
-  return (await import(`./systems/${name}.js`)) as RpcSystem;
+  return (await import(`./systems/${name.replace('+', '-')}.js`)) as RpcSystem;
 }
 
 /** The one line a client prints on stdout. */

@@ -25,6 +25,7 @@ import {
   type Payload,
   SYSTEMS,
   type SystemName,
+  VARIANTS,
   withTimeout,
 } from './common.js';
 
@@ -48,7 +49,7 @@ interface Options {
 }
 
 const USAGE = `usage: node dist/bench/rpc/run.js [--duration 5] [--warmup 1] [--repeats 3]
-       [--only ${SYSTEMS.join(',')}] [--inflight 1,256] [--payload json,binary] [--json FILE]
+       [--only ${[...SYSTEMS, ...VARIANTS].join(',')}] [--inflight 1,256] [--payload json,binary] [--json FILE]
        [--idle-wait 5] [--retries 1] [--pin auto|none|split|same]`;
 
 function parseArgs(argv: string[]): Options {
@@ -81,7 +82,8 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--only':
         o.systems = list(v).map((s) => {
-          if (!isSystemName(s)) throw new Error(`unknown system ${s}; known: ${SYSTEMS.join(', ')}`);
+          if (!isSystemName(s))
+            throw new Error(`unknown system ${s}; known: ${[...SYSTEMS, ...VARIANTS].join(', ')}`);
           return s;
         });
         break;

@@ -70,7 +70,7 @@ function startServer(port: number, log: (l: string) => void): Promise<ServerProc
         buf = buf.slice(i + 1);
         lines.push(line);
         log(`  [server ${child.pid}] ${line}`);
-        const m = /^listening \S+:(\d+)/.exec(line);
+        const m = / listening \S+:(\d+) /.exec(line);
         if (m) resolve({ child, port: Number(m[1]), lines, exited });
       }
     });

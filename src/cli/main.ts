@@ -23,6 +23,7 @@ import { experimentCommand } from './experiment.js';
 import { inspectCommand } from './inspect.js';
 import { probeCommand } from './probe.js';
 import { serveCommand } from './serve.js';
+import { topCommand } from './top.js';
 
 export const COMMANDS: readonly Command[] = [
   serveCommand,
@@ -30,6 +31,7 @@ export const COMMANDS: readonly Command[] = [
   probeCommand,
   doctorCommand,
   inspectCommand,
+  topCommand,
   demoCommand,
   experimentCommand,
 ];

@@ -4,9 +4,13 @@ import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseFraming } from '../codec/parse.js';
 import type { Connection, ConnectionOptions } from '../connection/connection.js';
+import { MissingDependencyError } from '../errors.js';
+import { type AdminServer, serveAdmin } from '../observe/admin.js';
+import { enableMetrics, type LonglinkMetrics } from '../observe/metrics.js';
 import { createServer, type Server, type ServerOptions } from '../server/server.js';
 import type { RequestContext } from '../server/server-peer.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
+import type { LogLevel } from '../util/log.js';
 import {
   type Command,
   CommandFailed,
@@ -21,6 +25,7 @@ import {
   stringArg,
   UsageError,
 } from './args.js';
+import { type LogFormat, logFormatArg, logLevelArg, type ServeLog, serveLog } from './log.js';
 
 /** A credential check that takes the same time whatever the guess (no byte-by-byte timing oracle). */
 function tokenCheck(token: string): (credential: string | undefined) => boolean {
@@ -34,7 +39,7 @@ function tokenCheck(token: string): (credential: string | undefined) => boolean 
 
 /** The server options the flags ask for (TLS files, PROXY, limits, a required token). */
 export function edgeOptions(
-  o: Omit<ServeOptions, 'host' | 'port' | 'framing' | 'graceMs' | 'log'>,
+  o: Omit<ServeOptions, 'host' | 'port' | 'framing' | 'graceMs' | 'log' | 'logFormat' | 'logLevel'>,
 ): Partial<ServerOptions> {
   const out: Partial<ServerOptions> = {};
   if (o.heartbeat !== undefined) out.heartbeat = o.heartbeat;
@@ -79,7 +84,16 @@ export interface ServeOptions {
   /** 'longlink' for the protocol, or a framing spec (ascii:20, u32be, line …) for a plain echo. */
   framing: string;
   graceMs: number;
+  /** Where log lines go (whole lines, no newline). */
   log: (line: string) => void;
+  /** text (default): `<ISO time> <level> <message>`; json: one object per line. */
+  logFormat?: LogFormat;
+  /** Lines below this level are dropped. Default info. */
+  logLevel?: LogLevel;
+  /** Serve /metrics, /api/* and the dashboard on this port (the admin endpoint). */
+  metricsPort?: number;
+  /** Where the admin endpoint listens. Default 127.0.0.1: it shows peers' addresses. */
+  adminHost?: string;
   /** TLS: certificate and key (PEM files); `ca` and `clientAuth` require client certificates (mTLS). */
   tls?: { certFile: string; keyFile: string; caFile?: string; clientAuth?: boolean };
   /** PROXY protocol v1/v2 from these addresses/CIDRs only. */
@@ -101,15 +115,28 @@ function peer(c: Connection): string {
   return endpoint(c.remoteAddress, c.remotePort);
 }
 
-/** Builds the server `serve` runs. Exported for the demo and the tests. */
-export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<ServeOptions>): Server {
+/** The Server's own log lines that serve already prints in its words (listening, shutdown). */
+const SAID_BY_SERVE: ReadonlySet<string> = new Set(['listening', 'shutting down', 'shut down']);
+
+/** Builds the server `serve` runs, logging through `log`. Exported for the tests. */
+export function buildServer(o: Pick<ServeOptions, 'framing'> & Partial<ServeOptions>, log: ServeLog): Server {
   const edge = edgeOptions(o);
   const started = Date.now();
   let requests = 0;
+  // Refusals, handler failures, slow consumers, heartbeat deaths: the Server says them (floods
+  // summarised, src/util/log.ts) through serve's sink.
+  const l = log.logger;
+  const pass =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (obj: object, msg?: string): void => {
+      if (!SAID_BY_SERVE.has(msg ?? '')) l[level](obj, msg);
+    };
+  const logger = { debug: pass('debug'), info: pass('info'), warn: pass('warn'), error: pass('error') };
   const server: Server =
     o.framing === 'longlink'
       ? createServer({
           name: 'longlink-serve',
+          logger,
           handlers: {
             echo: (p) => {
               requests++;
@@ -151,6 +178,7 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<S
           ...edge,
         })
       : createServer({
+          logger,
           legacy: {
             framing: o.framing,
             handler: (frame) => frame,
@@ -158,25 +186,65 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<S
           },
           ...edge,
         });
-  server.on('connection', (c) => o.log(`open  ${peer(c)} id=${c.id}`));
-  server.on('refused', (r) =>
-    o.log(
-      `refused ${endpoint(r.remoteAddress, r.remotePort)} reason=${r.reason}` +
-        (r.error ? ` error=${JSON.stringify(r.error.message.split('\n')[0])}` : ''),
-    ),
-  );
-  server.on('handlerError', (f) =>
-    o.log(
-      `handler-error method=${f.method ?? '-'} id=${f.connectionId} error=${JSON.stringify(String((f.error as Error)?.message ?? f.error))}`,
-    ),
-  );
-  server.on('disconnect', (c, info) =>
-    o.log(
-      `close ${peer(c)} id=${c.id} reason=${info.reason} initiator=${info.initiator} graceful=${info.graceful}` +
+  server.on('connection', (c) => {
+    const at = peer(c);
+    log('info', 'open', { peer: at, id: c.id }, `open  ${at} id=${c.id}`);
+  });
+  server.on('disconnect', (c, info) => {
+    const at = peer(c);
+    const fields = {
+      peer: at,
+      id: c.id,
+      reason: info.reason,
+      initiator: info.initiator,
+      graceful: info.graceful,
+      error: info.error?.code,
+    };
+    log(
+      'info',
+      'close',
+      fields,
+      `close ${at} id=${c.id} reason=${info.reason} initiator=${info.initiator} graceful=${info.graceful}` +
         (info.error ? ` error=${info.error.code}` : ''),
-    ),
-  );
+    );
+  });
   return server;
+}
+
+/** The admin endpoint `--metrics-port` asks for: metrics when prom-client is there, the live view always. */
+async function startAdmin(
+  server: Server,
+  o: ServeOptions,
+  log: ServeLog,
+): Promise<{ admin: AdminServer; metrics: LonglinkMetrics | undefined } | undefined> {
+  if (o.metricsPort === undefined) return undefined;
+  let metrics: LonglinkMetrics | undefined;
+  let why = '';
+  try {
+    metrics = await enableMetrics({ servers: [server] });
+  } catch (err) {
+    if (!(err instanceof MissingDependencyError)) throw err;
+    why = err.message;
+  }
+  const host = o.adminHost ?? '127.0.0.1';
+  let admin: AdminServer;
+  try {
+    admin = await serveAdmin(server, { port: o.metricsPort, host, ...(metrics ? { metrics } : {}) });
+  } catch (err) {
+    metrics?.close();
+    throw new CommandFailed(
+      `--metrics-port: ${listenFailure(err as NodeJS.ErrnoException, host, o.metricsPort)}`,
+    );
+  }
+  const where = endpoint(admin.address.address, admin.address.port);
+  log(
+    'info',
+    'admin',
+    { address: where, metrics: metrics !== undefined, dashboard: admin.url },
+    `admin ${where} dashboard=${admin.url} metrics=${metrics ? `${admin.url}metrics` : 'off'}`,
+  );
+  if (metrics === undefined) log('warn', 'metrics off', { why }, `metrics off: ${why}`);
+  return { admin, metrics };
 }
 
 /**
@@ -184,7 +252,8 @@ export function buildServer(o: Pick<ServeOptions, 'framing' | 'log'> & Partial<S
  * Resolves with the exit code: 0 after a graceful shutdown, 128 + the signal's number after an abort.
  */
 export async function serve(o: ServeOptions): Promise<number> {
-  const server = buildServer(o);
+  const log = serveLog(o.log, o.logFormat, o.logLevel);
+  const server = buildServer(o, log);
   let addr: { address: string; port: number };
   try {
     addr = await server.listen({ host: o.host, port: o.port });
@@ -192,8 +261,30 @@ export async function serve(o: ServeOptions): Promise<number> {
     throw new CommandFailed(listenFailure(err as NodeJS.ErrnoException, o.host, o.port));
   }
   const hb = o.heartbeat;
-  o.log(
-    `listening ${endpoint(addr.address, addr.port)} framing=${o.framing} pid=${process.pid}` +
+  const where = endpoint(addr.address, addr.port);
+  const fields = {
+    address: where,
+    framing: o.framing,
+    pid: process.pid,
+    tls: o.tls ? (o.tls.clientAuth ? 'client-auth' : true) : undefined,
+    proxyProtocol: o.trustedProxies,
+    auth: o.authTokenFile ? 'token' : undefined,
+    heartbeat:
+      hb === undefined
+        ? undefined
+        : hb === false
+          ? 'off'
+          : typeof hb === 'string'
+            ? hb
+            : `${hb.intervalMs}/${hb.timeoutMs}`,
+    idleBudgetMs: o.idleBudgetMs,
+    keepalive: o.keepAlive === false ? 'off' : undefined,
+  };
+  log(
+    'info',
+    'listening',
+    fields,
+    `listening ${where} framing=${o.framing} pid=${process.pid}` +
       (o.tls ? ` tls${o.tls.clientAuth ? '+client-auth' : ''}` : '') +
       (o.trustedProxies ? ` proxy-protocol=${o.trustedProxies}` : '') +
       (o.authTokenFile ? ' auth=token' : '') +
@@ -203,13 +294,30 @@ export async function serve(o: ServeOptions): Promise<number> {
       (o.idleBudgetMs === undefined ? '' : ` idle-budget=${o.idleBudgetMs}`) +
       (o.keepAlive === false ? ' keepalive=off' : ''),
   );
+  let admin: Awaited<ReturnType<typeof startAdmin>>;
+  try {
+    admin = await startAdmin(server, o, log);
+  } catch (err) {
+    server.destroy();
+    throw err;
+  }
   return new Promise((resolve) => {
     let aborted: NodeJS.Signals | undefined;
     const dispose = onInterrupt(
       async (signal) => {
-        o.log(`${signal}: graceful shutdown (grace ${o.graceMs} ms; ${signal} again aborts)`);
+        log(
+          'info',
+          'stopping',
+          { signal, graceMs: o.graceMs },
+          `${signal}: graceful shutdown (grace ${o.graceMs} ms; ${signal} again aborts)`,
+        );
         const report = await server.close({ graceMs: o.graceMs });
-        o.log(
+        await admin?.admin.close();
+        admin?.metrics?.close();
+        log(
+          'info',
+          'shutdown',
+          { ...report, durationMs: Math.round(report.durationMs) },
           `shutdown connections=${report.connections} graceful=${report.closedGracefully} aborted=${report.aborted} ` +
             `inflight=${report.inflightAtStart} unanswered=${report.unanswered} ms=${report.durationMs.toFixed(0)}`,
         );
@@ -219,8 +327,9 @@ export async function serve(o: ServeOptions): Promise<number> {
       (signal) => {
         if (aborted !== undefined) return;
         aborted = signal;
-        o.log(`${signal} again: aborting every connection`);
+        log('warn', 'aborting', { signal }, `${signal} again: aborting every connection`);
         server.destroy();
+        void admin?.admin.close();
       },
     );
   });
@@ -275,7 +384,12 @@ export const serveCommand: Command = {
   description:
     'A longlink server with the methods echo, sleep (ms), push ({topic,count}: that many NOTIFYs), ' +
     'whoami and stats; with --framing SPEC, a plain echo server for that framing (each frame sent ' +
-    'back as it came). One line per connection opened, refused and closed, with the close reason.\n\n' +
+    'back as it came). One line per connection opened and closed, with the close reason; the ' +
+    "server's own lines for refusals, handler failures, slow consumers and heartbeat deaths (floods " +
+    'summarised); every line with its time and level (--log-format text|json, --log-level).\n\n' +
+    '--metrics-port P serves the admin endpoint: /metrics for Prometheus, /api/summary and ' +
+    '/api/connections as JSON, and a live dashboard at / (on 127.0.0.1 unless --admin-host says ' +
+    "otherwise: it shows peers' addresses).\n\n" +
     'SIGTERM or Ctrl-C: graceful shutdown (GOAWAY, the requests already read are answered, then ' +
     'close; exit 0); a second one aborts every connection (exit 130, or 143 for SIGTERM).\n\n' +
     'As the far end of `longlink probe`, start it with --heartbeat off --keepalive off (and ' +
@@ -343,6 +457,29 @@ export const serveCommand: Command = {
       arg: 'FILE',
       help: 'require this token as the HELLO credential (checked in constant time)',
     },
+    'metrics-port': {
+      type: 'string',
+      arg: 'PORT',
+      help: 'the admin endpoint: /metrics (Prometheus; needs prom-client), /api/summary, /api/connections and a live dashboard at /; `longlink top --port PORT` reads it',
+    },
+    'admin-host': {
+      type: 'string',
+      default: '127.0.0.1',
+      arg: 'HOST',
+      help: "where the admin endpoint listens; it shows peers' addresses and identities to whoever reaches it",
+    },
+    'log-format': {
+      type: 'string',
+      default: 'text',
+      arg: 'F',
+      help: 'text (time, level, message) or json (one object per line)',
+    },
+    'log-level': {
+      type: 'string',
+      default: 'info',
+      arg: 'L',
+      help: 'debug, info, warn or error: lines below it are dropped',
+    },
   },
   examples: [
     ['longlink serve --port 7070', 'the protocol server; try `longlink call echo 1` next to it'],
@@ -355,6 +492,10 @@ export const serveCommand: Command = {
       'TLS with client certificates, on IPv6 and IPv4',
     ],
     ['longlink serve --port 7070 --heartbeat off --keepalive off', 'a quiet far end for `longlink probe`'],
+    [
+      'longlink serve --port 7070 --metrics-port 9100 --log-format json',
+      'metrics at http://127.0.0.1:9100/metrics, the dashboard at http://127.0.0.1:9100/, JSON logs',
+    ],
   ],
   run: runServe,
 };
@@ -391,6 +532,10 @@ function runServe(args: ParsedArgs, io: Io): Promise<number> {
     framing,
     graceMs: intArg(args, 'grace', 0),
     log: io.out,
+    logFormat: logFormatArg(stringArg(args, 'log-format')),
+    logLevel: logLevelArg(stringArg(args, 'log-level')),
+    ...(args.values['metrics-port'] === undefined ? {} : { metricsPort: portArg(args, 'metrics-port') }),
+    adminHost: stringArg(args, 'admin-host') ?? '127.0.0.1',
     ...(cert !== undefined && key !== undefined
       ? {
           tls: {

@@ -13,7 +13,7 @@ import type { PayloadCodec } from '../protocol/payload.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
 import type { Logger } from '../util/log.js';
 import type { RateLimit, RefusalInfo, RefusalReason } from './admission.js';
-import type { Authenticate, ConnectionContext, Handler, HandlerFailure, Router } from './context.js';
+import type { Authenticate, ConnectionContext, Handler, HandlerFailure, Router, TlsInfo } from './context.js';
 import type { LegacyHandler } from './legacy.js';
 import type { ProxyOptions } from './proxy-accept.js';
 
@@ -167,4 +167,27 @@ export interface ServerEvents {
   notify: [topic: string, payload: unknown, ctx: ConnectionContext];
   listening: [address: net.AddressInfo];
   close: [report: ShutdownReport];
+}
+
+/**
+ * @internal One connection being served, as the live view (observe/admin.ts) shows it: who, since
+ * when, how busy. Made when asked, never kept.
+ */
+export interface ServedConnection {
+  readonly connection: Connection;
+  /** The client's address (the PROXY source behind a trusted proxy). */
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly identity: unknown;
+  readonly tls: TlsInfo | null;
+  /** Requests being handled on it. */
+  readonly inflight: number;
+  /** Smoothed heartbeat round trip (ms), once a PONG came. */
+  readonly rttMs: number | undefined;
+  /** HELLO done (always true for a plain framing). */
+  readonly ready: boolean;
+  /** Served a plain framing (legacy mode). */
+  readonly legacy: boolean;
+  /** Milliseconds since the connection was made. */
+  readonly ageMs: number;
 }

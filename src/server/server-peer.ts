@@ -695,6 +695,16 @@ export class ServerPeer extends Peer implements AuthContext {
       r.done = true;
       if (r.deadline !== undefined) this.options.deadlines.cancel(r.deadline);
       r.abort(why);
+      // A traced request ends here too (with the abort as its error): a span is closed, an
+      // in-flight gauge comes down, though no answer can be sent.
+      const trace = r.trace;
+      if (trace?.async === true) {
+        trace.error = why;
+        const tc = channels.serverRequest;
+        tc.error.publish(trace);
+        tc.asyncStart.publish(trace);
+        tc.asyncEnd.publish(trace);
+      }
     }
     this.inflight.clear();
     this.inflightBytes = 0;

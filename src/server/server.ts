@@ -45,10 +45,23 @@ import {
   type RefusalReason,
   refusal,
 } from './admission.js';
-import type { HandlerFailure, PeerOrigin, Router, ServerPeerOptions } from './context.js';
+import {
+  type HandlerFailure,
+  type PeerOrigin,
+  type Router,
+  type ServerPeerOptions,
+  tlsInfoOf,
+} from './context.js';
 import { type LegacyConfig, LegacySession } from './legacy.js';
 import { SERVER_DEFAULTS } from './limits.js';
-import type { ListenOptions, ServerEvents, ServerOptions, ServerStats, ShutdownReport } from './options.js';
+import type {
+  ListenOptions,
+  ServedConnection,
+  ServerEvents,
+  ServerOptions,
+  ServerStats,
+  ShutdownReport,
+} from './options.js';
 import { proxyConfig } from './proxy-accept.js';
 import { ServerPeer } from './server-peer.js';
 
@@ -312,6 +325,34 @@ export class Server extends EventEmitter {
       closed: { ...this.closedCounts },
       memory: this.budget.stats(),
     };
+  }
+
+  /**
+   * @internal The connections being served, one record each, made now: the live view's hook
+   * (observe/admin.ts). O(connections); nothing is kept between calls.
+   */
+  served(): ServedConnection[] {
+    const t = now();
+    const out: ServedConnection[] = [];
+    for (const [connection, s] of this.sessions) {
+      const peer = peerOf(s);
+      out.push({
+        connection,
+        remoteAddress: s.remoteAddress,
+        remotePort: s.remotePort,
+        identity: peer?.identity,
+        // Read from the socket when asked (a certificate per connection): metrics never ask.
+        get tls() {
+          return peer !== undefined ? peer.tls : tlsInfoOf(connection.socket);
+        },
+        inflight: peer?.inflightCount ?? 0,
+        rttMs: peer?.srttMs,
+        ready: peer === undefined || peer.isReady,
+        legacy: peer === undefined,
+        ageMs: Math.max(0, t - connection.openedAt),
+      });
+    }
+    return out;
   }
 
   /** Pushes a NOTIFY to every ready connection; returns how many were sent. */

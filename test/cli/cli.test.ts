@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { connect } from '../../src/client/client.js';
 import { waitFor } from '../helpers.js';
 import { skipUnless } from '../skip.js';
-import { killAll, run, serveOn } from './run.js';
+import { killAll, messages, run, serveOn } from './run.js';
 
 after(killAll);
 
@@ -56,9 +56,9 @@ describe('longlink CLI', () => {
     assert.equal(await badJson.exit, 2);
 
     // One line per connection open and close, with the close reason.
-    await waitFor(() => srv.out.filter((l) => l.startsWith('close ')).length >= 4, 5000, 'close lines');
+    await waitFor(() => messages(srv).filter((l) => l.startsWith('close ')).length >= 4, 5000, 'close lines');
     assert.ok(
-      srv.out.some((l) => /^close .* reason=going-away/.test(l)),
+      messages(srv).some((l) => /^close .* reason=going-away/.test(l)),
       srv.out.join('\n'),
     );
 
@@ -72,7 +72,7 @@ describe('longlink CLI', () => {
     assert.deepEqual(JSON.parse(slow.out[0] ?? ''), { slept: 300 });
     assert.equal(await srv.exit, 0);
     assert.ok(
-      srv.out.some((l) => /^shutdown .* aborted=0 .* unanswered=0/.test(l)),
+      messages(srv).some((l) => /^shutdown .* aborted=0 .* unanswered=0/.test(l)),
       srv.out.join('\n'),
     );
   });

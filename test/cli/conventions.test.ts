@@ -10,7 +10,7 @@ import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { waitFor } from '../helpers.js';
 import { skipTest, skipUnless } from '../skip.js';
-import { killAll, run, serveOn } from './run.js';
+import { killAll, logLine, messages, run, serveOn } from './run.js';
 
 after(killAll);
 
@@ -157,13 +157,13 @@ describe('CLI conventions', () => {
       return;
     }
     const { srv, port } = await serveOn(['--host', '::1']);
-    assert.match(srv.out[0] ?? '', new RegExp(`^listening \\[::1\\]:${port} framing=longlink`));
+    assert.match(messages(srv)[0] ?? '', new RegExp(`^listening \\[::1\\]:${port} framing=longlink`));
     const c = run(['call', '--host', '::1', '--port', String(port), 'echo', '"v6"']);
     assert.equal(await c.exit, 0, c.err.join('\n'));
     assert.deepEqual(c.out, ['"v6"']);
-    await srv.line(/^close \[::1\]:\d+ id=\d+ reason=/);
+    await srv.line(logLine(/^close \[::1\]:\d+ id=\d+ reason=/));
     assert.ok(
-      srv.out.some((l) => /^open {2}\[::1\]:\d+ id=\d+$/.test(l)),
+      messages(srv).some((l) => /^open {2}\[::1\]:\d+ id=\d+$/.test(l)),
       srv.out.join('\n'),
     );
     const i = run(['inspect', '--port', String(port)]);
@@ -190,10 +190,10 @@ describe('CLI conventions', () => {
       'the slow request in flight',
     );
     srv.child.kill('SIGINT');
-    await srv.line(/^SIGINT: graceful shutdown/);
+    await srv.line(logLine(/^SIGINT: graceful shutdown/));
     srv.child.kill('SIGINT');
     assert.equal(await srv.exit, 130);
-    assert.ok(srv.out.includes('SIGINT again: aborting every connection'), srv.out.join('\n'));
+    assert.ok(messages(srv).includes('SIGINT again: aborting every connection'), srv.out.join('\n'));
     assert.equal(await slow.exit, 1);
     assert.match(slow.err.join('\n'), /^longlink: call: .*remote-reset/);
   });

@@ -15,6 +15,7 @@ import { waitFor } from '../helpers.js';
 import { makePki, type TestPki } from '../server/certs.js';
 import { helloFrame, rawConnect, requestFrame } from '../server/edge-harness.js';
 import { skipBecause } from '../skip.js';
+import { logged } from './run.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const children: ChildProcess[] = [];
@@ -52,7 +53,11 @@ function run(args: string[]): { out: string[]; err: string[]; exit: Promise<numb
 
 async function serve(args: string[]): Promise<number> {
   const srv = run(['serve', '--port', '0', '--grace', '1000', ...args]);
-  const line = await waitFor(() => srv.out.find((l) => l.startsWith('listening ')), 10_000, 'listening');
+  const line = await waitFor(
+    () => srv.out.map((l) => logged(l) ?? '').find((l) => l.startsWith('listening ')),
+    10_000,
+    'listening',
+  );
   return Number(/:(\d+) /.exec(line)?.[1]);
 }
 

@@ -75,9 +75,31 @@ export function run(args: string[], netns?: string): Run {
   };
 }
 
+/** serve's text log prefix: the ISO time and the level (src/cli/log.ts). */
+const LOG_PREFIX = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:debug|info |warn |error) /;
+
+/** A serve log line without its time and level, or undefined when it is not one. */
+export function logged(line: string): string | undefined {
+  const m = LOG_PREFIX.exec(line);
+  return m === null ? undefined : line.slice(m[0].length);
+}
+
+/** The messages of a serve's text log lines so far (other lines as they are). */
+export function messages(r: { out: string[] }): string[] {
+  return r.out.map((l) => logged(l) ?? l);
+}
+
+/** `re` matched against the message of serve's text log lines (after the time and the level). */
+export function logLine(re: RegExp): RegExp {
+  return new RegExp(`${LOG_PREFIX.source}${re.source.replace(/^\^/, '')}`, re.flags);
+}
+
 /** `longlink serve …` on a free port; resolves once it listens, with its port. */
 export async function serveOn(args: string[] = [], netns?: string): Promise<{ srv: Run; port: number }> {
   const srv = run(['serve', '--port', '0', '--grace', '2000', ...args], netns);
-  const line = await srv.line(/^listening /);
-  return { srv, port: Number(/:(\d+) /.exec(line)?.[1]) };
+  const json = args.includes('json');
+  const line = await srv.line(
+    json ? /^\{"time":"[^"]+","level":"info","msg":"listening"/ : logLine(/^listening /),
+  );
+  return { srv, port: Number(/:(\d+)[ "]/.exec(line)?.[1]) };
 }
