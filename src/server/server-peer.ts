@@ -431,7 +431,9 @@ export class ServerPeer extends Peer implements AuthContext {
     // Closing (after a connection ERROR, or our FIN): no answer could be sent, so nothing runs.
     if (!this.connection.writable) return;
     const id = msg.id;
-    this.pingStrikes = 0; // pings between requests are what keepalive is for
+    // Pings between requests are what keepalive is for: a PING after this REQUEST starts a new count.
+    this.pingStrikes = 0;
+    this.lastPingAt = -1_000_000_000;
     if (this.goawayReceived !== undefined) {
       // The client said it sends no more work (PROTOCOL.md §9.1): a REQUEST after its own GOAWAY.
       this.fail(new ProtocolError(ErrorCode.PROTOCOL, `REQUEST ${id} after the client's GOAWAY`));

@@ -198,6 +198,48 @@ describe('protocol heartbeat', () => {
     assert.ok(got.filter((m) => m.kind === MessageKind.PONG).length <= 3, 'abusive PINGs are not answered');
     s.destroy();
   });
+
+  test('a PING after a request is not a strike: PING, REQUEST, PING, PING, PING stays under the limit', async () => {
+    // Strikes are PINGs with no request in between (docs/options.md); the first PING after a
+    // REQUEST starts a new count (the fuzz suite saw it counted against the PING before the REQUEST).
+    const server = createServer({ handlers: { echo: (p) => p }, minPingIntervalMs: 1000 });
+    servers.push(server);
+    const { port } = await server.listen();
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise((r) => s.once('connect', r));
+    const got: ReturnType<typeof decodeMessage>[] = [];
+    let buf = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        got.push(decodeMessage(buf.subarray(4, 4 + buf.readUInt32BE(0))));
+        buf = buf.subarray(4 + buf.readUInt32BE(0));
+      }
+    });
+    s.write(frame(encodeMessage({ kind: MessageKind.HELLO, version: 0x0100, params: { codecs: ['json'] } })));
+    await waitFor(() => got.some((m) => m.kind === MessageKind.HELLO));
+    const ping = (i: number) => frame(encodeMessage({ kind: MessageKind.PING, data: Buffer.alloc(8, i) }));
+    const request = (id: number) =>
+      frame(encodeMessage({ kind: MessageKind.REQUEST, id, method: 'echo', payload: Buffer.from('1') }));
+    // Two rounds in one write each, so no timing decides it: 1 + 3 PINGs around a REQUEST.
+    s.write(Buffer.concat([ping(1), request(1), ping(2), ping(3), ping(4)]));
+    s.write(Buffer.concat([request(2), ping(5), ping(6), ping(7), request(3)]));
+    await waitFor(
+      () =>
+        got.filter((m) => m.kind === MessageKind.RESPONSE).length === 3 ||
+        got.some((m) => m.kind === MessageKind.GOAWAY),
+      5000,
+      'three answers (or a GOAWAY)',
+    );
+    assert.equal(
+      got.find((m) => m.kind === MessageKind.GOAWAY),
+      undefined,
+      `no GOAWAY: ${got.map((m) => m.kind).join(',')}`,
+    );
+    assert.equal(got.filter((m) => m.kind === MessageKind.PONG).length, 7, 'every PING answered');
+    s.destroy();
+  });
 });
 
 describe('plain-framing heartbeat and idle detection', () => {
