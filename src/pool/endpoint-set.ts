@@ -91,7 +91,6 @@ export class PoolEndpoint<T> implements BalancedTarget {
 /** @internal What the set needs from the pool it serves. */
 export interface EndpointSetOptions<E> {
   outlier: OutlierOptions | undefined;
-  clock: () => number;
   random: () => number;
   /** Builds an endpoint with its Pool (not yet in rotation). */
   make: (key: string, host: string, port: number) => E;
@@ -112,7 +111,6 @@ export class EndpointSet<T, E extends PoolEndpoint<T>> {
     this.make = options.make;
     this.balancer = new Balancer<E>(
       options.outlier ?? {},
-      options.clock,
       options.random,
       (ep, info) => this.ejected(ep, info),
       (ep) => this.events.emit('readmit', ep.key),

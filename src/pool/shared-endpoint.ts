@@ -45,8 +45,10 @@ import {
 } from '../session/client-session.js';
 import type { SessionConfig } from '../session/options.js';
 import type { OutgoingRequest } from '../session/request.js';
+import { now as clock } from '../util/clock.js';
 import { PoolEndpoint } from './endpoint-set.js';
-import { type DestroyDetail, DestroyReason, type Lease, type PoolStats } from './pool.js';
+import type { Lease } from './lease.js';
+import { type DestroyDetail, DestroyReason, type PoolStats } from './pool-options.js';
 
 /** One session in {@link SharedEndpointStats}. */
 export interface SharedConnectionStats {
@@ -95,7 +97,6 @@ export interface SharedContext {
   readonly closed: boolean;
   readonly config: SessionConfig;
   readonly retireTimeoutMs: number;
-  readonly clock: () => number;
   emit(event: string, ...args: unknown[]): boolean;
   recordFailure(ep: SharedEndpoint): void;
   recordSuccess(ep: SharedEndpoint): void;
@@ -120,7 +121,7 @@ export class Member implements SessionOwner {
   createdAt = 0;
   /** The endpoint's loan of it while it carries requests; undefined while idle in the Pool. */
   lease: Lease<ClientSession> | undefined = undefined;
-  /** When the Pool retires it (its jittered max lifetime), pool clock. */
+  /** When the Pool retires it (its jittered max lifetime), monotonic time. */
   retireAt = Number.POSITIVE_INFINITY;
   /** Why it takes no new work, once it does not. */
   draining: string | undefined = undefined;
@@ -169,7 +170,7 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
   suspect = false;
   /** A failure was reported to the balancer since the last success (skips the call otherwise). */
   sawFailure = false;
-  /** No connect before this (pool clock): the server's retry hint (GOAWAY, or a refusal). */
+  /** No connect before this (monotonic time): the server's retry hint (GOAWAY, or a refusal). */
   retryAt = 0;
   readonly totals = { requests: 0, resent: 0 };
 
@@ -208,17 +209,17 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
   /** Pool factory: a session to this endpoint, no sooner than the server's retry hint. */
   async open(signal: AbortSignal): Promise<ClientSession> {
     // Each phase of a create (this wait, the TCP connect, HELLO) is bounded by connectTimeoutMs.
-    const wait = Math.min(this.retryAt - this.ctx.clock(), this.ctx.config.connectTimeoutMs);
+    const wait = Math.min(this.retryAt - clock(), this.ctx.config.connectTimeoutMs);
     if (wait > 0) await sleep(wait, undefined, { signal, ref: false });
     const m = new Member(this);
     try {
       m.session = await openSession(this.ctx.config, this.host, this.port, { signal, owner: m });
     } catch (err) {
       if (err instanceof RefusedError && err.retryAfterMs > 0)
-        this.retryAt = Math.max(this.retryAt, this.ctx.clock() + err.retryAfterMs);
+        this.retryAt = Math.max(this.retryAt, clock() + err.retryAfterMs);
       throw err;
     }
-    m.createdAt = this.ctx.clock();
+    m.createdAt = clock();
     return m.session;
   }
 
@@ -320,7 +321,7 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
     // Requests waiting for a session share this one: wake them to choose again.
     if (this.waiting > 0) this.pool.rejectWaiters(WAKE);
     // A replacement is in use: sessions past their lifetime can go.
-    const now = this.ctx.clock();
+    const now = clock();
     for (const old of this.usable.slice()) {
       if (old.retireAt <= now && this.usable.length > 1) this.retire(old, DestroyReason.MAX_LIFETIME);
     }
@@ -417,7 +418,7 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
    */
   goaway(m: Member, msg: GoawayMessage): void {
     const active = !this.removed && !this.ctx.closed;
-    if (active) this.retryAt = Math.max(this.retryAt, this.ctx.clock() + msg.retryAfterMs);
+    if (active) this.retryAt = Math.max(this.retryAt, clock() + msg.retryAfterMs);
     if (m.listed) {
       if (m.lease !== undefined) this.retire(m, GOING_AWAY);
       else if (m.draining === undefined) {
