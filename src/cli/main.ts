@@ -21,7 +21,7 @@ import { demoCommand } from './demo.js';
 import { doctorCommand } from './doctor.js';
 import { experimentCommand } from './experiment.js';
 import { inspectCommand } from './inspect.js';
-import { probeCommand } from './probe.js';
+import { probeCommand } from './probe-command.js';
 import { serveCommand } from './serve.js';
 import { topCommand } from './top.js';
 

@@ -10,6 +10,9 @@
  * Several endpoints: one Pool per endpoint (its own min/max, backoff and circuit breaker) and a
  * Balancer (power of two choices, outlier ejection) in front — the EndpointSet the shared-mode
  * pool uses too (endpoint-set.ts).
+ *
+ * About 600 lines, a fifth of them the public API's TSDoc: the façade (acquire/withConnection/
+ * request, events, stats, close) over the endpoint set is one job.
  */
 
 import { EventEmitter } from 'node:events';

@@ -23,6 +23,13 @@
  * Its parts: pool-options.ts (types, settings), lease.ts (Slot, Lease), waiters.ts (the wait
  * queue), breaker.ts (backoff and circuit breaker); this file lends, creates, destroys and keeps
  * house.
+ *
+ * Why it stays near 900 lines: what is left moves the same counts (total, borrowed, creating,
+ * validating), the idle stack and the slot map in one step — a release can lend, destroy and start
+ * a create; the timer can expire waiters, probe the breaker and evict. Splitting lending from
+ * creating or from housekeeping would hand those fields to sibling modules and spread each
+ * invariant (total = idle + borrowed + validating ≤ max) over several files. The parts that keep
+ * state of their own are already apart.
  */
 
 import { EventEmitter } from 'node:events';

@@ -9,6 +9,10 @@
  * slices those from its 8 KiB pool); a large payload is returned as its own chunk, uncopied, for
  * the caller to write with `cork()`/`writev` (ws lib/sender.js does the same). Decoded payloads
  * are `subarray` views of the frame.
+ *
+ * Over 600 lines because it is every message kind's encoder and decoder side by side, each next to
+ * its twin so a layout change is made in both at once; the byte diagrams they follow are in
+ * docs/PROTOCOL.md.
  */
 
 import { isUtf8 } from 'node:buffer';

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
-import { Bracket, between, ladder, recommend } from '../../src/cli/probe.js';
+import { Bracket, between, ladder, recommend } from '../../src/cli/probe-plan.js';
 import { ensureTools, netnsUnavailable, run as runCommand } from '../faults/harness.js';
 import { proxyUnavailable, type RunningProxy, startHaproxy, startNginx } from '../server/proxies.js';
 import { skipBecause } from '../skip.js';
