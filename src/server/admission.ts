@@ -32,7 +32,8 @@ export type RefusalReason =
   | 'proxy-missing'
   | 'proxy-malformed'
   | 'tls-handshake'
-  | 'handshake-timeout';
+  | 'handshake-timeout'
+  | 'authenticating';
 
 /** A refusal: the reason, what the peer is told (a GOAWAY code and text) and when to come back. */
 export interface Refusal {

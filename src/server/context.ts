@@ -9,7 +9,7 @@ import type { Connection } from '../connection/connection.js';
 import type { HelloPolicy } from '../protocol/hello.js';
 import type { PayloadCodecRegistry } from '../protocol/payload.js';
 import type { Deadlines } from '../util/deadlines.js';
-import type { RateLimit } from './admission.js';
+import type { RateLimit, Refusal } from './admission.js';
 
 /** The TLS side of a connection, when it came over TLS. */
 export interface TlsInfo {
@@ -71,6 +71,12 @@ export type Router = (method: string) => Handler | undefined;
 export interface AuthContext extends ConnectionContext {
   /** The `name` in the client's HELLO, if any. */
   readonly peerName: string | undefined;
+  /**
+   * Aborted when the connection closes before the check is done — the client left, or the HELLO
+   * deadline passed. Pass it on to what the check waits for (a database, an identity provider):
+   * a check still running counts against `maxAuthenticating` until it settles.
+   */
+  readonly signal: AbortSignal;
 }
 
 /**
@@ -94,6 +100,13 @@ export interface HandlerFailure {
 /** Where a peer reports to its server: one object for every peer, no closure per connection. */
 export interface ServerPeerEvents {
   peerClosed(peer: ServerPeerLike, info: CloseInfo): void;
+  /** A closed peer's last running handler settled: its admission slot is free now. */
+  peerReleased(peer: ServerPeerLike): void;
+  /** A HELLO is to be checked: a Refusal when too many async checks are under way already. */
+  peerAuthAdmit(peer: ServerPeerLike): Refusal | undefined;
+  /** An async authenticate started (counted until peerAuthEnd). */
+  peerAuthStart(peer: ServerPeerLike): void;
+  peerAuthEnd(peer: ServerPeerLike): void;
   peerHandlerError(failure: HandlerFailure): void;
   peerNotify(peer: ServerPeerLike, topic: string, payload: unknown): void;
   peerReady(peer: ServerPeerLike): void;

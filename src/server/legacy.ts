@@ -17,7 +17,7 @@
 
 import { type CloseInfo, CloseReason } from '../connection/close-reason.js';
 import { type Connection, ConnectionState, ReadHold } from '../connection/connection.js';
-import { LonglinkError } from '../errors.js';
+import { AbortedError, LonglinkError } from '../errors.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { type PeerOrigin, type TlsInfo, tlsInfoOf } from './server-peer.js';
 
@@ -31,6 +31,11 @@ export interface LegacyContext {
   readonly tls: TlsInfo | null;
   /** Sends an extra frame to this peer (a push, or a heartbeat answer). False on backpressure. */
   send(frame: Buffer | string): boolean;
+  /**
+   * Aborted when the connection closes: no answer can go out any more. Pass it on to what the
+   * handler waits for; until the handler settles, the closed connection keeps its admission slot.
+   */
+  readonly signal: AbortSignal;
 }
 
 /** Called for each frame; see LegacyOptions.handler. */
@@ -40,6 +45,8 @@ export type LegacyHandler = (frame: unknown, ctx: LegacyContext) => unknown;
 export interface LegacyEvents {
   legacyFailed(session: LegacySession, error: LonglinkError): void;
   legacyClosed(session: LegacySession, info: CloseInfo): void;
+  /** A closed session's handler settled: its admission slot is free now. */
+  legacyReleased(session: LegacySession): void;
 }
 
 /** The settings every legacy session of a server shares. */
@@ -59,6 +66,9 @@ export class LegacySession implements LegacyContext {
   /** Frames that arrived while the handler was busy, in order (copies: a view would pin its read). */
   private waiting: Buffer[] | undefined;
   private busy = false;
+  private closed = false;
+  /** Made when a handler first asks for the signal. */
+  private controller: AbortController | undefined;
 
   constructor(
     readonly connection: Connection,
@@ -78,6 +88,16 @@ export class LegacySession implements LegacyContext {
 
   get tls(): TlsInfo | null {
     return tlsInfoOf(this.connection.socket);
+  }
+
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+
+  /** Closed while its handler still runs: the server keeps the admission slot until it settles. */
+  get lingering(): boolean {
+    return this.closed && this.busy;
   }
 
   send(frame: Buffer | string): boolean {
@@ -115,6 +135,8 @@ export class LegacySession implements LegacyContext {
   /** @internal ConnectionHandler */
   handleClose(info: CloseInfo): void {
     this.waiting = undefined;
+    this.closed = true;
+    this.controller?.abort(new AbortedError(`connection closed (${info.reason})`, { cause: info.error }));
     this.config.events.legacyClosed(this, info);
   }
 
@@ -167,6 +189,10 @@ export class LegacySession implements LegacyContext {
   /** The handler of the frame before finished: run the ones that waited, in order. */
   private next(): void {
     this.busy = false;
+    if (this.closed) {
+      this.config.events.legacyReleased(this);
+      return;
+    }
     const waiting = this.waiting;
     while (waiting !== undefined && waiting.length > 0 && !this.busy && this.connection.writable) {
       this.run(waiting.shift() as Buffer);

@@ -25,6 +25,8 @@ export const SERVER_DEFAULTS = {
   maxQueuedBytes: 32 * 1024 * 1024,
   /** From accept to a finished HELLO (PROXY header, TLS handshake, HELLO, authenticate). */
   helloTimeoutMs: 10_000,
+  /** Async authenticate calls under way at once (closed connections' included); more HELLOs: refused. */
+  maxAuthenticating: 1_024,
   /** A handler running longer is answered ERR_TIMEOUT and its signal aborted. */
   handlerTimeoutMs: 60_000,
   /** A frame whose first byte arrived must be complete within this; else reset, reason frame-timeout. */

@@ -86,6 +86,12 @@ export interface ServerOptions {
   retryAfterMs?: number;
   /** Checks the client's HELLO credential; see {@link Authenticate}. */
   authenticate?: Authenticate;
+  /**
+   * Async `authenticate` calls under way at once, counting those whose connection has closed
+   * (their `ctx.signal` is aborted, but a check that ignores it runs on). A HELLO beyond it is
+   * refused (GOAWAY ERR_TOO_MANY_CONNECTIONS, reason `authenticating`). Default 1 024.
+   */
+  maxAuthenticating?: number;
   /** TLS (and mTLS); see {@link ServerTlsOptions}. */
   tls?: ServerTlsOptions;
   /** PROXY protocol v1/v2, accepted only from `trustedProxies`; see {@link ProxyOptions}. */
@@ -139,8 +145,15 @@ export interface ServerStats {
   connections: number;
   /** Connections still in the accept path (PROXY header, TLS handshake). */
   accepting: number;
-  /** Requests being handled. */
+  /** Requests being handled (accepted, not yet answered). */
   inflight: number;
+  /**
+   * Closed connections whose handlers still run (answered already — cancelled, timed out or cut
+   * off — but their promises have not settled): each keeps its admission slot until they have.
+   */
+  lingering: number;
+  /** Async `authenticate` calls under way, those of closed connections included. */
+  authenticating: number;
   /** Refused connections since the start, by reason. */
   refused: Partial<Record<RefusalReason, number>>;
   /** Handler failures reported as 'handlerError'. */

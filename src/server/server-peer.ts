@@ -129,6 +129,16 @@ function onHandlerTimeout(arg: unknown): void {
   r.peer.finishWithError(r, err, !r.callerDeadline);
 }
 
+/** `text` cut to at most `maxBytes` of UTF-8, never inside a character. */
+function fitUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return text;
+  let end = Math.max(0, maxBytes);
+  // Back off over continuation bytes (10xxxxxx): the cut falls before a character's first byte.
+  while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--;
+  return bytes.toString('utf8', 0, end);
+}
+
 function onHelloTimeout(arg: unknown): void {
   const peer = arg as ServerPeer;
   peer.helloTimedOut();
@@ -156,8 +166,18 @@ export class ServerPeer extends Peer implements AuthContext {
   /** Whole ms since process start; a Smi start value keeps the field unboxed (no heap number). */
   private lastPingAt = -1_000_000_000;
   private pingStrikes = 0;
-  /** Request bytes held by handlers still running. */
-  private inflightBytes = 0;
+  /**
+   * Handlers still running, and the request bytes they hold. Not the same as `inflight`: a CANCEL,
+   * a timeout or the connection's close answers a request at once, but its handler runs until its
+   * promise settles, and until then it counts (maxInFlight, maxInFlightBytes, and after the close
+   * the connection's admission slot: see `lingering`).
+   */
+  private running = 0;
+  private runningBytes = 0;
+  /** The connection is gone (onClose ran). */
+  private closed = false;
+  /** Aborted when the connection closes: what authenticate can pass on (AuthContext.signal). */
+  private connectionAbort: AbortController | undefined;
   /** What authenticate returned (or the mTLS subject). */
   identity: unknown = undefined;
   /** Set when the connection came through a trusted proxy: the client's own address. */
@@ -214,7 +234,22 @@ export class ServerPeer extends Peer implements AuthContext {
 
   /** @internal ConnectionHandler: bytes held by handlers still running (for the memory budget). */
   heldBytes(): number {
-    return this.inflightBytes;
+    return this.runningBytes;
+  }
+
+  /**
+   * Closed, with handlers still running: the server keeps this connection's admission slot until
+   * they have settled (peerReleased), so closing and reconnecting cannot start more work than
+   * maxConnections × maxInFlight.
+   */
+  get lingering(): boolean {
+    return this.closed && this.running > 0;
+  }
+
+  /** AuthContext: aborted when the connection closes, the HELLO deadline's close included. */
+  get signal(): AbortSignal {
+    this.connectionAbort ??= new AbortController();
+    return this.connectionAbort.signal;
   }
 
   /**
@@ -358,6 +393,14 @@ export class ServerPeer extends Peer implements AuthContext {
     }
     // The agreement is set before the check so that `peerName` reads the client's name.
     this.agreement = answered.agreement;
+    // Async checks are counted server-wide until they settle, also after their connection closed
+    // (its signal told them to stop): a stranger sending HELLO and a reset in a loop cannot pile
+    // them up. At the cap, the HELLO is refused before a check starts.
+    const refused = this.options.events.peerAuthAdmit(this);
+    if (refused !== undefined) {
+      this.refuse(refused.code, refused.message, refused.retryAfterMs);
+      return;
+    }
     let verdict: unknown;
     try {
       verdict = auth(msg.params.credential, this);
@@ -370,9 +413,16 @@ export class ServerPeer extends Peer implements AuthContext {
       typeof verdict === 'object' &&
       typeof (verdict as PromiseLike<unknown>).then === 'function'
     ) {
+      this.options.events.peerAuthStart(this);
       (verdict as PromiseLike<unknown>).then(
-        (v) => this.authenticated(answered, v),
-        (err: unknown) => this.authenticated(answered, false, err),
+        (v) => {
+          this.authEnded();
+          this.authenticated(answered, v);
+        },
+        (err: unknown) => {
+          this.authEnded();
+          this.authenticated(answered, false, err);
+        },
       );
       return;
     }
@@ -388,6 +438,10 @@ export class ServerPeer extends Peer implements AuthContext {
       return;
     }
     this.admit(answered, verdict === true ? this.mtlsIdentity() : verdict);
+  }
+
+  private authEnded(): void {
+    this.options.events.peerAuthEnd(this);
   }
 
   private refuseCredential(cause: unknown): void {
@@ -452,7 +506,7 @@ export class ServerPeer extends Peer implements AuthContext {
     }
     this.lastReadId = id;
     const agreement = this.agreement as HelloAgreement;
-    if (this.inflight.size >= agreement.maxInFlight) {
+    if (this.running >= agreement.maxInFlight) {
       this.deliverError(
         id,
         ErrorCode.TOO_MANY_REQUESTS,
@@ -536,8 +590,9 @@ export class ServerPeer extends Peer implements AuthContext {
     }
     if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
     this.inflight.set(id, r);
-    this.inflightBytes += r.bytes;
-    if (this.inflightBytes >= this.options.maxInFlightBytes) {
+    this.running++;
+    this.runningBytes += r.bytes;
+    if (this.runningBytes >= this.options.maxInFlightBytes) {
       // The handlers hold as much of this peer's data as we allow: take no more until some finish.
       this.connection.hold(ReadHold.BUSY);
     }
@@ -552,9 +607,27 @@ export class ServerPeer extends Peer implements AuthContext {
       r.deadline = this.options.deadlines.add(own, onHandlerTimeout, r);
     }
     (result as PromiseLike<unknown>).then(
-      (value) => this.finishWithResult(r, value),
-      (err: unknown) => this.finishWithError(r, err, true),
+      (value) => {
+        this.handlerEnded(r);
+        this.finishWithResult(r, value);
+      },
+      (err: unknown) => {
+        this.handlerEnded(r);
+        this.finishWithError(r, err, true);
+      },
     );
+  }
+
+  /** An async handler's promise settled: what it held is free (its answer may have gone long ago). */
+  private handlerEnded(r: Inflight): void {
+    this.running--;
+    this.runningBytes -= r.bytes;
+    if (this.closed) {
+      if (this.running === 0) this.options.events.peerReleased(this);
+      return;
+    }
+    if (this.runningBytes < this.options.maxInFlightBytes) this.connection.release(ReadHold.BUSY);
+    if (r.bytes >= 65_536) this.connection.budgetChanged();
   }
 
   private onCancel(msg: CancelMessage): void {
@@ -620,7 +693,7 @@ export class ServerPeer extends Peer implements AuthContext {
 
   /**
    * The one way out for an answer. A frame over the agreed limit becomes ERR_FRAME_TOO_LARGE (an
-   * ERROR too large — details the size of the frame limit — goes without its details); a queue
+   * ERROR too large goes without its details, its text cut to fit); a queue
    * over its high watermark pauses reading until it drains.
    */
   private answer(r: Inflight, msg: Message): void {
@@ -640,8 +713,11 @@ export class ServerPeer extends Peer implements AuthContext {
           ),
         );
       } else {
+        // Without its details, and its text cut (in bytes, on a character boundary) to what the
+        // frame has room for besides the header: kind, flags, id, the code and two length fields.
         const m = msg as ErrorMessage;
-        out = this.sendWithin({ ...m, message: m.message.slice(0, 1024), details: Buffer.alloc(0) });
+        const room = limit - 9 - Buffer.byteLength(m.code, 'latin1');
+        out = this.sendWithin({ ...m, message: fitUtf8(m.message, room), details: Buffer.alloc(0) });
       }
     }
     if (out === SendOutcome.FULL) this.connection.hold(ReadHold.BACKPRESSURE);
@@ -669,11 +745,7 @@ export class ServerPeer extends Peer implements AuthContext {
 
   private settle(r: Inflight): void {
     r.done = true;
-    if (this.inflight.delete(r.requestId)) {
-      this.inflightBytes -= r.bytes;
-      if (this.inflightBytes < this.options.maxInFlightBytes) this.connection.release(ReadHold.BUSY);
-      if (r.bytes >= 65_536) this.connection.budgetChanged();
-    }
+    this.inflight.delete(r.requestId);
     if (r.deadline !== undefined) this.options.deadlines.cancel(r.deadline);
     this.completed++;
   }
@@ -709,7 +781,8 @@ export class ServerPeer extends Peer implements AuthContext {
       }
     }
     this.inflight.clear();
-    this.inflightBytes = 0;
+    this.closed = true;
+    this.connectionAbort?.abort(why);
     const resolve = this.drainResolve;
     this.drainResolve = undefined;
     resolve?.();

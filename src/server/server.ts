@@ -31,8 +31,14 @@ import { checkHelloMaxFrameLength, HELLO_DEFAULTS, type HelloPolicy } from '../p
 import { jsonCodec, PayloadCodecRegistry, rawCodec } from '../protocol/payload.js';
 import { resolveHeartbeat } from '../session/heartbeat.js';
 import { channels } from '../util/channels.js';
-import { countOrInfinity, durationOrInfinity, finiteAtLeast, finitePositive } from '../util/check.js';
-import { now } from '../util/clock.js';
+import {
+  countOrInfinity,
+  durationOrInfinity,
+  finiteAtLeast,
+  finitePositive,
+  nonNegativeOrInfinity,
+} from '../util/check.js';
+import { MAX_TIMER_DELAY_MS, now } from '../util/clock.js';
 import { Deadlines } from '../util/deadlines.js';
 import { type Logger, LogSampler, resolveLogger } from '../util/log.js';
 import { AcceptPath } from './accept.js';
@@ -49,6 +55,7 @@ import {
   type HandlerFailure,
   type PeerOrigin,
   type Router,
+  type ServerPeerLike,
   type ServerPeerOptions,
   tlsInfoOf,
 } from './context.js';
@@ -132,6 +139,11 @@ export class Server extends EventEmitter {
   private readonly admittedFrom = new Map<Connection, string | undefined>();
   /** Sessions refused at admission, served only their GOAWAY (not counted as admitted). */
   private readonly refusedSessions = new Set<Connection>();
+  /** Closed sessions whose handlers still run: they keep their admission slot until those settle. */
+  private readonly lingering = new Set<Connection>();
+  /** Async authenticate calls under way (closed connections' included), and their cap. */
+  private authenticating = 0;
+  private readonly maxAuthenticating: number;
   private readonly refusedCounts: Partial<Record<RefusalReason, number>> = {};
   private readonly closedCounts: Partial<Record<CloseReason, number>> = {};
   private handlerErrors = 0;
@@ -207,6 +219,12 @@ export class Server extends EventEmitter {
           ? budget
           : new MemoryBudget(finitePositive('memoryBudget', budget, D.memoryBudgetBytes));
     this.helloTimeoutMs = finitePositive('helloTimeoutMs', options.helloTimeoutMs, D.helloTimeoutMs);
+    this.maxAuthenticating = countOrInfinity(
+      'maxAuthenticating',
+      options.maxAuthenticating,
+      D.maxAuthenticating,
+      1,
+    );
     let idleTimeoutMs = 0;
     if (options.legacy !== undefined) {
       const l = options.legacy;
@@ -320,6 +338,8 @@ export class Server extends EventEmitter {
       connections: this.sessions.size,
       accepting: this.acceptPath.size,
       inflight: this.inflightCount,
+      lingering: this.lingering.size,
+      authenticating: this.authenticating,
       refused: { ...this.refusedCounts },
       handlerErrors: this.handlerErrors,
       closed: { ...this.closedCounts },
@@ -385,7 +405,8 @@ export class Server extends EventEmitter {
    */
   close(options: { graceMs?: number } = {}): Promise<ShutdownReport> {
     if (this.closing) return this.closing;
-    const graceMs = options.graceMs ?? 30_000;
+    // Infinity (or more than a timer can wait, ~24.8 days): wait for every connection, abort none.
+    const graceMs = nonNegativeOrInfinity('graceMs', options.graceMs, 30_000);
     const t0 = now();
     this.log?.info(
       { graceMs, connections: this.sessions.size, inflight: this.inflightCount },
@@ -403,17 +424,20 @@ export class Server extends EventEmitter {
       for (const s of sessions) {
         const peer = peerOf(s);
         if (peer) void peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.retryAfterMs);
-        else void s.connection.close({ timeoutMs: graceMs });
+        else void s.connection.close({ timeoutMs: Math.min(graceMs, MAX_TIMER_DELAY_MS) });
       }
-      const timer = setTimeout(() => {
-        for (const s of this.sessions.values()) {
-          unanswered += peerOf(s)?.inflightCount ?? 0;
-          aborted++;
-          s.connection.abort(
-            new LonglinkError(ErrorCode.SHUTTING_DOWN, `shutdown grace of ${graceMs} ms expired`),
-          );
-        }
-      }, graceMs);
+      const timer =
+        graceMs > MAX_TIMER_DELAY_MS
+          ? undefined
+          : setTimeout(() => {
+              for (const s of this.sessions.values()) {
+                unanswered += peerOf(s)?.inflightCount ?? 0;
+                aborted++;
+                s.connection.abort(
+                  new LonglinkError(ErrorCode.SHUTTING_DOWN, `shutdown grace of ${graceMs} ms expired`),
+                );
+              }
+            }, graceMs);
       void all.then(() => {
         clearTimeout(timer);
         this.deadlines.clear();
@@ -561,19 +585,33 @@ export class Server extends EventEmitter {
     this.safeEmit('refused', info);
   }
 
-  private sessionClosed(connection: Connection, info: CloseInfo): void {
+  /**
+   * `lingering`: the session's handlers still run (it answered them already); its admission slot
+   * is kept until they settle (sessionReleased), so closing and reconnecting cannot multiply the
+   * work a client has running beyond maxConnections × maxInFlight.
+   */
+  private sessionClosed(connection: Connection, info: CloseInfo, lingering: boolean): void {
     this.sessions.delete(connection);
     if (!this.refusedSessions.delete(connection)) {
-      this.admitted--;
-      const from = this.admittedFrom.get(connection);
-      if (from !== undefined) {
-        this.admittedFrom.delete(connection);
-        this.admission.leave(from);
-      }
+      if (lingering) this.lingering.add(connection);
+      else this.leaveSlot(connection);
     }
     this.closedCounts[info.reason] = (this.closedCounts[info.reason] ?? 0) + 1;
     if (this.log !== undefined && LOGGED_CLOSES.has(info.reason)) this.logClose(connection, info);
     this.emit('disconnect', connection, info);
+  }
+
+  private sessionReleased(connection: Connection): void {
+    if (this.lingering.delete(connection)) this.leaveSlot(connection);
+  }
+
+  private leaveSlot(connection: Connection): void {
+    this.admitted--;
+    const from = this.admittedFrom.get(connection);
+    if (from !== undefined) {
+      this.admittedFrom.delete(connection);
+      this.admission.leave(from);
+    }
   }
 
   /** A close an operator should hear of (someone pushing, or a peer that died), sampled per reason. */
@@ -611,12 +649,46 @@ export class Server extends EventEmitter {
 
   /** @internal */
   peerClosed(peer: ServerPeer, info: CloseInfo): void {
-    this.sessionClosed(peer.connection, info);
+    this.sessionClosed(peer.connection, info, peer.lingering);
+  }
+
+  /** @internal */
+  peerReleased(peer: ServerPeerLike): void {
+    this.sessionReleased(peer.connection);
+  }
+
+  /** @internal */
+  peerAuthAdmit(peer: ServerPeerLike): Refusal | undefined {
+    if (this.authenticating >= this.maxAuthenticating) {
+      const r = refusal(
+        'authenticating',
+        `more than ${this.maxAuthenticating} authentications under way`,
+        this.retryAfterMs,
+      );
+      this.countRefusal(this.refusalInfo(r, peer.remoteAddress, peer.remotePort));
+      return r;
+    }
+    return undefined;
+  }
+
+  /** @internal */
+  peerAuthStart(_peer: ServerPeerLike): void {
+    this.authenticating++;
+  }
+
+  /** @internal */
+  peerAuthEnd(_peer: ServerPeerLike): void {
+    this.authenticating--;
   }
 
   /** @internal */
   legacyClosed(session: LegacySession, info: CloseInfo): void {
-    this.sessionClosed(session.connection, info);
+    this.sessionClosed(session.connection, info, session.lingering);
+  }
+
+  /** @internal */
+  legacyReleased(session: LegacySession): void {
+    this.sessionReleased(session.connection);
   }
 
   /** @internal */
