@@ -231,7 +231,9 @@ export class Pool<T> extends EventEmitter {
     const slot = lease._slot;
     slot.lease = undefined;
     slot.trace = undefined;
-    this.borrowed--;
+    // `borrowed` drops where the slot leaves SLOT_BORROWED: in destroySlot (which counts it
+    // itself) or just before makeAvailable. Dropping it here too counted a release that failed
+    // its inspection twice (borrowed −1 after a lease.request timeout or abort).
     const now = clock();
     slot.lastUsedAt = now;
     slot.lastAliveAt = now;
@@ -253,6 +255,7 @@ export class Pool<T> extends EventEmitter {
       this.destroySlot(slot, DestroyReason.DRAIN, undefined);
       return true;
     }
+    this.borrowed--;
     this.makeAvailable(slot, now);
     return true;
   }
