@@ -12,6 +12,7 @@ import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { Connection } from '../connection/connection.js';
+import { MAX_TIMER_MS } from '../util/check.js';
 import {
   type Command,
   CommandFailed,
@@ -152,8 +153,8 @@ async function runCall(args: ParsedArgs, io: Io): Promise<number> {
   const s: CallSettings = {
     host: stringArg(args, 'host') ?? '127.0.0.1',
     port: portArg(args),
-    timeoutMs: intArg(args, 'timeout', 1),
-    connectTimeoutMs: intArg(args, 'connect-timeout', 1),
+    timeoutMs: intArg(args, 'timeout', 1, MAX_TIMER_MS),
+    connectTimeoutMs: intArg(args, 'connect-timeout', 1, MAX_TIMER_MS),
     follow,
     count: countArg ?? (follow ? Number.POSITIVE_INFINITY : 1),
     raw: args.values.raw === true,

@@ -2,6 +2,7 @@
 
 import { parseFraming } from '../codec/parse.js';
 import type { Framing } from '../codec/types.js';
+import { MAX_TIMER_MS } from '../util/check.js';
 import {
   type Command,
   CommandFailed,
@@ -190,8 +191,8 @@ async function runProbe(args: ParsedArgs, io: Io): Promise<number> {
     minIdleMs,
     maxIdleMs,
     connections: intArg(args, 'connections', 2, 1000),
-    answerMs: intArg(args, 'answer-timeout', 1),
-    connectTimeoutMs: intArg(args, 'connect-timeout', 1),
+    answerMs: intArg(args, 'answer-timeout', 1, MAX_TIMER_MS),
+    connectTimeoutMs: intArg(args, 'connect-timeout', 1, MAX_TIMER_MS),
     ...(tlsOptions === undefined ? {} : { tls: tlsOptions }),
   };
   const ep = endpoint(host, port);

@@ -20,8 +20,66 @@ import {
 
 const SORTS: readonly ConnectionSort[] = ['age', 'rtt', 'inflight', 'queued', 'retransmits'];
 
-/** GET `path` from the admin endpoint as JSON, with a deadline; failures in words. */
-function getJson<T>(host: string, port: number, path: string, timeoutMs: number): Promise<T> {
+// What the endpoint answers is checked before it is drawn: another HTTP service on that port, a
+// proxy's error page in JSON or another version would otherwise surface as a TypeError from deep
+// inside the table code ("Cannot read properties of null (reading 'perSecond')").
+type Shape = (v: unknown) => string | undefined;
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/** The first field of `o` that is not what `ok` wants, as `name`, or undefined. */
+function badField(
+  o: Record<string, unknown>,
+  ok: (v: unknown) => boolean,
+  names: string[],
+  at = '',
+): string | undefined {
+  const bad = names.find((k) => !ok(o[k]));
+  return bad === undefined ? undefined : `${at}${bad}`;
+}
+
+/** What headerLine reads from /api/summary; undefined when all is there, else what is not. */
+export const summaryShape: Shape = (v) => {
+  if (!isObject(v)) return 'not an object';
+  const nums = ['connections', 'accepting', 'inflight', 'refusedTotal', 'closedTotal', 'handlerErrors'];
+  const bad = badField(v, isNumber, nums);
+  if (bad !== undefined) return `${bad} is not a number`;
+  if (!isNumber(v.time) || Number.isNaN(new Date(v.time).getTime())) return 'time is not a time';
+  if (!(v.server === null || typeof v.server === 'string')) return 'server is not a string';
+  const r = v.requests;
+  if (!isObject(r) || !isNumber(r.perSecond)) return 'requests.perSecond is not a number';
+  const badMs = badField(r, (x) => x === null || isNumber(x), ['p50Ms', 'p99Ms'], 'requests.');
+  return badMs === undefined ? undefined : `${badMs} is not a number or null`;
+};
+
+/** What connectionTable reads from /api/connections; undefined when all is there, else what is not. */
+export const connectionsShape: Shape = (v) => {
+  if (!isObject(v)) return 'not an object';
+  if (!isNumber(v.total)) return 'total is not a number';
+  if (!Array.isArray(v.connections)) return 'connections is not a list';
+  for (const [i, c] of v.connections.entries()) {
+    const at = `connections[${i}]`;
+    if (!isObject(c)) return `${at} is not an object`;
+    const str = badField(c, (x) => typeof x === 'string', ['peer', 'id'], `${at}.`);
+    if (str !== undefined) return `${str} is not a string`;
+    const num = badField(c, isNumber, ['ageMs', 'inflight', 'queuedBytes'], `${at}.`);
+    if (num !== undefined) return `${num} is not a number`;
+    if (!(c.rttMs === null || isNumber(c.rttMs))) return `${at}.rttMs is not a number or null`;
+    if (!(c.identity === null || typeof c.identity === 'string'))
+      return `${at}.identity is not a string or null`;
+    const tcp = c.tcp;
+    if (!(tcp === null || (isObject(tcp) && typeof tcp.state === 'string' && isNumber(tcp.totalRetransmits))))
+      return `${at}.tcp is not { state, totalRetransmits } or null`;
+    const tls = c.tls;
+    if (!(tls === null || (isObject(tls) && (tls.protocol === null || typeof tls.protocol === 'string'))))
+      return `${at}.tls is not { protocol } or null`;
+  }
+  return undefined;
+};
+
+/** GET `path` from the admin endpoint as JSON of `shape`, with a deadline; failures in words. */
+function getJson<T>(host: string, port: number, path: string, timeoutMs: number, shape: Shape): Promise<T> {
   const where = endpoint(host, port);
   return new Promise((resolve, reject) => {
     const req = http.get(
@@ -41,15 +99,27 @@ function getJson<T>(host: string, port: number, path: string, timeoutMs: number)
             );
             return;
           }
+          let value: unknown;
           try {
-            resolve(JSON.parse(body) as T);
+            value = JSON.parse(body);
           } catch {
             reject(
               new CommandFailed(
                 `${where}${path} did not answer JSON: is it a longlink admin endpoint (serve --metrics-port)?`,
               ),
             );
+            return;
           }
+          const problem = shape(value);
+          if (problem !== undefined) {
+            reject(
+              new CommandFailed(
+                `${where}${path} answered JSON of another shape (${problem}): is it a longlink admin endpoint (serve --metrics-port) of this version?`,
+              ),
+            );
+            return;
+          }
+          resolve(value as T);
         });
       },
     );
@@ -168,8 +238,14 @@ export const topCommand: Command = {
     try {
       for (let i = 0; i < times && !stop.signal.aborted; i++) {
         const [summary, connections] = await Promise.all([
-          getJson<AdminSummary>(host, port, '/api/summary', 5000),
-          getJson<AdminConnections>(host, port, `/api/connections?sort=${sort}&limit=${limit}`, 5000),
+          getJson<AdminSummary>(host, port, '/api/summary', 5000, summaryShape),
+          getJson<AdminConnections>(
+            host,
+            port,
+            `/api/connections?sort=${sort}&limit=${limit}`,
+            5000,
+            connectionsShape,
+          ),
         ]);
         if (json) io.out(JSON.stringify({ summary, connections }));
         else {

@@ -19,7 +19,7 @@
  *
  * The next session is opened only once the last one has closed, so the events tell one story:
  * disconnect, then reconnecting, then reconnect. After a GOAWAY the delay also waits out the
- * server's retryAfterMs (counted from the GOAWAY). A ClientPool, which holds several sessions,
+ * server's retryAfterMs (counted from the GOAWAY; at most 10 minutes, MAX_RETRY_HINT_MS). A ClientPool, which holds several sessions,
  * replaces a draining one without waiting for it.
  *
  * About 630 lines, a quarter of them the public API's TSDoc; the protocol itself is in the session,
@@ -42,8 +42,8 @@ import { HEARTBEAT_PRESETS, type HeartbeatTiming } from '../session/heartbeat.js
 import { checkSessionOptions, type SessionConfig, type SessionOptions } from '../session/options.js';
 import { newRequest, type OutgoingRequest, type RequestOptions } from '../session/request.js';
 import { AsyncQueue } from '../util/async-queue.js';
-import { type BackoffPolicy, fullJitter } from '../util/backoff.js';
-import { countOrInfinity, finiteAtLeast } from '../util/check.js';
+import { type BackoffPolicy, fullJitter, honouredHint } from '../util/backoff.js';
+import { countOrInfinity, finiteAtLeast, timerDelay } from '../util/check.js';
 import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
 import { errorFields, type Logger, resolveLogger } from '../util/log.js';
@@ -441,7 +441,7 @@ export class Client extends EventEmitter {
       'server sent GOAWAY',
     );
     if (msg.reason === 'ERR_TOO_MANY_PINGS') this.slowHeartbeat();
-    this.notBefore = Math.max(this.notBefore, now() + msg.retryAfterMs);
+    this.notBefore = Math.max(this.notBefore, now() + honouredHint(msg.retryAfterMs));
     this.emit('goaway', msg.reason, msg.retryAfterMs);
     this.pushStatus({ type: 'goaway', reason: msg.reason, retryAfterMs: msg.retryAfterMs });
     if (this.closed || this.policy === undefined) {
@@ -557,7 +557,7 @@ export class Client extends EventEmitter {
           this.emit('reconnecting', attempt, delay);
           this.pushStatus({ type: 'reconnecting', attempt, delayMs: delay });
           await new Promise<void>((resolve) => {
-            this.retryTimer = setTimeout(resolve, delay);
+            this.retryTimer = setTimeout(resolve, timerDelay(delay));
             // Requests waiting for the connection keep the process alive, as a socket would.
             if (this.inflight === 0) this.retryTimer.unref();
           });
@@ -572,7 +572,8 @@ export class Client extends EventEmitter {
         } catch (err) {
           this.lastError = err instanceof LonglinkError ? err : new LonglinkError('ERR_CONNECT', String(err));
           // A refusal's hint (GOAWAY before or during HELLO) is a floor for the next attempt.
-          if (err instanceof RefusedError && err.retryAfterMs > 0) this.notBefore = now() + err.retryAfterMs;
+          if (err instanceof RefusedError && err.retryAfterMs > 0)
+            this.notBefore = now() + honouredHint(err.retryAfterMs);
           this.log?.warn({ attempt, ...errorFields(this.lastError) }, 'reconnect attempt failed');
           if (attempt >= policy.maxAttempts) {
             this.log?.error({ attempts: attempt, queued: this.queue.length }, 'gave up reconnecting');

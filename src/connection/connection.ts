@@ -33,7 +33,7 @@ import {
   tcpInfo,
   tcpInfoStats,
 } from '../sys/sockopt.js';
-import { checkPort, finiteAtLeast } from '../util/check.js';
+import { checkPort, finiteAtLeast, timerLimit } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
 import type { TimerWheel } from '../util/wheel.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
@@ -214,7 +214,10 @@ export class Connection extends EventEmitter {
   static async connect(options: ConnectOptions, checked?: CheckedOptions): Promise<Connection> {
     checkPort(options?.port);
     // Bad options fail before a socket is opened, not after the handshake.
-    const timeoutMs = finiteAtLeast('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+    const timeoutMs = timerLimit(
+      'connectTimeoutMs',
+      finiteAtLeast('connectTimeoutMs', options.connectTimeoutMs, 10_000),
+    );
     const opts = checked ?? checkOptions(options);
     const socket = await dial({
       host: options.host ?? '127.0.0.1',

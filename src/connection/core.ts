@@ -91,8 +91,13 @@ export function budgetChanged(c: ConnectionCore): void {
   else c.flags &= ~BUDGETED;
 }
 
-/** The error a send on a connection that takes no more sends throws. */
+/**
+ * The error a send on a connection that takes no more sends throws. A reset leaves `_state` as it
+ * was until the socket's 'close' ("open" then would read as a contradiction): say so instead.
+ */
 export function notWritable(c: ConnectionCore): ConnectionClosedError {
   const reason = c.life?.info?.reason ?? c.life?.pending?.reason;
-  return new ConnectionClosedError(`connection ${c.id} is ${c._state}; it takes no more sends`, reason);
+  const resetting = (c.flags & RESET) !== 0 && c._state !== 'closed';
+  const what = resetting ? `being reset${reason === undefined ? '' : ` (${reason})`}` : c._state;
+  return new ConnectionClosedError(`connection ${c.id} is ${what}; it takes no more sends`, reason);
 }

@@ -16,10 +16,10 @@
 
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
 import type { Server } from '../server/server.js';
-import { checkPort } from '../util/check.js';
+import { checkPort, optionalInteger } from '../util/check.js';
 import { now } from '../util/clock.js';
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS } from './dashboard.js';
 import { type LonglinkMetrics, recorderOf } from './metrics.js';
@@ -34,7 +34,22 @@ export interface AdminOptions {
   host?: string;
   /** Serve these metrics at `/metrics` (from {@link enableMetrics}); without, `/metrics` is 404. */
   metrics?: LonglinkMetrics;
+  /**
+   * Open HTTP connections at most (an integer ≥ 1). Default 32: a dashboard and a few scrapers need
+   * a handful. Past it a new connection is closed at once, unanswered, so idle sockets cannot take
+   * the file descriptors the longlink port needs.
+   */
+  maxConnections?: number;
+  /**
+   * How long a request may take to arrive, headers and all, ms (an integer in [1, 2^31-1]).
+   * Default 5000. A connection still sending its request then, or silent that long, is closed; an
+   * idle keep-alive connection is closed after min(this, 2000) ms.
+   */
+  requestTimeoutMs?: number;
 }
+
+/** The defaults of {@link AdminOptions}. */
+export const ADMIN_DEFAULTS = { maxConnections: 32, requestTimeoutMs: 5000 } as const;
 
 /** A running admin endpoint. */
 export interface AdminServer {
@@ -153,15 +168,41 @@ const round = (x: number, digits = 3): number => {
 const ms = (seconds: number | undefined): number | null =>
   seconds === undefined ? null : round(seconds * 1000);
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host) || host === '::ffff:127.0.0.1';
+/**
+ * An address that is the loopback interface: an IPv4 literal in 127.0.0.0/8, `::1`, or `::1`'s
+ * IPv4-mapped form. Literals only — a name like `127.attacker.example` is whatever its owner's DNS
+ * says it is, which is the whole DNS-rebinding attack.
+ */
+function isLoopbackAddress(address: string): boolean {
+  if (net.isIPv4(address)) return address.startsWith('127.');
+  if (!net.isIPv6(address)) return false;
+  const a = address.toLowerCase();
+  if (a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
+  const mapped = /^::ffff:(.+)$/.exec(a)?.[1];
+  return mapped !== undefined && net.isIPv4(mapped) && mapped.startsWith('127.');
 }
 
-/** The hostname of a Host header (`[::1]:9100` → `::1`). */
-function hostName(header: string): string {
-  if (header.startsWith('[')) return header.slice(1, header.indexOf(']'));
-  const i = header.lastIndexOf(':');
-  return i >= 0 ? header.slice(0, i) : header;
+/**
+ * Whether a Host header (RFC 9110 §7.2: `uri-host [ ":" port ]`) names this machine's loopback:
+ * `localhost`, an IPv4 literal in 127/8 or `[::1]`, with an optional decimal port. Anything else —
+ * other names, `localhost.`, a bracketed IPv4, junk after the port — is not.
+ */
+function isLoopbackHost(header: string): boolean {
+  let host: string;
+  let port: string;
+  if (header.startsWith('[')) {
+    const end = header.indexOf(']');
+    if (end < 0) return false;
+    host = header.slice(1, end);
+    if (!net.isIPv6(host)) return false;
+    port = header.slice(end + 1);
+  } else {
+    const i = header.indexOf(':');
+    host = i < 0 ? header : header.slice(0, i);
+    port = i < 0 ? '' : header.slice(i);
+  }
+  if (port !== '' && !/^:\d{1,5}$/.test(port)) return false;
+  return host.toLowerCase() === 'localhost' || isLoopbackAddress(host);
 }
 
 class Admin implements AdminServer {
@@ -174,17 +215,31 @@ class Admin implements AdminServer {
   constructor(
     private readonly server: Server,
     private readonly metrics: LonglinkMetrics | undefined,
+    limits: { maxConnections: number; requestTimeoutMs: number },
   ) {
     const shared = metrics === undefined ? undefined : recorderOf(metrics);
     this.recorder = shared ?? new Recorder();
     this.recorder.startLive();
     this.ownRecorder = shared === undefined;
-    this.http = http.createServer((req, res) => {
+    // Node's defaults (60 s for headers, 300 s for a request, checked every 30 s, no connection
+    // cap) let anyone who can reach the port hold sockets, and so file descriptors, for minutes.
+    const t = limits.requestTimeoutMs;
+    const serverOptions: http.ServerOptions = {
+      headersTimeout: t,
+      requestTimeout: t,
+      keepAliveTimeout: Math.min(t, 2000),
+      connectionsCheckingInterval: Math.max(1, Math.min(1000, Math.ceil(t / 2))),
+    };
+    this.http = http.createServer(serverOptions, (req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) this.send(res, 500, 'text/plain; charset=utf-8', `${String(err)}\n`);
         else res.destroy();
       });
     });
+    this.http.maxConnections = limits.maxConnections;
+    // headersTimeout counts only once the first byte has come: a socket that sends nothing is
+    // closed by the inactivity timeout instead.
+    this.http.setTimeout(t);
     this.http.on('connection', (s: net.Socket) => {
       this.sockets.add(s);
       s.once('close', () => this.sockets.delete(s));
@@ -306,7 +361,7 @@ class Admin implements AdminServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (isLoopback(this.address.address) && !isLoopback(hostName(req.headers.host ?? 'localhost'))) {
+    if (isLoopbackAddress(this.address.address) && !isLoopbackHost(req.headers.host ?? 'localhost')) {
       this.send(res, 403, 'text/plain; charset=utf-8', 'this endpoint answers requests for localhost only\n');
       return;
     }
@@ -413,7 +468,23 @@ export async function serveAdmin(server: Server, options: AdminOptions = {}): Pr
   }
   const port = options.port ?? 0;
   checkPort(port, 0);
-  const admin = new Admin(server, options.metrics);
+  const limits = {
+    maxConnections: optionalInteger(
+      'maxConnections',
+      options.maxConnections,
+      ADMIN_DEFAULTS.maxConnections,
+      1,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    requestTimeoutMs: optionalInteger(
+      'requestTimeoutMs',
+      options.requestTimeoutMs,
+      ADMIN_DEFAULTS.requestTimeoutMs,
+      1,
+      2 ** 31 - 1,
+    ),
+  };
+  const admin = new Admin(server, options.metrics, limits);
   if (options.metrics !== undefined) options.metrics.addServer(server);
   await new Promise<void>((resolve, reject) => {
     admin.http.once('error', reject);

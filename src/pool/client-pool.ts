@@ -26,7 +26,7 @@ import { RemoteError } from '../protocol/errors.js';
 import type { ClientSession } from '../session/client-session.js';
 import { checkSessionOptions, type SessionConfig, type SessionOptions } from '../session/options.js';
 import { RequestTimeoutError } from '../session/request.js';
-import { finiteAtLeast, nonNegativeOrInfinity, optionalInteger } from '../util/check.js';
+import { finiteAtLeast, nonNegativeOrInfinity, optionalInteger, timerLimit } from '../util/check.js';
 import { now as clock } from '../util/clock.js';
 import { type Logger, resolveLogger } from '../util/log.js';
 import type { OutlierOptions } from './balancer.js';
@@ -227,7 +227,10 @@ export class ClientPool extends EventEmitter {
     if (min > this.perEndpoint)
       throw new InvalidArgumentError('minConnectionsPerEndpoint must be <= connectionsPerEndpoint');
     this.retireTimeoutMs = finiteAtLeast('retireTimeoutMs', retireTimeoutMs, 5_000);
-    this.acquireTimeoutMs = nonNegativeOrInfinity('acquireTimeoutMs', acquireTimeoutMs, 10_000);
+    this.acquireTimeoutMs = timerLimit(
+      'acquireTimeoutMs',
+      nonNegativeOrInfinity('acquireTimeoutMs', acquireTimeoutMs, 10_000),
+    );
     this.requestTimeoutMs = config.requestTimeoutMs;
     const rand = random ?? Math.random;
     // Each endpoint's Pool makes and ends the sessions, holds the requests waiting for one, and

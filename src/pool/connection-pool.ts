@@ -21,7 +21,9 @@ import type { Framing } from '../codec/types.js';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { Connection, type ConnectOptions } from '../connection/connection.js';
 import { AbortedError, InvalidArgumentError, LonglinkError } from '../errors.js';
+import { RequestTimeoutError } from '../session/request.js';
 import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
+import { nonNegativeOrInfinity, timerLimit } from '../util/check.js';
 import { now as clock } from '../util/clock.js';
 import { type Logger, resolveLogger } from '../util/log.js';
 import type { OutlierOptions } from './balancer.js';
@@ -94,6 +96,12 @@ export interface ConnectionPoolOptions extends Omit<PoolOptions, 'name'> {
 export interface LeaseRequestOptions {
   /** Aborts the wait for the reply (AbortedError); the connection is then destroyed on release. */
   signal?: AbortSignal;
+  /**
+   * The longest wait for the reply, ms (finite > 0 and ≤ 2^31−1; `0` or `Infinity`, the default:
+   * none). Past it the request rejects with RequestTimeoutError and the connection is destroyed
+   * on release (reason `request-timeout`): its late reply would be read by the next borrower.
+   */
+  timeoutMs?: number;
 }
 
 /** Per-endpoint stats. */
@@ -217,10 +225,20 @@ export class ConnectionLease {
   /**
    * Sends one frame and resolves with the next frame that arrives: the request/reply of a
    * protocol without request ids. Rejects with ConnectionClosedError (reason and cause from the
-   * close) if the connection closes first, or AbortedError from `signal` — the connection is then
-   * destroyed on release, since the reply may still come.
+   * close) if the connection closes first, AbortedError from `signal` or RequestTimeoutError after
+   * `timeoutMs` — the connection is then destroyed on release, since the reply may still come.
+   * Without `signal` or `timeoutMs` the wait for the reply has no end.
    */
   request(frame: Buffer, options: LeaseRequestOptions = {}): Promise<Buffer> {
+    let timeoutMs: number;
+    try {
+      timeoutMs = timerLimit(
+        'timeoutMs',
+        nonNegativeOrInfinity('timeoutMs', options.timeoutMs, Number.POSITIVE_INFINITY),
+      );
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (!this.inner.active) {
       return Promise.reject(new InvalidArgumentError('this lease was released; acquire a new one'));
     }
@@ -238,29 +256,45 @@ export class ConnectionLease {
       return Promise.reject(err);
     }
     m.expectWritten += frame.length + this.connection.framing.encoder.overhead(frame.length);
+    const timed = timeoutMs > 0 && timeoutMs !== Number.POSITIVE_INFINITY;
     return new Promise<Buffer>((resolve, reject) => {
-      if (signal === undefined) {
+      if (signal === undefined && !timed) {
         m.request = { resolve, reject };
         return;
       }
-      const onAbort = () => {
+      let timer: NodeJS.Timeout | undefined;
+      const give = (dirty: string, err: LonglinkError) => {
         if (m.request !== req) return;
         m.request = undefined;
-        m.dirty = LeaseDestroyReason.REQUEST_ABORTED;
-        reject(new AbortedError('request aborted', { cause: signal.reason }));
+        m.dirty = dirty;
+        req.reject(err);
       };
+      const onAbort = () =>
+        give(
+          LeaseDestroyReason.REQUEST_ABORTED,
+          new AbortedError('request aborted', { cause: signal?.reason }),
+        );
       const req: PendingRequest = {
         resolve: (f) => {
-          signal.removeEventListener('abort', onAbort);
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
           resolve(f);
         },
         reject: (e) => {
-          signal.removeEventListener('abort', onAbort);
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
           reject(e);
         },
       };
       m.request = req;
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // Ref'd: a request waiting for its reply keeps the process alive, as its socket would.
+      if (timed) {
+        timer = setTimeout(
+          () => give(LeaseDestroyReason.REQUEST_TIMEOUT, new RequestTimeoutError('lease.request', timeoutMs)),
+          timeoutMs,
+        );
+      }
     });
   }
 }
@@ -393,11 +427,38 @@ export class ConnectionPool extends EventEmitter {
 
   /**
    * One request/reply on a borrowed connection: acquire, send `frame`, await the next frame,
-   * release. `signal` aborts the wait for a connection and for the reply.
+   * release. `signal` aborts the wait for a connection and for the reply. `timeoutMs` (finite
+   * > 0) bounds the whole call: the wait for a connection (AcquireTimeoutError) and then the
+   * reply, within what is left of it (RequestTimeoutError; that connection is destroyed, reason
+   * `request-timeout`, since its late reply would reach the next borrower). Without `timeoutMs`
+   * the wait for a connection is bounded by `acquireTimeoutMs` and the reply only by `signal`.
+   *
+   * @example
+   * ```ts
+   * const reply = await pool.request(Buffer.from('{"op":"ping"}'), { timeoutMs: 2000 });
+   * ```
    */
-  request(frame: Buffer, options?: AcquireOptions): Promise<Buffer> {
+  async request(frame: Buffer, options?: AcquireOptions): Promise<Buffer> {
     const signal = options?.signal;
-    return this.use((_conn, lease) => lease.request(frame, signal === undefined ? {} : { signal }), options);
+    const timeoutMs =
+      options?.timeoutMs === undefined
+        ? Number.POSITIVE_INFINITY
+        : timerLimit('timeoutMs', nonNegativeOrInfinity('timeoutMs', options.timeoutMs, 0));
+    const timed = timeoutMs > 0 && timeoutMs !== Number.POSITIVE_INFINITY;
+    const started = clock();
+    try {
+      return await this.use((_conn, lease) => {
+        const left = timed ? Math.max(1, timeoutMs - (clock() - started)) : undefined;
+        return lease.request(frame, {
+          ...(signal === undefined ? {} : { signal }),
+          ...(left === undefined ? {} : { timeoutMs: left }),
+        });
+      }, options);
+    } catch (err) {
+      // Report the caller's deadline, not what was left of it after the acquire.
+      if (err instanceof RequestTimeoutError) throw new RequestTimeoutError('pool.request', timeoutMs);
+      throw err;
+    }
   }
 
   // -------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ export const LeaseDestroyReason = {
   REQUEST_IN_FLIGHT: 'request-in-flight',
   /** A `lease.request()` was aborted: its reply may still arrive. */
   REQUEST_ABORTED: 'request-aborted',
+  /** A `lease.request()` got no reply within its `timeoutMs`: the late reply would reach the next borrower. */
+  REQUEST_TIMEOUT: 'request-timeout',
   /** Frames arrived during the lease that nobody listened to. */
   UNREAD_FRAMES: 'unread-frames',
   /** The decoder holds part of a frame: the stream is mid-message. */

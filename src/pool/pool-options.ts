@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
-import { finiteAtLeast, nonNegativeOrInfinity } from '../util/check.js';
+import { finiteAtLeast, nonNegativeOrInfinity, timerLimit } from '../util/check.js';
 
 /** How the pool makes, checks and ends its resources. */
 export interface PoolFactory<T> {
@@ -259,13 +259,19 @@ export function poolSettings(options: PoolOptions): PoolSettings {
     name: options.name,
     min,
     max,
-    acquireTimeoutMs: nonNegativeOrInfinity('acquireTimeoutMs', options.acquireTimeoutMs, 10_000),
+    acquireTimeoutMs: timerLimit(
+      'acquireTimeoutMs',
+      nonNegativeOrInfinity('acquireTimeoutMs', options.acquireTimeoutMs, 10_000),
+    ),
     maxWaiters: nonNegativeOrInfinity('maxWaiters', options.maxWaiters, 10_000),
     maxConcurrentCreates: Math.max(
       1,
       finiteAtLeast('maxConcurrentCreates', options.maxConcurrentCreates, Math.min(max, 4)),
     ),
-    createTimeoutMs: nonNegativeOrInfinity('createTimeoutMs', options.createTimeoutMs, 10_000),
+    createTimeoutMs: timerLimit(
+      'createTimeoutMs',
+      nonNegativeOrInfinity('createTimeoutMs', options.createTimeoutMs, 10_000),
+    ),
     validateAfterIdleMs: finiteAtLeast('validateAfterIdleMs', options.validateAfterIdleMs, 500),
     idleTimeoutMs,
     keepaliveIntervalMs,

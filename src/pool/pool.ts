@@ -34,7 +34,7 @@
 
 import { EventEmitter } from 'node:events';
 import { AbortedError, InvalidArgumentError } from '../errors.js';
-import { nonNegativeOrInfinity } from '../util/check.js';
+import { nonNegativeOrInfinity, timerLimit } from '../util/check.js';
 import { now as clock } from '../util/clock.js';
 import { CreateBreaker } from './breaker.js';
 import {
@@ -231,7 +231,9 @@ export class Pool<T> extends EventEmitter {
     const slot = lease._slot;
     slot.lease = undefined;
     slot.trace = undefined;
-    this.borrowed--;
+    // `borrowed` drops where the slot leaves SLOT_BORROWED: in destroySlot (which counts it
+    // itself) or just before makeAvailable. Dropping it here too counted a release that failed
+    // its inspection twice (borrowed −1 after a lease.request timeout or abort).
     const now = clock();
     slot.lastUsedAt = now;
     slot.lastAliveAt = now;
@@ -253,6 +255,7 @@ export class Pool<T> extends EventEmitter {
       this.destroySlot(slot, DestroyReason.DRAIN, undefined);
       return true;
     }
+    this.borrowed--;
     this.makeAvailable(slot, now);
     return true;
   }
@@ -323,7 +326,10 @@ export class Pool<T> extends EventEmitter {
    */
   drain(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.drainPromise) return this.drainPromise;
-    const timeoutMs = nonNegativeOrInfinity('timeoutMs', options.timeoutMs, Number.POSITIVE_INFINITY);
+    const timeoutMs = timerLimit(
+      'timeoutMs',
+      nonNegativeOrInfinity('timeoutMs', options.timeoutMs, Number.POSITIVE_INFINITY),
+    );
     this.poolState = POOL_DRAINING;
     this.drainPromise = new Promise<void>((resolve) => {
       this.resolveDrain = resolve;
@@ -421,7 +427,7 @@ export class Pool<T> extends EventEmitter {
     let signal: AbortSignal | undefined;
     if (options !== undefined) {
       if (options.timeoutMs !== undefined)
-        timeoutMs = nonNegativeOrInfinity('timeoutMs', options.timeoutMs, 0);
+        timeoutMs = timerLimit('timeoutMs', nonNegativeOrInfinity('timeoutMs', options.timeoutMs, 0));
       if (options.priority !== undefined) priority = options.priority;
       signal = options.signal;
       if (signal?.aborted)

@@ -46,6 +46,7 @@ import {
 } from '../session/client-session.js';
 import type { SessionConfig } from '../session/options.js';
 import type { OutgoingRequest } from '../session/request.js';
+import { honouredHint } from '../util/backoff.js';
 import { now as clock } from '../util/clock.js';
 import { PoolEndpoint } from './endpoint-set.js';
 import type { Lease } from './lease.js';
@@ -219,7 +220,7 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
       m.session = await openSession(this.ctx.config, this.host, this.port, { signal, owner: m });
     } catch (err) {
       if (err instanceof RefusedError && err.retryAfterMs > 0)
-        this.retryAt = Math.max(this.retryAt, clock() + err.retryAfterMs);
+        this.retryAt = Math.max(this.retryAt, clock() + honouredHint(err.retryAfterMs));
       throw err;
     }
     m.createdAt = clock();
@@ -434,7 +435,7 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
    */
   goaway(m: Member, msg: GoawayMessage): void {
     const active = !this.removed && !this.ctx.closed;
-    if (active) this.retryAt = Math.max(this.retryAt, clock() + msg.retryAfterMs);
+    if (active) this.retryAt = Math.max(this.retryAt, clock() + honouredHint(msg.retryAfterMs));
     if (m.listed) {
       if (m.lease !== undefined) this.retire(m, GOING_AWAY);
       else if (m.draining === undefined) {

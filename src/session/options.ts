@@ -14,7 +14,7 @@ import { type CheckedOptions, checkOptions } from '../connection/options.js';
 import { InvalidArgumentError } from '../errors.js';
 import { checkHelloMaxFrameLength, isValidCodecName } from '../protocol/hello.js';
 import { jsonCodec, type PayloadCodec, rawCodec } from '../protocol/payload.js';
-import { durationOrInfinity, finitePositive } from '../util/check.js';
+import { durationOrInfinity, finitePositive, timerLimit } from '../util/check.js';
 import { type HeartbeatSetting, type HeartbeatTiming, resolveHeartbeat } from './heartbeat.js';
 
 /** Options of one client session: everything a connection and its HELLO need. */
@@ -92,8 +92,14 @@ export function checkSessionOptions(options: SessionOptions): CheckedSession {
   if (!isValidCodecName(codec.name)) {
     throw new InvalidArgumentError(`codec name ${JSON.stringify(codec.name)} is not a valid codec name`);
   }
-  const requestTimeoutMs = durationOrInfinity('requestTimeoutMs', options.requestTimeoutMs, 30_000);
-  const connectTimeoutMs = finitePositive('connectTimeoutMs', options.connectTimeoutMs, 10_000);
+  const requestTimeoutMs = timerLimit(
+    'requestTimeoutMs',
+    durationOrInfinity('requestTimeoutMs', options.requestTimeoutMs, 30_000),
+  );
+  const connectTimeoutMs = timerLimit(
+    'connectTimeoutMs',
+    finitePositive('connectTimeoutMs', options.connectTimeoutMs, 10_000),
+  );
   // The Connection's options, checked once here (not at every connect, where a bad one would
   // only show as failed attempts); each connect hands the result on.
   const framing = framingFor(checkHelloMaxFrameLength(options.maxFrameLength));

@@ -13,7 +13,7 @@ import { AbortedError, InvalidArgumentError, LonglinkError, type LonglinkErrorOp
 import type { PayloadCodec } from '../protocol/payload.js';
 import type { Outstanding } from '../protocol/request-id.js';
 import { channels, type RequestTrace } from '../util/channels.js';
-import { durationOrInfinity } from '../util/check.js';
+import { durationOrInfinity, timerLimit } from '../util/check.js';
 import { now } from '../util/clock.js';
 import { type Deadline, Deadlines } from '../util/deadlines.js';
 
@@ -134,7 +134,10 @@ export function newRequest(
   }
   const signal = options.signal;
   if (signal?.aborted) throw new AbortedError(`request ${method} aborted`, { cause: signal.reason });
-  const timeoutMs = durationOrInfinity('timeoutMs', options.timeoutMs, defaultTimeoutMs);
+  const timeoutMs = timerLimit(
+    'timeoutMs',
+    durationOrInfinity('timeoutMs', options.timeoutMs, defaultTimeoutMs),
+  );
   const metadata = options.metadata;
   if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null)) {
     throw new InvalidArgumentError('metadata must be an object of strings');

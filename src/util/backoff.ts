@@ -42,3 +42,16 @@ export function fullJitter(
 export function spreadAround(base: number, spread: number, random: () => number = Math.random): number {
   return base * (1 - spread + 2 * spread * random());
 }
+
+/**
+ * The longest server retry hint (GOAWAY `retryAfterMs`, a refusal's hint) a client honours: 10
+ * minutes. The wire field is a u32 (up to ~49.7 days); a hostile or misconfigured server should
+ * not park a client for weeks, and a hint past a timer's range (2^31-1 ms) used to fire at once,
+ * turning "come back later" into a reconnect storm.
+ */
+export const MAX_RETRY_HINT_MS = 10 * 60_000;
+
+/** A server's retry hint as a client honours it: 0 … MAX_RETRY_HINT_MS (NaN and negatives → 0). */
+export function honouredHint(retryAfterMs: number): number {
+  return retryAfterMs > 0 ? Math.min(retryAfterMs, MAX_RETRY_HINT_MS) : 0;
+}

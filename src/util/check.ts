@@ -7,6 +7,31 @@
 
 import { InvalidArgumentError } from '../errors.js';
 
+/**
+ * The longest delay a Node timer takes: 2^31-1 ms (about 24.8 days). `setTimeout` turns anything
+ * larger (and NaN, and negatives) into 1 ms, with a TimeoutOverflowWarning.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The rule for a duration that arms a timer: a finite value above {@link MAX_TIMER_MS} is refused
+ * (it would fire after 1 ms); where the option allows it, Infinity (or 0) means "none". Wraps one
+ * of the validators below: `timerLimit('connectTimeoutMs', finitePositive(…))`.
+ */
+export function timerLimit(name: string, ms: number): number {
+  if (Number.isFinite(ms) && ms > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(
+      `${name} must be at most 2147483647 ms (2^31-1, about 24.8 days; a timer cannot wait longer), got ${ms}`,
+    );
+  }
+  return ms;
+}
+
+/** `ms` made safe for setTimeout: 0 … MAX_TIMER_MS (NaN → 0). For delays that come from a peer. */
+export function timerDelay(ms: number): number {
+  return ms > 0 ? Math.min(ms, MAX_TIMER_MS) : 0;
+}
+
 /** An optional finite number ≥ `min` (default 0), or `fallback` when undefined. */
 export function finiteAtLeast(name: string, value: unknown, fallback: number, min = 0): number {
   if (value === undefined) return fallback;

@@ -87,6 +87,15 @@ describe('CLI conventions', () => {
         /^longlink: call: --port must be an integer from 0 to 65535, got "abc"$/,
       ],
       [['call', '--port', '1'], /^longlink: call: call needs a METHOD/],
+      [
+        // red-team F4: a timer this long fired after 1 ms, with a TimeoutOverflowWarning.
+        ['call', '--port', '1', '--timeout', '99999999999', 'sleep', '10'],
+        /^longlink: call: --timeout must be an integer from 1 to 2147483647, got "99999999999"$/,
+      ],
+      [
+        ['probe', '--port', '1', '--connect-timeout', '2147483648'],
+        /^longlink: probe: --connect-timeout must be an integer from 1 to 2147483647/,
+      ],
       [['call', '--port', '1', 'echo', '{nope'], /^longlink: call: the JSON argument is not valid JSON/],
       [['call', '--framing', 'nope', 'x'], /^longlink: call: --framing: invalid framing spec "nope"/],
       [['probe'], /^longlink: probe: --port is required/],

@@ -115,6 +115,50 @@ describe('serve --metrics-port, longlink top, serve logs', () => {
     assert.equal(await usage.exit, 2);
   });
 
+  test('regression F7: longlink top against an endpoint answering JSON of another shape says so in one line, exit 1', async () => {
+    const shapes: Array<[string, string, string, RegExp]> = [
+      [
+        'nulls',
+        '{"time":1,"requests":null}',
+        '{"total":1,"connections":[null]}',
+        /connections is not a number/,
+      ],
+      ['arrays', '[]', '[]', /\(not an object\)/],
+      [
+        'strings',
+        '{"time":"x","connections":"x","requests":{"perSecond":"x"}}',
+        '{"total":"x","connections":[{"id":"x","peer":{},"ageMs":"x","tcp":"x"}]}',
+        /is not a number/,
+      ],
+      ['numbers', '1', '2', /\(not an object\)/],
+    ];
+    for (const [name, summary, connections, why] of shapes) {
+      const fake = http.createServer((q, r) => {
+        r.setHeader('content-type', 'application/json');
+        r.end(q.url?.startsWith('/api/summary') ? summary : connections);
+      });
+      fake.listen(0, '127.0.0.1');
+      await new Promise((r) => fake.once('listening', r));
+      const port = (fake.address() as net.AddressInfo).port;
+      try {
+        for (const json of [[], ['--json']]) {
+          const top = run(['top', '--port', String(port), '--count', '1', ...json]);
+          assert.equal(await top.exit, 1, `${name} ${json.join('')}`);
+          const err = top.err.join('\n');
+          assert.match(
+            err,
+            /^longlink: top: 127\.0\.0\.1:\d+\/api\/\S+ answered JSON of another shape \(/,
+            name,
+          );
+          assert.match(err, why, name);
+          assert.doesNotMatch(err, /Cannot read|TypeError|toFixed|\n/, name);
+        }
+      } finally {
+        fake.close();
+      }
+    }
+  });
+
   test("serve logs: a time and a level on every line; json; the server's own refusal lines", async () => {
     const { srv, port } = await serveOn(['--log-format', 'json', '--max-connections-per-ip', '1']);
     const first = run(['call', '--port', String(port), 'sleep', '20000']);

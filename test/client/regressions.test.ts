@@ -9,11 +9,13 @@ import { after, describe, test } from 'node:test';
 import { type Client, type ClientStatus, connect } from '../../src/client/client.js';
 import { parseFraming } from '../../src/codec/index.js';
 import { Connection } from '../../src/connection/connection.js';
-import { ConnectionClosedError, RequestNotSentError } from '../../src/errors.js';
+import { ConnectionClosedError, InvalidArgumentError, RequestNotSentError } from '../../src/errors.js';
 import { answerHello } from '../../src/protocol/hello.js';
 import { type Message, MessageKind } from '../../src/protocol/types.js';
 import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server } from '../../src/server/server.js';
+import { MAX_RETRY_HINT_MS } from '../../src/util/backoff.js';
+import { MAX_TIMER_MS } from '../../src/util/check.js';
 import { listen, type TestServer, waitFor } from '../helpers.js';
 
 const framing = parseFraming('u32be');
@@ -225,5 +227,97 @@ describe('stats', () => {
     const conn = c.connection as Connection;
     assert.deepEqual(JSON.parse(JSON.stringify(conn.stats())).id, conn.id);
     assert.equal(typeof JSON.parse(JSON.stringify(server.stats())), 'object');
+  });
+});
+
+describe('timers past 2^31-1 ms (red-team F4, F9)', () => {
+  /** A GOAWAY with the largest hint the u32 wire field carries (~49.7 days). */
+  const hugeGoaway: Message = {
+    kind: MessageKind.GOAWAY,
+    lastId: 0,
+    retryAfterMs: 0xffff_ffff,
+    reason: 'ERR_SHUTTING_DOWN',
+    message: 'come back in 49 days',
+  };
+  const reconnect = { initialDelayMs: 5, maxDelayMs: 5 };
+  const nthReconnecting = (c: Client, n: number) =>
+    new Promise<unknown[]>((r) =>
+      c.on('reconnecting', (...a: unknown[]) => {
+        if (a[0] === n) r(a);
+      }),
+    ) as Promise<[number, number]>;
+
+  test('regression F9: a GOAWAY hint above 2^31-1 ms on a live session makes the client wait (at most 10 min), not reconnect in a loop', async () => {
+    let accepted = 0;
+    let first: Connection | undefined;
+    const s = await scriptedServer((conn, _m, n) => {
+      accepted = n;
+      if (n === 1) first = conn;
+      return undefined;
+    });
+    const c = await connect({ port: s.port, heartbeat: false, reconnect });
+    clients.push(c);
+    const reconnecting = nthReconnecting(c, 1);
+    first?.sendParts(encodeMessage(hugeGoaway));
+    const [, delay] = await reconnecting;
+    // Before the fix the delay was the raw hint (4294967295 ms + jitter), which setTimeout turned
+    // into 1 ms: 733 reconnects in 2 s. Now the hint is capped and the wait is a real one.
+    assert.ok(delay <= MAX_RETRY_HINT_MS + reconnect.maxDelayMs, `delay ${delay}`);
+    assert.ok(delay >= MAX_RETRY_HINT_MS - 60_000, `delay ${delay} still honours the hint`);
+    assert.equal(accepted, 1, 'one connection, no storm');
+  });
+
+  test('regression F9: a refusal at HELLO with a hint above 2^31-1 ms is capped too', async () => {
+    let accepted = 0;
+    let first: Connection | undefined;
+    const s = await scriptedServer((conn, m, n) => {
+      accepted = n;
+      if (n === 1) first = conn;
+      if (n === 1 || m.kind !== MessageKind.HELLO) return undefined;
+      // The reconnect is refused at HELLO with the largest hint there is.
+      conn.sendParts(encodeMessage(hugeGoaway));
+      void conn.close();
+      return true;
+    });
+    const c = await connect({ port: s.port, heartbeat: false, reconnect });
+    clients.push(c);
+    const reconnecting = nthReconnecting(c, 2);
+    // One good session, then a GOAWAY without a hint: the client comes back at once.
+    first?.sendParts(encodeMessage(goaway(0)));
+    void first?.close();
+    const [, delay] = await reconnecting;
+    assert.ok(delay <= MAX_RETRY_HINT_MS + reconnect.maxDelayMs, `delay ${delay}`);
+    assert.ok(delay >= MAX_RETRY_HINT_MS - 60_000, `delay ${delay} still honours the hint`);
+    assert.equal(accepted, 2, 'the good session and the refused attempt, no storm');
+  });
+
+  test('regression F4: connectTimeoutMs, requestTimeoutMs and a request timeoutMs above 2^31-1 are refused, not turned into 1 ms', async () => {
+    // A server that accepts and never answers HELLO: before the fix connectTimeoutMs 2^31 gave up
+    // after ~4 ms with ERR_CONNECT_TIMEOUT.
+    const silent = await scriptedServer(() => true);
+    await assert.rejects(connect({ port: silent.port, connectTimeoutMs: 2 ** 31, reconnect: false }), {
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    await assert.rejects(
+      Connection.connect({ port: silent.port, framing, connectTimeoutMs: 2 ** 31 }),
+      InvalidArgumentError,
+    );
+    await assert.rejects(connect({ port: silent.port, requestTimeoutMs: 2 ** 32 + 5, reconnect: false }), {
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    const server = createServer({ handlers: { x: () => 1 } });
+    servers.push(server);
+    const { port } = await server.listen();
+    const c = await connect({ port, heartbeat: false, connectTimeoutMs: MAX_TIMER_MS });
+    clients.push(c);
+    for (const bad of [2 ** 31, 2 ** 31 + 1000, 1e300]) {
+      await assert.rejects(async () => c.request('x', null, { timeoutMs: bad }), {
+        code: 'ERR_INVALID_ARGUMENT',
+      });
+    }
+    // The largest timer, and "none", still work.
+    assert.equal(await c.request('x', null, { timeoutMs: MAX_TIMER_MS }), 1);
+    assert.equal(await c.request('x', null, { timeoutMs: Number.POSITIVE_INFINITY }), 1);
+    assert.equal(await c.request('x', null, { timeoutMs: 0 }), 1);
   });
 });

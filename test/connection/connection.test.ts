@@ -46,6 +46,21 @@ describe('Connection', () => {
     return { srv, conn, peer };
   }
 
+  test('regression F8: a send while the connection is being reset says so, not "is open"', async () => {
+    const { conn } = await pair();
+    conn.abort(undefined, 'slow-consumer');
+    assert.equal(conn.state, 'open', "the state changes on the socket's close, later");
+    assert.throws(
+      () => conn.send(Buffer.from('late')),
+      (err: unknown) =>
+        err instanceof ConnectionClosedError &&
+        /^connection \S+ is being reset \(slow-consumer\); it takes no more sends$/.test(err.message) &&
+        err.reason === 'slow-consumer',
+    );
+    await conn.closed;
+    assert.throws(() => conn.send(Buffer.from('later')), /is closed; it takes no more sends/);
+  });
+
   describe('remote FIN (no CLOSE_WAIT leak)', () => {
     test('frames sent before the FIN are delivered, then our side closes at once: reason remote-fin', async () => {
       const { srv, conn, peer } = await pair();

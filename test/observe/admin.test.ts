@@ -5,7 +5,9 @@
  */
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import http from 'node:http';
+import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { type Client, connect } from '../../src/client/client.js';
 import { type AdminConnections, type AdminSummary, serveAdmin } from '../../src/observe/admin.js';
@@ -162,5 +164,117 @@ describe('serveAdmin', () => {
     );
     assert.equal((await get(`${admin.url}api/summary`, {}, 'POST')).status, 405);
     await assert.rejects(serveAdmin(server, { port: admin.address.port }), { code: 'EADDRINUSE' });
+  });
+
+  /** One raw HTTP/1.1 request with exactly this Host line, over its own socket; the status, or 0 if closed unanswered. */
+  function rawStatus(port: number, hostLine: string | undefined): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => {
+        got += d;
+      });
+      s.on('error', reject);
+      s.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(got)?.[1] ?? 0)));
+      s.write(
+        `GET /api/summary HTTP/1.1\r\n${hostLine === undefined ? '' : `Host: ${hostLine}\r\n`}Connection: close\r\n\r\n`,
+      );
+    });
+  }
+
+  test('regression F2: the Host guard takes loopback IP literals and localhost only, not names that start with 127.', async () => {
+    const { server } = await live();
+    const admin = await serveAdmin(server);
+    cleanup.push(() => admin.close());
+    const port = admin.address.port;
+    const refused = [
+      `127.attacker.example:${port}`,
+      '127.attacker.example',
+      `127.0.0.1.nip.io:${port}`,
+      `localhost.:${port}`,
+      `localhost.evil.example:${port}`,
+      `127.0.0.1.:${port}`,
+      '127.1',
+      `[127.0.0.1]:${port}`,
+      `[::2]:${port}`,
+      `[::1]x`,
+      `127.0.0.1:${port}x`,
+      `127.0.0.1:${port}:1`,
+      `10.0.0.1:${port}`,
+      `evil.example:${port}`,
+      `[::ffff:10.0.0.1]:${port}`,
+    ];
+    const accepted = [
+      `127.0.0.1:${port}`,
+      '127.0.0.1',
+      `127.255.0.9:${port}`,
+      `localhost:${port}`,
+      'LOCALHOST',
+      `[::1]:${port}`,
+      '[::1]',
+      `[::ffff:127.0.0.1]:${port}`,
+    ];
+    for (const h of refused) assert.equal(await rawStatus(port, h), 403, `Host: ${h}`);
+    for (const h of accepted) assert.equal(await rawStatus(port, h), 200, `Host: ${h}`);
+  });
+
+  test('regression F5: past maxConnections a new admin connection is closed unanswered; the longlink port keeps serving', async () => {
+    const { server, clients } = await live();
+    const admin = await serveAdmin(server, { maxConnections: 3, requestTimeoutMs: 600_000 });
+    cleanup.push(() => admin.close());
+    const port = admin.address.port;
+    // Three idle sockets (half a request each) take every slot. Connected one after another, so the
+    // kernel's accept queue, and Node's accept order, is theirs.
+    const idle: net.Socket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      cleanup.push(() => s.destroy());
+      s.on('error', () => {});
+      await once(s, 'connect');
+      s.write('GET /api/summary HTTP/1.1\r\n');
+      idle.push(s);
+    }
+    // The fourth is accepted and closed at once: no answer, the connection gone.
+    const dropped = once((admin as unknown as { http: http.Server }).http, 'drop');
+    assert.equal(await rawStatus(port, 'localhost'), 0);
+    await dropped;
+    // The longlink server is untouched.
+    assert.deepEqual(await clients[0]?.request('echo', { ok: 1 }), { ok: 1 });
+    // A freed slot is served again.
+    const first = idle[0] as net.Socket;
+    first.destroy();
+    await waitFor(async () => (await rawStatus(port, 'localhost')) === 200, 5000, 'a freed slot');
+    assert.equal(admin.address.port, port);
+  });
+
+  test('regression F5: an admin connection that never finishes its request is closed after requestTimeoutMs', async () => {
+    const { server } = await live();
+    const admin = await serveAdmin(server, { requestTimeoutMs: 200 });
+    cleanup.push(() => admin.close());
+    const port = admin.address.port;
+    const silent = net.connect(port, '127.0.0.1');
+    const trickle = net.connect(port, '127.0.0.1');
+    for (const s of [silent, trickle]) {
+      cleanup.push(() => s.destroy());
+      s.on('error', () => {});
+    }
+    await Promise.all([once(silent, 'connect'), once(trickle, 'connect')]);
+    trickle.write('GET /api/summary HTTP/1.1\r\nHost: localhost\r\n');
+    // Waits on the close itself; the suite's own timeout is the bound. Node's default would hold
+    // these for 60 s (headers) / 300 s (request).
+    await Promise.all([once(silent, 'close'), once(trickle, 'close')]);
+  });
+
+  test('admin limits are validated', async () => {
+    const { server } = await live();
+    for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '3']) {
+      await assert.rejects(serveAdmin(server, { maxConnections: bad as number }), {
+        code: 'ERR_INVALID_ARGUMENT',
+      });
+    }
+    for (const bad of [0, 2 ** 31, Number.POSITIVE_INFINITY, 1.5]) {
+      await assert.rejects(serveAdmin(server, { requestTimeoutMs: bad }), { code: 'ERR_INVALID_ARGUMENT' });
+    }
   });
 });

@@ -11,8 +11,8 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { type ClientPool, createClientPool } from '../../src/pool/client-pool.js';
 import { type ConnectionPool, createConnectionPool } from '../../src/pool/connection-pool.js';
 import { createServer, type Server } from '../../src/server/server.js';
-import { listen, type TestServer, waitFor } from '../helpers.js';
-import { framing } from './peer.js';
+import { listen, type TestServer, WAIT_FLOOR_MS, waitFor } from '../helpers.js';
+import { frame, framing, legacyPeer } from './peer.js';
 
 const raw: TestServer[] = [];
 const servers: Server[] = [];
@@ -49,6 +49,64 @@ describe('lease mode', () => {
     assert.notEqual(await writing, 'drained', 'the parked write failed with the destroyed connection');
     const peerSockets: net.Socket[] = sink.sockets;
     assert.equal(peerSockets.length, 2);
+  });
+});
+
+describe('lease mode: request deadlines (red-team F6)', () => {
+  /** A request body (the pool's framing adds the length prefix). */
+  const body = (o: object) => Buffer.from(JSON.stringify(o));
+  /** Turns a hang into a failure (a guard, not a timing assertion). */
+  function guard<T>(p: Promise<T>, what: string): Promise<T | string> {
+    let t: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((r) => {
+      t = setTimeout(() => r(`${what}: still pending after ${WAIT_FLOOR_MS} ms`), WAIT_FLOOR_MS);
+    });
+    return Promise.race([p, late]).finally(() => clearTimeout(t));
+  }
+
+  test('regression F6: pool.request(frame, { timeoutMs }) bounds the reply too; the silent connection is destroyed, not lent again with its late reply', async () => {
+    const peer = await legacyPeer();
+    raw.push({ close: () => peer.close() } as unknown as TestServer);
+    const pool = createConnectionPool({ port: peer.port, framing, max: 1 });
+    pools.push(pool);
+    const destroyed: string[] = [];
+    pool.on('destroy', (_c, reason) => destroyed.push(reason));
+    const outcome = await guard(
+      pool.request(body({ op: 'hang' }), { timeoutMs: 300 }).then(
+        () => 'answered',
+        (e: unknown) => e,
+      ),
+      'pool.request against a silent backend',
+    );
+    assert.equal((outcome as { code?: string }).code, 'ERR_REQUEST_TIMEOUT', String(outcome));
+    assert.match(String((outcome as Error).message), /within 300 ms/);
+    assert.deepEqual(destroyed, ['request-timeout']);
+    assert.equal(pool.stats().borrowed, 0, 'the lease came back');
+    // The backend answers the abandoned request now; the next borrower must not read that.
+    for (const sock of peer.sockets) sock.write(frame({ late: true }));
+    const next = JSON.parse(String(await pool.request(body({ n: 2 }), { timeoutMs: 5000 })));
+    assert.deepEqual(next.echo, { n: 2 });
+  });
+
+  test('regression F6: lease.request({ timeoutMs }) rejects with RequestTimeoutError and the release destroys the connection', async () => {
+    const peer = await legacyPeer();
+    raw.push({ close: () => peer.close() } as unknown as TestServer);
+    const pool = createConnectionPool({ port: peer.port, framing, max: 1 });
+    pools.push(pool);
+    const destroyed: string[] = [];
+    pool.on('destroy', (_c, reason) => destroyed.push(reason));
+    const lease = await pool.acquire();
+    const outcome = await guard(
+      lease.request(body({ op: 'hang' }), { timeoutMs: 100 }).then(
+        () => 'answered',
+        (e: unknown) => e,
+      ),
+      'lease.request against a silent backend',
+    );
+    assert.equal((outcome as { code?: string }).code, 'ERR_REQUEST_TIMEOUT', String(outcome));
+    lease.release();
+    assert.deepEqual(destroyed, ['request-timeout']);
+    await assert.rejects(lease.request(body({}), { timeoutMs: 2 ** 31 }), InvalidArgumentError);
   });
 });
 
