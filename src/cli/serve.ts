@@ -10,6 +10,7 @@ import { enableMetrics, type LonglinkMetrics } from '../observe/metrics.js';
 import { createServer, type Server, type ServerOptions } from '../server/server.js';
 import type { RequestContext } from '../server/server-peer.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
+import { MAX_TIMER_MS } from '../util/check.js';
 import type { LogLevel } from '../util/log.js';
 import {
   type Command,
@@ -530,7 +531,7 @@ function runServe(args: ParsedArgs, io: Io): Promise<number> {
     host: stringArg(args, 'host') ?? '127.0.0.1',
     port: portArg(args),
     framing,
-    graceMs: intArg(args, 'grace', 0),
+    graceMs: intArg(args, 'grace', 0, MAX_TIMER_MS),
     log: io.out,
     logFormat: logFormatArg(stringArg(args, 'log-format')),
     logLevel: logLevelArg(stringArg(args, 'log-level')),

@@ -33,7 +33,8 @@ import {
 } from '../errors.js';
 import { kernelUnacked } from '../sys/sockopt.js';
 import { channels } from '../util/channels.js';
-import { MAX_TIMER_DELAY_MS, now } from '../util/clock.js';
+import { MAX_TIMER_MS } from '../util/check.js';
+import { now } from '../util/clock.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
 import { dropQueue, reset, setPending } from './core.js';
 import type { CloseOptions } from './options.js';
@@ -150,7 +151,7 @@ export function startDeadline(c: ConnectionCore, ms: number): void {
 /** Arms the one timer of a closing connection; re-uses it with refresh() when kind and delay are unchanged. */
 function arm(c: ConnectionCore, kind: TimerKind, ms: number): void {
   const life = lifecycle(c);
-  const delay = Math.min(MAX_TIMER_DELAY_MS, Math.max(1, Math.ceil(ms)));
+  const delay = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms)));
   if (life.timer !== undefined && life.timerKind === kind && life.timerMs === delay) {
     life.timer.refresh();
     return;

@@ -36,9 +36,11 @@ import {
   durationOrInfinity,
   finiteAtLeast,
   finitePositive,
+  MAX_TIMER_MS,
   nonNegativeOrInfinity,
+  timerLimit,
 } from '../util/check.js';
-import { MAX_TIMER_DELAY_MS, now } from '../util/clock.js';
+import { now } from '../util/clock.js';
 import { Deadlines } from '../util/deadlines.js';
 import { type Logger, LogSampler, resolveLogger } from '../util/log.js';
 import { AcceptPath } from './accept.js';
@@ -405,8 +407,8 @@ export class Server extends EventEmitter {
    */
   close(options: { graceMs?: number } = {}): Promise<ShutdownReport> {
     if (this.closing) return this.closing;
-    // Infinity (or more than a timer can wait, ~24.8 days): wait for every connection, abort none.
-    const graceMs = nonNegativeOrInfinity('graceMs', options.graceMs, 30_000);
+    // Infinity: wait for every connection, abort none. More than a timer can wait is refused.
+    const graceMs = timerLimit('graceMs', nonNegativeOrInfinity('graceMs', options.graceMs, 30_000));
     const t0 = now();
     this.log?.info(
       { graceMs, connections: this.sessions.size, inflight: this.inflightCount },
@@ -424,10 +426,13 @@ export class Server extends EventEmitter {
       for (const s of sessions) {
         const peer = peerOf(s);
         if (peer) void peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.retryAfterMs);
-        else void s.connection.close({ timeoutMs: Math.min(graceMs, MAX_TIMER_DELAY_MS) });
+        else
+          void s.connection.close({
+            timeoutMs: graceMs === Number.POSITIVE_INFINITY ? MAX_TIMER_MS : graceMs,
+          });
       }
       const timer =
-        graceMs > MAX_TIMER_DELAY_MS
+        graceMs === Number.POSITIVE_INFINITY
           ? undefined
           : setTimeout(() => {
               for (const s of this.sessions.values()) {

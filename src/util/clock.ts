@@ -33,10 +33,3 @@ export function now(): number {
 export function setClockSource(next: (() => number) | undefined): void {
   source = next ?? realNow;
 }
-
-/**
- * The longest delay a Node timer takes: a longer one (Infinity included) overflows and fires after
- * 1 ms with a TimeoutOverflowWarning. Timers that wait for the clock arm for at most this and look
- * again when it fires.
- */
-export const MAX_TIMER_DELAY_MS = 0x7fff_ffff;

@@ -9,7 +9,8 @@
  * the earliest head. A handful of distinct durations is the expected case.
  */
 
-import { MAX_TIMER_DELAY_MS, now } from './clock.js';
+import { MAX_TIMER_MS } from './check.js';
+import { now } from './clock.js';
 
 /** A scheduled deadline; pass it to {@link Deadlines.cancel}. */
 export interface Deadline {
@@ -92,11 +93,7 @@ export class Deadlines {
     this.timerAt = at;
     // A deadline further away than a timer can wait (a caller's TIMEOUT field of 2^32-1 ms): wake
     // at the timer's limit, and run() arms again for what is still ahead.
-    this.timer = setTimeout(
-      Deadlines.onTimer,
-      Math.min(MAX_TIMER_DELAY_MS, Math.max(0, at - this.now())),
-      this,
-    );
+    this.timer = setTimeout(Deadlines.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, at - this.now())), this);
     this.timer.unref();
   }
 

@@ -240,6 +240,7 @@ describe('answers and timers at the edges', () => {
     const { server, port } = await start({ handlers: { hold: s.handler } });
     assert.throws(() => server.close({ graceMs: -1 }), InvalidArgumentError);
     assert.throws(() => server.close({ graceMs: Number.NaN }), InvalidArgumentError);
+    assert.throws(() => server.close({ graceMs: 2 ** 31 }), InvalidArgumentError);
     const c = await connect({ port, reconnect: false });
     clients.push(c);
     const answer = c.request('hold', null, { timeoutMs: 60_000 });
