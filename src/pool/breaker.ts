@@ -10,6 +10,7 @@
  *                                     └────────(probe fails)─────────┘
  */
 
+import { type BackoffPolicy, fullJitter } from '../util/backoff.js';
 import type { BreakerState, PoolSettings } from './pool-options.js';
 
 /** @internal */
@@ -24,7 +25,11 @@ export class CreateBreaker {
   /** While open: when the probe may go (monotonic ms). */
   openUntil = 0;
 
-  constructor(private readonly settings: PoolSettings) {}
+  private readonly policy: BackoffPolicy;
+
+  constructor(private readonly settings: PoolSettings) {
+    this.policy = { initialDelayMs: settings.retryInitialMs, multiplier: 2, maxDelayMs: settings.retryMaxMs };
+  }
 
   /** A create succeeded. True when the breaker was open or half-open and closes now. */
   succeeded(): boolean {
@@ -48,13 +53,12 @@ export class CreateBreaker {
    */
   backOff(now: number): number | undefined {
     const s = this.settings;
-    // Full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"): spreads retries of
-    // many clients instead of synchronising them.
-    const cap = Math.min(s.retryMaxMs, s.retryInitialMs * 2 ** Math.min(this.failures - 1, 30));
-    this.nextCreateAt = now + s.random() * cap;
+    // Full jitter spreads the retries of many pools instead of synchronising them (util/backoff.ts).
+    this.nextCreateAt = now + fullJitter(this.policy, this.failures, s.random);
     if (this.state !== 'half-open' && !(s.breakerThreshold > 0 && this.failures >= s.breakerThreshold)) {
       return undefined;
     }
+    // 100 % … 125 % of the cool-down, so breakers opened together do not probe together.
     const cooldown = s.breakerCooldownMs * (1 + 0.25 * s.random());
     this.state = 'open';
     this.openUntil = now + cooldown;

@@ -28,6 +28,7 @@ import { checkSessionOptions, type SessionConfig, type SessionOptions } from '..
 import { RequestTimeoutError } from '../session/request.js';
 import { finiteAtLeast, nonNegativeOrInfinity, optionalInteger } from '../util/check.js';
 import { now as clock } from '../util/clock.js';
+import { type Logger, resolveLogger } from '../util/log.js';
 import type { OutlierOptions } from './balancer.js';
 import { type EndpointAddress, type EndpointEvents, EndpointSet, initialEndpoints } from './endpoint-set.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
@@ -80,6 +81,12 @@ export interface ClientPoolOptions extends SessionOptions {
   housekeepingIntervalMs?: number;
   /** Random numbers in [0, 1) for balancing and jitter. Default Math.random. */
   random?: () => number;
+  /**
+   * Where the pool logs what an operator needs (pino's shape): endpoints added and removed,
+   * failed connects (one line a second per endpoint), the circuit breaker, ejections, requests sent again (debug).
+   * Silent by default; `NODE_DEBUG=longlink` prints the same lines.
+   */
+  logger?: Logger;
 }
 
 /** Options of one pooled request. */
@@ -163,6 +170,7 @@ export class ClientPool extends EventEmitter {
   // SharedContext, what its endpoints ask of it.
   /** @internal */ readonly perEndpoint: number;
   /** @internal */ closed = false;
+  private readonly log: Logger | undefined;
   /** @internal */ readonly config: SessionConfig;
   /** @internal */ readonly retireTimeoutMs: number;
   private readonly set: EndpointSet<ClientSession, SharedEndpoint>;
@@ -194,6 +202,7 @@ export class ClientPool extends EventEmitter {
       outlier,
       housekeepingIntervalMs,
       random,
+      logger,
       ...sessionOptions
     } = options ?? ({} as ClientPoolOptions);
     const list = initialEndpoints(host, port, endpoints);
@@ -246,8 +255,10 @@ export class ClientPool extends EventEmitter {
     };
     for (const [k, v] of Object.entries(passed)) if (v !== undefined) poolOptions[k] = v;
     this.poolOptions = poolOptions as PoolOptions;
+    this.log = resolveLogger(logger, { component: 'longlink-client-pool' });
     this.set = new EndpointSet<ClientSession, SharedEndpoint>(this, {
       outlier,
+      log: this.log,
       random: rand,
       make: (key, h, p) => this.makeEndpoint(key, h, p),
     });
@@ -352,6 +363,7 @@ export class ClientPool extends EventEmitter {
           resends++;
           ep.totals.resent++;
           this.totals.resent++;
+          this.log?.debug({ method, endpoint: ep.key, why: 'not-processed' }, 'request sent again');
           this.emit('resend', { method, endpoint: ep.key, why: 'not-processed' });
           lastError = err;
           continue;
@@ -359,6 +371,7 @@ export class ClientPool extends EventEmitter {
         if (mayRetry && lostInFlight(err)) {
           mayRetry = false; // once
           this.totals.retried++;
+          this.log?.debug({ method, endpoint: ep.key, why: 'idempotent-retry' }, 'request sent again');
           this.emit('resend', { method, endpoint: ep.key, why: 'idempotent-retry' });
           avoid = ep;
           lastError = err;

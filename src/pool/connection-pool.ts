@@ -20,6 +20,7 @@ import { Connection, type ConnectOptions } from '../connection/connection.js';
 import { AbortedError, InvalidArgumentError, LonglinkError } from '../errors.js';
 import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
 import { now as clock } from '../util/clock.js';
+import { type Logger, resolveLogger } from '../util/log.js';
 import type { OutlierOptions } from './balancer.js';
 import {
   type EndpointAddress,
@@ -67,6 +68,12 @@ export interface ConnectionPoolOptions extends Omit<PoolOptions, 'name'> {
   retireTimeoutMs?: number;
   /** Outlier ejection across endpoints. */
   outlier?: OutlierOptions;
+  /**
+   * Where the pool logs what an operator needs (pino's shape): endpoints added and removed,
+   * failed connects (one line a second per endpoint), the circuit breaker, ejections, leaked leases with the borrower's stack.
+   * Silent by default; `NODE_DEBUG=longlink` prints the same lines.
+   */
+  logger?: Logger;
   // Connection options, passed to Connection.connect for every connection.
   connectTimeoutMs?: number;
   localAddress?: string;
@@ -276,6 +283,7 @@ export class ConnectionPool extends EventEmitter {
   private readonly userValidate: ((c: Connection) => boolean | Promise<boolean>) | undefined;
   private readonly retireTimeoutMs: number;
   private readonly acquireTimeoutMs: number;
+  private readonly log: Logger | undefined;
   private closed = false;
   private paused = false;
   private drainPromise: Promise<void> | undefined;
@@ -296,8 +304,10 @@ export class ConnectionPool extends EventEmitter {
     this.userValidate = options.validate;
     this.retireTimeoutMs = options.retireTimeoutMs ?? 5_000;
     this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
+    this.log = resolveLogger(options.logger, { component: 'longlink-connection-pool' });
     this.set = new EndpointSet<Connection, Endpoint>(this, {
       outlier: options.outlier,
+      log: this.log,
       random: options.random ?? Math.random,
       make: (key, host, port) => {
         const e = new Endpoint(key, host, port);
@@ -545,7 +555,13 @@ export class ConnectionPool extends EventEmitter {
       this.emit('release', conn, key);
     });
     pool.on('create', (conn) => this.emit('create', conn, key));
-    pool.on('leak', (info) => this.emit('leak', { ...info, endpoint: key }));
+    pool.on('leak', (info) => {
+      this.log?.warn(
+        { endpoint: key, heldMs: Math.round(info.heldMs), reclaimed: info.reclaimed, stack: info.stack },
+        'lease held too long (leak?)',
+      );
+      this.emit('leak', { ...info, endpoint: key });
+    });
     return pool;
   }
 }

@@ -7,11 +7,12 @@
  * after idleTimeoutMs, retires each at its jittered max lifetime, and queues the requests that
  * wait for a session (their deadline, maxWaiters, fail-fast while the breaker is open). The
  * endpoint borrows a session while it carries requests and gives it back when the last one is
- * answered, so a lease is never held by an idle endpoint and idle time is the Pool's to judge:
+ * answered (at the end of that event-loop turn, so callers that send again at once keep it): a
+ * lease is never held by an idle endpoint, and idle time is the Pool's to judge:
  *
  *   Pool idle ── a request needs one, or load grows ──▶ in use (least in flight first)
  *      ▲                                                  │
- *      └──────────────── its last answer came ◀──────────┤
+ *      └────── nothing in flight at the turn's end ◀──────┤
  *                                                         ├─ GOAWAY, max lifetime ─▶ out of the Pool at once
  *                                                         │    (its slot freed for a replacement); it answers
  *                                                         │    what it carries, then closes (retireTimeoutMs)
@@ -172,6 +173,8 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
   sawFailure = false;
   /** No connect before this (monotonic time): the server's retry hint (GOAWAY, or a refusal). */
   retryAt = 0;
+  /** A check for sessions left idle is due at the end of this turn (see settled). */
+  private givingBack = false;
   readonly totals = { requests: 0, resent: 0 };
 
   constructor(
@@ -356,12 +359,25 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
       this.sawFailure = false;
       this.ctx.recordSuccess(this);
     }
-    if (m.inflight > 0) return;
-    if (m.lease !== undefined) this.giveBack(m);
-    // The endpoint is idle: spares borrowed for load that has gone go back too.
-    if (this.inflight === 0 && this.waiting === 0) {
-      for (const s of this.usable.slice()) if (s.inflight === 0) this.giveBack(s);
+    if (m.inflight > 0 || m.lease === undefined) return;
+    if (m.draining !== undefined) {
+      this.giveBack(m); // removed or closing: the draining Pool closes it now
+      return;
     }
+    // Idle now, but perhaps not for long: answers arrive in batches and their callers send again
+    // in the same turn. Giving the session back at once would make each of them borrow it anew
+    // (and wait for it in the Pool's queue). So the sessions still idle when the turn is over go
+    // back then: one check per endpoint and turn, none per request.
+    if (!this.givingBack) {
+      this.givingBack = true;
+      setImmediate(SharedEndpoint.giveBackIdle, this);
+    }
+  }
+
+  /** After the turn: sessions with nothing in flight go back to the Pool (spares included). */
+  private static giveBackIdle(ep: SharedEndpoint): void {
+    ep.givingBack = false;
+    for (const m of ep.usable.slice()) if (m.inflight === 0) ep.giveBack(m);
   }
 
   /** Returns `m`'s loan: idle in the Pool, or closed by it (draining, past its lifetime, unusable). */
