@@ -100,8 +100,39 @@ function visit(start) {
 }
 for (const f of files) if ((colour.get(f) ?? 0) === 0) visit(f);
 
+// examples/ are what a user copies: they import the package's public entry ('longlink'), node:
+// built-ins and files of their own example, nothing else (not 'longlink/internal', not ../src).
+const examplesRoot = resolve(root, '..', 'examples');
+const anyImportRe = /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/g;
+let exampleFiles = 0;
+for (const file of walkIfExists(examplesRoot)) {
+  exampleFiles++;
+  const text = readFileSync(file, 'utf8');
+  for (const m of text.matchAll(anyImportRe)) {
+    const spec = m[1];
+    if (spec === 'longlink' || spec.startsWith('node:')) continue;
+    const own =
+      spec.startsWith('./') && !relative(dirname(file), resolve(dirname(file), spec)).startsWith('..');
+    if (!own) {
+      problems.push(
+        `examples/${relative(examplesRoot, file)} imports '${spec}': examples import 'longlink', node: and their own files`,
+      );
+    }
+  }
+}
+
+function walkIfExists(dir) {
+  try {
+    return walk(dir);
+  } catch {
+    return [];
+  }
+}
+
 if (problems.length > 0) {
   for (const p of problems) console.error(`check-layers: ${p}`);
   process.exit(1);
 }
-console.log(`check-layers: ${files.length} files, layers respected, no import cycles`);
+console.log(
+  `check-layers: ${files.length} files, layers respected, no import cycles; ${exampleFiles} example files import only 'longlink'`,
+);

@@ -165,6 +165,9 @@ function traceStart(r: OutgoingRequest): void {
     requestId: 0,
     connectionId: undefined,
     metadata: r.metadata === undefined ? {} : { ...r.metadata },
+    // Settles later, at asyncEnd: subscribers that finish a request at `end` unless it is marked
+    // async (the server's convention, read by observe/recorder.ts) must not count it done here.
+    async: true,
   };
   r.trace = trace;
   const tc = channels.clientRequest;

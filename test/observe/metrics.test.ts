@@ -290,6 +290,34 @@ describe('enableMetrics', () => {
     assert.equal(sample(text, 'longlink_client_requests_total', { method: 'echo', code: 'OK' }), 1);
   });
 
+  // Regression: the client publishes `end` right after `start` (the call returned), and the
+  // recorder finished every client request there, as OK, before its answer came.
+  test("a real client request is counted with the server's error code, and in flight until answered", async () => {
+    let answer: (() => void) | undefined;
+    const { port } = await serve({
+      handlers: {
+        boom: () => {
+          throw Object.assign(new Error('no'), { code: 'ERR_MINE' });
+        },
+        wait: () => new Promise<void>((resolve) => (answer = resolve)),
+      },
+    });
+    const m = await metrics();
+    const c = await client(port);
+    await assert.rejects(c.request('boom'), { code: 'ERR_MINE' });
+    const waiting = c.request('wait');
+    await waitFor(() => answer, 5000, 'the wait handler to run');
+    let text = await m.metrics();
+    assert.equal(sample(text, 'longlink_client_requests_total', { method: 'boom', code: 'ERR_MINE' }), 1);
+    assert.equal(sample(text, 'longlink_client_requests_total', { method: 'boom', code: 'OK' }), undefined);
+    assert.equal(sample(text, 'longlink_client_requests_in_flight'), 1);
+    answer!();
+    await waiting;
+    text = await m.metrics();
+    assert.equal(sample(text, 'longlink_client_requests_total', { method: 'wait', code: 'OK' }), 1);
+    assert.equal(sample(text, 'longlink_client_requests_in_flight'), 0);
+  });
+
   test('without prom-client: MissingDependencyError saying what to install', async () => {
     hiddenPeers.add('prom-client');
     try {
