@@ -29,16 +29,27 @@ const MULTIPLIER = (0x9e3779b1 ^ (randomInt(0, 0x10000) << 8)) | 1;
 
 const MIN_BITS = 3;
 
+/** Deletes between two looks at whether the table is larger than its recent use needs. */
+const WINDOW_MAX = 1024;
+
 export class IdTable<T> {
   private bits = MIN_BITS;
   private mask = (1 << MIN_BITS) - 1;
   private ids: Uint32Array = new Uint32Array(1 << MIN_BITS);
   private records: Array<T | undefined> = new Array<T | undefined>(1 << MIN_BITS).fill(undefined);
   private count = 0;
+  /** The most records held since the window began, and the deletes in the window. */
+  private peak = 0;
+  private deletes = 0;
 
   /** Number of records. */
   get size(): number {
     return this.count;
+  }
+
+  /** Slots allocated (the table's memory is a u32 and a pointer per slot). */
+  get capacity(): number {
+    return this.mask + 1;
   }
 
   private slot(id: number): number {
@@ -74,8 +85,9 @@ export class IdTable<T> {
     }
     ids[i] = id;
     records[i] = record;
+    if (++this.count > this.peak) this.peak = this.count;
     // At most half full: probes stay short.
-    if (++this.count > mask >>> 1) this.resize(this.bits + 1);
+    if (this.count > mask >>> 1) this.resize(this.bits + 1);
   }
 
   /** Removes the record of `id`; returns it (undefined: there was none). */
@@ -106,8 +118,15 @@ export class IdTable<T> {
         i = j;
       }
     }
-    // A burst is over: give the memory back (at most a quarter full after).
-    if (this.bits > MIN_BITS && this.count < (mask + 1) >>> 3) this.resize(this.bits - 1);
+    // A burst is over: give the memory back. Not as soon as the table is nearly empty: answers
+    // come in batches, so with 256 in flight the count falls near 0 and climbs back every batch,
+    // and shrinking then growing again each time cost 4 % of the client's CPU (bench/rpc). Only
+    // when a whole window of deletes never needed an eighth of the slots, and then to fit that.
+    if (++this.deletes >= Math.min(mask + 1, WINDOW_MAX)) {
+      if (this.bits > MIN_BITS && this.peak < (mask + 1) >>> 3) this.resize(bitsFor(this.peak));
+      this.deletes = 0;
+      this.peak = this.count;
+    }
     return r;
   }
 
@@ -121,10 +140,14 @@ export class IdTable<T> {
   clear(): void {
     this.records.fill(undefined);
     this.count = 0;
+    this.peak = 0;
+    this.deletes = 0;
     if (this.bits !== MIN_BITS) this.resize(MIN_BITS);
   }
 
   private resize(bits: number): void {
+    this.deletes = 0;
+    this.peak = this.count;
     const oldIds = this.ids;
     const oldRecords = this.records;
     const size = 1 << bits;
@@ -147,4 +170,11 @@ export class IdTable<T> {
     // The old array may already be in the old generation: leave it pointing at nothing.
     oldRecords.fill(undefined);
   }
+}
+
+/** The fewest bits (at least MIN_BITS) whose table holds `n` records at most a quarter full. */
+function bitsFor(n: number): number {
+  let bits = MIN_BITS;
+  while (1 << (bits - 2) < n) bits++;
+  return bits;
 }

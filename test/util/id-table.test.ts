@@ -59,12 +59,33 @@ describe('IdTable', () => {
     for (let i = 1; i <= 100_000; i++) if (i !== 77) assert.equal(t.delete(i), i);
     assert.equal(t.size, 1);
     assert.equal(t.get(77), 77);
-    // Shrunk to its smallest: the one record left is still found, and a new one fits.
+    // Shrinking follows the drain a window of deletes behind: a few thousand slots are left.
+    assert.ok(t.capacity <= 8192, `capacity ${t.capacity} after the drain`);
+    // Traffic at one in flight: within two windows it is at its smallest; 77 is still found.
+    for (let i = 200_001; i <= 202_048; i++) {
+      t.set(i, i);
+      assert.equal(t.delete(i), i);
+    }
+    assert.equal(t.capacity, 8);
     t.set(5, 5);
     assert.deepEqual(
       t.values().sort((a, b) => a - b),
       [5, 77],
     );
+  });
+
+  test('does not resize while the count swings between 0 and 256 (answers in batches)', () => {
+    const t = new IdTable<number>();
+    let id = 1;
+    for (let i = 0; i < 256; i++) t.set(id + i, id + i);
+    const capacity = t.capacity;
+    for (let batch = 0; batch < 100; batch++) {
+      for (let i = 0; i < 256; i++) t.delete(id + i);
+      assert.equal(t.capacity, capacity);
+      id += 256;
+      for (let i = 0; i < 256; i++) t.set(id + i, id + i);
+      assert.equal(t.capacity, capacity);
+    }
   });
 
   test('regression: answered records do not survive young-generation collections (a Map under churn kept them)', (t) => {
