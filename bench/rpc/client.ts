@@ -16,6 +16,7 @@ import {
   binaryBody,
   type ClientResult,
   exitWithParent,
+  histogram,
   isPayload,
   isSystemName,
   jsonBody,
@@ -114,6 +115,9 @@ const result: ClientResult = {
   p50us: percentile(sorted, 0.5) / 1000,
   p99us: percentile(sorted, 0.99) / 1000,
   cpuPct: (cpu.user + cpu.system) / 1e4 / seconds,
+  p999us: percentile(sorted, 0.999) / 1000,
+  maxus: sorted[n - 1]! / 1000,
+  hist: histogram(sorted),
 };
 process.stdout.write(`${JSON.stringify(result)}\n`, () => {
   // The driver kills the server right after; don't let a slow close hold the exit.

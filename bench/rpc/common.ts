@@ -81,6 +81,26 @@ export interface ClientResult {
   p99us: number;
   /** The client process's CPU over the measured window, % of one core. */
   cpuPct: number;
+  /** 99.9th percentile and largest latency, µs. */
+  p999us?: number;
+  maxus?: number;
+  /** Latencies counted by bucket: `hist[i]` counts those in [HIST_EDGES_US[i-1], HIST_EDGES_US[i]) µs. */
+  hist?: number[];
+}
+
+/** Upper edges of the latency histogram's buckets, µs (powers of two from 16); the last bucket is open. */
+export const HIST_EDGES_US: readonly number[] = Array.from({ length: 12 }, (_, i) => 16 * 2 ** i);
+
+/** Counts latencies (ns) into the buckets of HIST_EDGES_US (plus one open bucket). */
+export function histogram(latNs: Float64Array): number[] {
+  const counts = new Array<number>(HIST_EDGES_US.length + 1).fill(0);
+  for (let i = 0; i < latNs.length; i++) {
+    const u = latNs[i]! / 1000;
+    let b = 0;
+    while (b < HIST_EDGES_US.length && u >= HIST_EDGES_US[b]!) b++;
+    counts[b]!++;
+  }
+  return counts;
 }
 
 /** Nearest-rank percentile of an ascending array. */

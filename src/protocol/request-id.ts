@@ -16,6 +16,7 @@
  */
 
 import { InvalidArgumentError } from '../errors.js';
+import { IdTable } from '../util/id-table.js';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { MAX_REQUEST_ID } from './types.js';
 
@@ -43,8 +44,12 @@ export interface Outstanding {
  * ```
  */
 export class RequestIdAllocator<T extends Outstanding = Outstanding> {
-  /** Outstanding id → its record. A Map iterates in insertion, i.e. send, order. */
-  readonly #outstanding = new Map<number, T>();
+  /**
+   * Outstanding id → its record. Not a Map: under the churn of thousands of requests a second a
+   * Map's discarded tables keep answered requests alive through garbage collections (see
+   * util/id-table.ts); send order comes from each record's `seq` instead.
+   */
+  readonly #outstanding = new IdTable<T>();
   readonly #maxId: number;
   #next: number;
   #seq = 0;
@@ -85,8 +90,8 @@ export class RequestIdAllocator<T extends Outstanding = Outstanding> {
   }
 
   /** The outstanding records, in send order. */
-  values(): IterableIterator<T> {
-    return this.#outstanding.values();
+  values(): T[] {
+    return inSendOrder(this.#outstanding.values());
   }
 
   /**
@@ -118,9 +123,8 @@ export class RequestIdAllocator<T extends Outstanding = Outstanding> {
    * answered.
    */
   release(id: number): T | undefined {
-    const entry = this.#outstanding.get(id);
+    const entry = this.#outstanding.delete(id);
     if (entry === undefined) return undefined;
-    this.#outstanding.delete(id);
     // The peer answered this request, so it read it and every request sent before it.
     if (entry.seq > this.#answeredSeq) this.#answeredSeq = entry.seq;
     return entry;
@@ -131,7 +135,7 @@ export class RequestIdAllocator<T extends Outstanding = Outstanding> {
    * no answer can come). Unlike {@link release} it says nothing about what the peer read.
    */
   discard(id: number): boolean {
-    return this.#outstanding.delete(id);
+    return this.#outstanding.delete(id) !== undefined;
   }
 
   /**
@@ -152,7 +156,7 @@ export class RequestIdAllocator<T extends Outstanding = Outstanding> {
     if (last !== undefined && last.seq > cutoff) cutoff = last.seq;
     const accepted: T[] = [];
     const notProcessed: T[] = [];
-    for (const entry of this.#outstanding.values()) {
+    for (const entry of this.values()) {
       (entry.seq <= cutoff ? accepted : notProcessed).push(entry);
     }
     for (const entry of notProcessed) this.#outstanding.delete(entry.id);
@@ -163,4 +167,8 @@ export class RequestIdAllocator<T extends Outstanding = Outstanding> {
   clear(): void {
     this.#outstanding.clear();
   }
+}
+
+function inSendOrder<T extends Outstanding>(entries: T[]): T[] {
+  return entries.sort((a, b) => a.seq - b.seq);
 }

@@ -52,6 +52,7 @@ export type {
 export { tlsInfoOf } from './context.js';
 
 import type { Deadline } from '../util/deadlines.js';
+import { IdTable } from '../util/id-table.js';
 import { TokenBucket } from './admission.js';
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -76,6 +77,8 @@ class Inflight implements RequestContext {
   /** The tracing channel's message, while someone subscribes to `longlink:server:request`. */
   trace: RequestTrace | undefined;
   done = false;
+  /** Acceptance order among the connection's requests in flight. */
+  order = 0;
   constructor(
     readonly peer: ServerPeer,
     msg: RequestMessage,
@@ -117,6 +120,10 @@ class Inflight implements RequestContext {
   }
 }
 
+function byOrder(a: Inflight, b: Inflight): number {
+  return a.order - b.order;
+}
+
 function onHandlerTimeout(arg: unknown): void {
   const r = arg as Inflight;
   r.deadline = undefined;
@@ -144,8 +151,8 @@ function onHelloTimeout(arg: unknown): void {
   peer.helloTimedOut();
 }
 
-/** Never written to: set() happens only after swapping in a connection's own map. */
-const NO_INFLIGHT: Map<number, Inflight> = new Map();
+/** Never written to: set() happens only after swapping in a connection's own table. */
+const NO_INFLIGHT: IdTable<Inflight> = new IdTable();
 
 /** Where the HELLO exchange stands. */
 const WAITING = 0;
@@ -154,8 +161,13 @@ const READY = 2;
 
 export class ServerPeer extends Peer implements AuthContext {
   private readonly options: ServerPeerOptions;
-  /** Requests being handled; the shared empty map until the first async one (most connections idle). */
-  private inflight: Map<number, Inflight> = NO_INFLIGHT;
+  /**
+   * Requests being handled; the shared empty table until the first async one (most connections
+   * idle). Not a Map: see util/id-table.ts for what a Map's churn costs the garbage collector.
+   */
+  private inflight: IdTable<Inflight> = NO_INFLIGHT;
+  /** Requests accepted so far: the order in which {@link onClose} aborts those still running. */
+  private accepted = 0;
   private helloDeadline: Deadline | undefined;
   private phase = WAITING;
   /** The id of the last REQUEST read (what GOAWAY reports). */
@@ -588,7 +600,8 @@ export class ServerPeer extends Peer implements AuthContext {
       this.finishWithResult(r, result);
       return;
     }
-    if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
+    if (this.inflight === NO_INFLIGHT) this.inflight = new IdTable();
+    r.order = ++this.accepted;
     this.inflight.set(id, r);
     this.running++;
     this.runningBytes += r.bytes;
@@ -765,7 +778,7 @@ export class ServerPeer extends Peer implements AuthContext {
     this.helloDeadline = undefined;
     // The connection is gone: no answer can be delivered. Stop the handlers.
     const why = new AbortedError(`connection closed (${info.reason})`, { cause: info.error });
-    for (const r of this.inflight.values()) {
+    for (const r of this.inflight.values().sort(byOrder)) {
       r.done = true;
       if (r.deadline !== undefined) this.options.deadlines.cancel(r.deadline);
       r.abort(why);

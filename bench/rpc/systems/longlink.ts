@@ -4,8 +4,16 @@
  * json: codec 'json' (params and results are JSON values); binary: codec 'raw' (Buffers).
  */
 
-import { connect, createServer } from '../../../src/index.js';
+import type * as Longlink from '../../../src/index.js';
 import type { Body, Payload, RpcClient } from '../common.js';
+
+/**
+ * LONGLINK_BENCH_LIB=/path/to/dist/src/index.js runs another build of the library under the same
+ * harness (bench/rpc/ab.ts compares two builds that way); by default, this tree's.
+ */
+const { connect, createServer } = (await import(
+  process.env.LONGLINK_BENCH_LIB ?? '../../../src/index.js'
+)) as typeof Longlink;
 
 export async function startServer(_payload: Payload): Promise<number> {
   const server = createServer({ handlers: { echo: (params: unknown) => params } });
