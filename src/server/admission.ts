@@ -131,9 +131,9 @@ export function admissionLimits(
   };
 }
 
-/** A retry hint of `base` to `2 × base` ms: clients refused together spread out. */
+/** A retry hint in [base, 2 × base) ms (whole ms; `base` itself when under 1): clients refused together spread out. */
 export function jittered(base: number): number {
-  return Math.round(base * (1 + Math.random()));
+  return Math.max(base, Math.floor(base * (1 + Math.random())));
 }
 
 export class Admission {
