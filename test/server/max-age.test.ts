@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { createConnection } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { type Client, connect } from '../../src/client/client.js';
 import { ConnectionClosedError } from '../../src/errors.js';
@@ -209,5 +210,31 @@ describe('moving clients without a wave', () => {
     assert.throws(() => createServer({ handlers: {}, acceptRate: { perSecond: 0 } }), {
       code: 'ERR_INVALID_ARGUMENT',
     });
+  });
+
+  test('a refused connection whose HELLO arrives before its close is not admitted: no HELLO back, no ready event', async () => {
+    const { server, port } = await start({
+      handlers: { echo: (p) => p },
+      acceptRate: { perSecond: 0.01, burst: 1 },
+    });
+    let ready = 0;
+    server.on('ready', () => ready++);
+    await client(port, { reconnect: false });
+    assert.equal(ready, 1);
+    // A peer that sends its HELLO at once and keeps its end open: the server reads the HELLO
+    // while its refusal (GOAWAY, then close) is under way.
+    const socket = createConnection({ port });
+    socket.on('connect', () => socket.write(Buffer.from('00000006010001007b7d', 'hex')));
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.on('error', () => {});
+    await once(socket, 'close');
+    const bytes = Buffer.concat(chunks);
+    const kinds: number[] = [];
+    for (let at = 0; at + 5 <= bytes.length; at += 4 + bytes.readUInt32BE(at))
+      kinds.push(bytes[at + 4] as number);
+    assert.deepEqual(kinds, [9], 'a GOAWAY only (kind 9), never a HELLO (kind 1)');
+    assert.equal(ready, 1, 'the refused connection never became ready');
+    assert.equal(server.stats().refused['accept-rate'], 1);
   });
 });
