@@ -170,6 +170,19 @@ export type {
   Router,
   TlsInfo,
 } from './server/server-peer.js';
+export type {
+  WorkerContext,
+  WorkerExit,
+  WorkerFactory,
+  WorkerGroupEvents,
+  WorkerGroupStats,
+  WorkerInfo,
+  WorkerShutdown,
+  WorkersMode,
+  WorkersOptions,
+  WorkersShutdownReport,
+} from './server/workers.js';
+export { reusePortSupported, serveWorkers, WorkerGroup } from './server/workers.js';
 export type { SessionStats } from './session/client-session.js';
 export { ClientSession, RefusedError } from './session/client-session.js';
 export type { HeartbeatSetting, HeartbeatTiming } from './session/heartbeat.js';

@@ -6,7 +6,10 @@
  *
  *   node dist/bench/heartbeat/max-connections.js [--target 100000] [--servers 7] [--clients 7]
  *        [--addrs max(8, target/5000)] [--batch 1000] [--concurrency 64] [--interval 30000] [--timeout 90000]
- *        [--ramp-limit 300] [--hold 100] [--sample 1000] [--max-rss-gib 12]
+ *        [--ramp-limit 300] [--hold 100] [--sample 1000] [--max-rss-gib 12] [--one-port]
+ *
+ * --one-port: every server process listens on the same port with SO_REUSEPORT (the way
+ * serveWorkers' reuse-port mode shares it; Node ≥ 22.12) and the kernel spreads the connections.
  *
  * Ramp: rounds in which every client opens up to --batch more connections (round-robin over the
  * servers and the source addresses) until the target, a failure (the error code names the limit),
@@ -34,10 +37,11 @@ import {
 
 const USAGE = `usage: node dist/bench/heartbeat/max-connections.js [--target 100000] [--servers 7] [--clients 7]
        [--addrs max(8, target/5000)] [--batch 1000] [--concurrency 64] [--interval 30000] [--timeout 90000]
-       [--ramp-limit 300] [--hold 100] [--sample 1000] [--max-rss-gib 12] [--fd-cap 19500]`;
+       [--ramp-limit 300] [--hold 100] [--sample 1000] [--max-rss-gib 12] [--fd-cap 19500] [--one-port]`;
 
+const onePort = process.argv.includes('--one-port');
 const flags = parseFlags(
-  process.argv.slice(2),
+  process.argv.slice(2).filter((a) => a !== '--one-port'),
   [
     'target',
     'servers',
@@ -77,7 +81,8 @@ const fdCap = numberFlag(flags, 'fd-cap', 19_500);
 
 const perClient = Math.ceil(target / nClients);
 const perServer = Math.ceil(target / nServers);
-if (perClient > fdCap || perServer > fdCap) {
+// One port: the kernel's hash spreads the connections unevenly, leave each server some room.
+if (perClient > fdCap || perServer * (onePort ? 1.05 : 1) > fdCap) {
   throw new Error(
     `${int(perClient)} connections per client / ${int(perServer)} per server exceed --fd-cap ${fdCap} (open-files limit 20,000): add processes`,
   );
@@ -115,11 +120,28 @@ async function main(): Promise<void> {
   const clients = Array.from({ length: nClients }, (_, i) => new Worker(`client ${i}`));
   const all = [...servers, ...clients];
   try {
-    const ports = (
+    let ports: number[];
+    if (onePort) {
+      // The first server takes a free port; the others join it there.
+      const first = await (servers[0] as Worker).call<{ port: number }>(
+        { cmd: 'listen', system: 'longlink', hb, reusePort: true },
+        15_000,
+      );
       await Promise.all(
-        servers.map((s) => s.call<{ port: number }>({ cmd: 'listen', system: 'longlink', hb }, 15_000)),
-      )
-    ).map((r) => r.port);
+        servers
+          .slice(1)
+          .map((s) =>
+            s.call({ cmd: 'listen', system: 'longlink', hb, port: first.port, reusePort: true }, 15_000),
+          ),
+      );
+      ports = [first.port];
+    } else {
+      ports = (
+        await Promise.all(
+          servers.map((s) => s.call<{ port: number }>({ cmd: 'listen', system: 'longlink', hb }, 15_000)),
+        )
+      ).map((r) => r.port);
+    }
     const addrs = sourceAddresses(nAddrs);
     // Each process's RSS before its first connection: the per-connection figures exclude it.
     await Promise.all(clients.map((c) => c.call({ cmd: 'status' }, 15_000)));

@@ -149,6 +149,8 @@ interface ListenCmd {
   system: SystemName;
   hb: Heartbeat | null;
   port?: number;
+  /** SO_REUSEPORT: several server processes on one port (longlink only; Node ≥ 22.12). */
+  reusePort?: boolean;
 }
 
 async function listen(c: ListenCmd): Promise<Record<string, unknown>> {
@@ -160,7 +162,12 @@ async function listen(c: ListenCmd): Promise<Record<string, unknown>> {
       maxConnections: 1_000_000,
     });
     server.on('connection', (conn) => ends.add(conn));
-    const addr = await server.listen({ port: c.port ?? 0, host: '127.0.0.1', backlog: 4096 });
+    const addr = await server.listen({
+      port: c.port ?? 0,
+      host: '127.0.0.1',
+      backlog: 4096,
+      ...(c.reusePort ? { reusePort: true } : {}),
+    });
     servers.push({ close: () => server.destroy() });
     return { port: addr.port };
   }

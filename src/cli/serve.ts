@@ -7,6 +7,7 @@ import type { Connection, ConnectionOptions } from '../connection/connection.js'
 import { MissingDependencyError } from '../errors.js';
 import { type AdminServer, serveAdmin } from '../observe/admin.js';
 import { enableMetrics, type LonglinkMetrics } from '../observe/metrics.js';
+import type { RateLimit } from '../server/admission.js';
 import { createServer, type Server, type ServerOptions } from '../server/server.js';
 import type { RequestContext } from '../server/server-peer.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
@@ -27,6 +28,13 @@ import {
   UsageError,
 } from './args.js';
 import { type LogFormat, logFormatArg, logLevelArg, type ServeLog, serveLog } from './log.js';
+import {
+  rateArg,
+  serveWithWorkers,
+  WORKER_OPTIONS,
+  type WorkersFlags,
+  workersFlags,
+} from './serve-workers.js';
 
 /** A credential check that takes the same time whatever the guess (no byte-by-byte timing oracle). */
 function tokenCheck(token: string): (credential: string | undefined) => boolean {
@@ -43,6 +51,9 @@ export function edgeOptions(
   o: Omit<ServeOptions, 'host' | 'port' | 'framing' | 'graceMs' | 'log' | 'logFormat' | 'logLevel'>,
 ): Partial<ServerOptions> {
   const out: Partial<ServerOptions> = {};
+  if (o.maxConnectionAgeMs !== undefined) out.maxConnectionAgeMs = o.maxConnectionAgeMs;
+  if (o.acceptRate !== undefined) out.acceptRate = o.acceptRate;
+  if (o.retryAfterMs !== undefined) out.retryAfterMs = o.retryAfterMs;
   if (o.heartbeat !== undefined) out.heartbeat = o.heartbeat;
   if (o.idleBudgetMs !== undefined) out.idleBudgetMs = o.idleBudgetMs;
   if (o.keepAlive !== undefined) out.connection = { keepAlive: o.keepAlive };
@@ -64,13 +75,14 @@ export function edgeOptions(
   return out;
 }
 
-/** What `whoami` answers: who the server thinks the caller is. */
-function whoami(_p: unknown, ctx: RequestContext) {
+/** What `whoami` answers: who the server thinks the caller is (and which process answers). */
+function whoami(_p: unknown, ctx: RequestContext, worker: number | undefined) {
   const t = ctx.tls;
   return {
     remoteAddress: ctx.remoteAddress,
     remotePort: ctx.remotePort,
     pid: process.pid,
+    ...(worker === undefined ? {} : { worker }),
     tls:
       t === null
         ? null
@@ -110,6 +122,16 @@ export interface ServeOptions {
   keepAlive?: ConnectionOptions['keepAlive'];
   /** Plain framings: close a connection with nothing read for this long; 0 never. Default 120 s. */
   legacyIdleTimeoutMs?: number;
+  /** GOAWAY each connection at this age (± 10 %): clients come back through the balancer. */
+  maxConnectionAgeMs?: number;
+  /** New connections per second over all addresses. */
+  acceptRate?: RateLimit;
+  /** The base of refusals' and the shutdown's retry hints. */
+  retryAfterMs?: number;
+  /** Run in this many worker processes on one port (serve-workers.ts). */
+  workers?: WorkersFlags;
+  /** Set in a worker: its id, which `whoami` reports. */
+  worker?: number;
 }
 
 function peer(c: Connection): string {
@@ -173,7 +195,7 @@ export function buildServer(o: Pick<ServeOptions, 'framing'> & Partial<ServeOpti
             },
             whoami: (p, ctx) => {
               requests++;
-              return whoami(p, ctx);
+              return whoami(p, ctx, o.worker);
             },
           },
           ...edge,
@@ -253,6 +275,7 @@ async function startAdmin(
  * Resolves with the exit code: 0 after a graceful shutdown, 128 + the signal's number after an abort.
  */
 export async function serve(o: ServeOptions): Promise<number> {
+  if (o.workers !== undefined) return serveWithWorkers(o, o.workers);
   const log = serveLog(o.log, o.logFormat, o.logLevel);
   const server = buildServer(o, log);
   let addr: { address: string; port: number };
@@ -312,7 +335,10 @@ export async function serve(o: ServeOptions): Promise<number> {
           { signal, graceMs: o.graceMs },
           `${signal}: graceful shutdown (grace ${o.graceMs} ms; ${signal} again aborts)`,
         );
-        const report = await server.close({ graceMs: o.graceMs });
+        const report = await server.close({
+          graceMs: o.graceMs,
+          ...(o.retryAfterMs === undefined ? {} : { retryAfterMs: o.retryAfterMs }),
+        });
         await admin?.admin.close();
         admin?.metrics?.close();
         log(
@@ -393,6 +419,9 @@ export const serveCommand: Command = {
     "otherwise: it shows peers' addresses).\n\n" +
     'SIGTERM or Ctrl-C: graceful shutdown (GOAWAY, the requests already read are answered, then ' +
     'close; exit 0); a second one aborts every connection (exit 130, or 143 for SIGTERM).\n\n' +
+    '--workers N runs the server in N processes on one port (node:cluster, or SO_REUSEPORT with ' +
+    '--workers-mode reuse-port on Node >= 22.12); the primary restarts a worker that dies (with ' +
+    'backoff) and drains them all on SIGTERM; whoami names the worker and its pid.\n\n' +
     'As the far end of `longlink probe`, start it with --heartbeat off --keepalive off (and ' +
     '--idle-timeout 0 with a plain framing), so that it never speaks while the probe measures silence.',
   options: {
@@ -481,6 +510,22 @@ export const serveCommand: Command = {
       arg: 'L',
       help: 'debug, info, warn or error: lines below it are dropped',
     },
+    'max-connection-age': {
+      type: 'string',
+      arg: 'MS',
+      help: 'GOAWAY each connection once it is this old (± 10 %, then 30 s of grace): clients reconnect, through your balancer, to wherever it sends them now',
+    },
+    'accept-rate': {
+      type: 'string',
+      arg: 'N[/BURST]',
+      help: 'accept at most N new connections per second (bursts of BURST); the rest are refused with a jittered retry hint',
+    },
+    'retry-after': {
+      type: 'string',
+      arg: 'MS',
+      help: "the base of the retry hint in refusals and in the shutdown's GOAWAYs (each gets up to as much again at random; default 1000)",
+    },
+    ...WORKER_OPTIONS,
   },
   examples: [
     ['longlink serve --port 7070', 'the protocol server; try `longlink call echo 1` next to it'],
@@ -496,6 +541,14 @@ export const serveCommand: Command = {
     [
       'longlink serve --port 7070 --metrics-port 9100 --log-format json',
       'metrics at http://127.0.0.1:9100/metrics, the dashboard at http://127.0.0.1:9100/, JSON logs',
+    ],
+    [
+      'longlink serve --host 0.0.0.0 --port 7070 --workers 2',
+      'two worker processes on one port; SIGTERM drains both (GOAWAY) and exits 0',
+    ],
+    [
+      'longlink serve --port 7070 --proxy-protocol --trusted-proxies 10.0.0.0/8 --max-connection-age 600000',
+      'behind haproxy: every connection comes back through it every ~10 minutes, so a new node gets its share',
     ],
   ],
   run: runServe,
@@ -558,6 +611,14 @@ function runServe(args: ParsedArgs, io: Io): Promise<number> {
     ...(args.values['idle-timeout'] === undefined
       ? {}
       : { legacyIdleTimeoutMs: intArg(args, 'idle-timeout', 0) }),
+    ...(args.values['max-connection-age'] === undefined
+      ? {}
+      : { maxConnectionAgeMs: intArg(args, 'max-connection-age', 1, 2 ** 31 / 1.2) }),
+    ...(args.values['accept-rate'] === undefined
+      ? {}
+      : { acceptRate: rateArg('--accept-rate', stringArg(args, 'accept-rate') as string) }),
+    ...(args.values['retry-after'] === undefined ? {} : { retryAfterMs: intArg(args, 'retry-after', 0) }),
+    ...workersFlags(args),
   };
   return serve(o);
 }

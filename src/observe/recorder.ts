@@ -33,6 +33,7 @@ export const TIMED_PER_SECOND = 10_000;
 /** The refusal reasons decided at admission: such a connection was served (its GOAWAY) first. */
 const ADMISSION_REFUSALS: ReadonlySet<string> = new Set([
   'max-connections',
+  'accept-rate',
   'max-connections-per-address',
   'connection-rate',
   'shutting-down',

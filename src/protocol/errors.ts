@@ -47,6 +47,11 @@ export const ErrorCode = {
   SHUTTING_DOWN: 'ERR_SHUTTING_DOWN',
   /** The server is at its connection limit (GOAWAY reason, lastId 0, with a retry-after hint). */
   TOO_MANY_CONNECTIONS: 'ERR_TOO_MANY_CONNECTIONS',
+  /**
+   * GOAWAY reason (retry hint 0): the connection reached the server's `maxConnectionAgeMs`. Its
+   * accepted requests are answered; reconnect (through the balancer) and carry on.
+   */
+  MAX_CONNECTION_AGE: 'ERR_MAX_CONNECTION_AGE',
 } as const;
 
 /** One of the codes of {@link ErrorCode}. */

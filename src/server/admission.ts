@@ -1,8 +1,9 @@
 /**
  * Admission control: whether a new connection may take a slot, decided from its client address
- * (the PROXY header's source when the connection came through a trusted proxy). Three limits:
- * connections in all, connections per address, and new connections per address per second (a
- * token bucket). A refusal carries a retry hint with jitter, so a refused crowd does not come back
+ * (the PROXY header's source when the connection came through a trusted proxy). Four limits:
+ * connections in all, new connections per second in all (a token bucket: what keeps a crowd
+ * that lost another node from arriving here as one wave), connections per address, and new
+ * connections per address per second. A refusal carries a retry hint with jitter, so a refused crowd does not come back
  * in step (socket.io#2998 is what happens without it).
  *
  * Per-address state lives in two maps keyed by address. Neither can grow without bound: the count
@@ -25,6 +26,7 @@ export interface RateLimit {
 /** Why a connection was refused; also the keys of the server's refusal counters. */
 export type RefusalReason =
   | 'max-connections'
+  | 'accept-rate'
   | 'max-connections-per-address'
   | 'connection-rate'
   | 'shutting-down'
@@ -99,6 +101,7 @@ export class TokenBucket {
 /** The admission limits, checked. */
 export interface AdmissionLimits {
   maxConnections: number;
+  acceptRate: Required<RateLimit> | undefined;
   maxConnectionsPerAddress: number;
   connectionRate: Required<RateLimit> | undefined;
   retryAfterMs: number;
@@ -108,6 +111,7 @@ export interface AdmissionLimits {
 export function admissionLimits(
   o: {
     maxConnections?: number | undefined;
+    acceptRate?: RateLimit | undefined;
     maxConnectionsPerAddress?: number | undefined;
     connectionRate?: RateLimit | undefined;
     retryAfterMs?: number | undefined;
@@ -116,6 +120,7 @@ export function admissionLimits(
 ): AdmissionLimits {
   return {
     maxConnections: countOrInfinity('maxConnections', o.maxConnections, defaults.maxConnections, 0),
+    acceptRate: checkRate('acceptRate', o.acceptRate),
     maxConnectionsPerAddress: countOrInfinity(
       'maxConnectionsPerAddress',
       o.maxConnectionsPerAddress,
@@ -127,14 +132,16 @@ export function admissionLimits(
   };
 }
 
-/** A retry hint of `base` to `2 × base` ms: clients refused together spread out. */
+/** A retry hint in [base, 2 × base) ms (whole ms; `base` itself when under 1): clients refused together spread out. */
 export function jittered(base: number): number {
-  return Math.round(base * (1 + Math.random()));
+  return Math.max(base, Math.floor(base * (1 + Math.random())));
 }
 
 export class Admission {
   private readonly perAddress = new Map<string, number>();
   private readonly buckets = new Map<string, TokenBucket>();
+  /** The server-wide accept rate's bucket, made with the first connection. */
+  private acceptBucket: TokenBucket | undefined;
 
   constructor(readonly limits: AdmissionLimits) {}
 
@@ -158,6 +165,18 @@ export class Admission {
         `server is at its limit of ${l.maxConnections} connections`,
         l.retryAfterMs,
       );
+    }
+    const accept = l.acceptRate;
+    if (accept !== undefined) {
+      this.acceptBucket ??= new TokenBucket(accept, now);
+      const wait = this.acceptBucket.take(now);
+      if (wait > 0) {
+        return refusal(
+          'accept-rate',
+          `server is accepting at most ${accept.perSecond} new connections per second`,
+          Math.max(wait, l.retryAfterMs),
+        );
+      }
     }
     if (!this.perAddressLimits || address === undefined) return undefined;
     const rate = l.connectionRate;

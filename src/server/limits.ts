@@ -39,4 +39,8 @@ export const SERVER_DEFAULTS = {
   retryAfterMs: 1_000,
   /** PINGs closer together than this are strikes; two strikes: GOAWAY ERR_TOO_MANY_PINGS. */
   minPingIntervalMs: 1_000,
+  /** With maxConnectionAgeMs: each connection's age is drawn in [1 − this, 1 + this] × the age. */
+  maxConnectionAgeJitter: 0.1,
+  /** With maxConnectionAgeMs: requests still running this long after the age's GOAWAY are aborted (RST). */
+  maxConnectionAgeGraceMs: 30_000,
 } as const;

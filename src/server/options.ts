@@ -55,6 +55,23 @@ export interface ServerOptions {
   codecs?: PayloadCodec[];
   /** Most open connections; excess ones get GOAWAY ERR_TOO_MANY_CONNECTIONS, then a close. Default 10 000. */
   maxConnections?: number;
+  /**
+   * New connections per second over all addresses (token bucket); more get GOAWAY
+   * ERR_TOO_MANY_CONNECTIONS with a jittered `retryAfterMs` (refusal reason `accept-rate`). What
+   * keeps the clients of a node that died from landing on the others as one wave. Default: no limit.
+   */
+  acceptRate?: RateLimit;
+  /**
+   * A connection that has lived this long (± `maxConnectionAgeJitter`) gets GOAWAY
+   * ERR_MAX_CONNECTION_AGE with no retry hint: its accepted requests are answered, and the client
+   * reconnects — through the balancer, which may send it to a newer node (gRFC A9). Protocol
+   * connections only. Default: none (0 or Infinity: none).
+   */
+  maxConnectionAgeMs?: number;
+  /** Each connection's age is drawn in [1 − jitter, 1 + jitter] × `maxConnectionAgeMs`. Default 0.1 (gRPC's ±10 %). */
+  maxConnectionAgeJitter?: number;
+  /** Requests still running this long after the age's GOAWAY are cut off (the connection is aborted). Default 30 000. */
+  maxConnectionAgeGraceMs?: number;
   /** Most connections from one client address (the PROXY source behind a trusted proxy). Default Infinity. */
   maxConnectionsPerAddress?: number;
   /** New connections per second from one client address (token bucket). Default: no limit. */
@@ -122,6 +139,12 @@ export interface ListenOptions {
   port?: number;
   host?: string;
   backlog?: number;
+  /**
+   * SO_REUSEPORT: several processes listen on the same port and the kernel spreads new
+   * connections over them. Needs Node ≥ 22.12 (earlier versions ignore it and the second process
+   * fails with EADDRINUSE); {@link serveWorkers} checks. Default false.
+   */
+  reusePort?: boolean;
 }
 
 /** What {@link Server.close} reports. */
@@ -162,6 +185,8 @@ export interface ServerStats {
   closed: Partial<Record<CloseReason, number>>;
   /** The memory budget this server counts against. */
   memory: MemoryBudgetStats;
+  /** Connections told to go at their maximum age (`maxConnectionAgeMs`), and of those, aborted at the grace's end. */
+  maxConnectionAge: { goaways: number; aborted: number };
 }
 
 /** The events a Server emits. */

@@ -158,6 +158,8 @@ const NO_INFLIGHT: IdTable<Inflight> = new IdTable();
 const WAITING = 0;
 const AUTHENTICATING = 1;
 const READY = 2;
+/** Refused at accept (admission): closing, and no HELLO is answered. */
+const REFUSED = 3;
 
 export class ServerPeer extends Peer implements AuthContext {
   private readonly options: ServerPeerOptions;
@@ -318,6 +320,7 @@ export class ServerPeer extends Peer implements AuthContext {
 
   /** Refuses a connection before HELLO: GOAWAY with the reason and a retry hint, then close (reason `refused`). */
   refuse(code: string, message: string, retryAfterMs: number): void {
+    this.phase = REFUSED;
     this.goAway(0, code, message, retryAfterMs);
     void this.closeConnection(CloseReason.REFUSED);
   }
@@ -386,6 +389,9 @@ export class ServerPeer extends Peer implements AuthContext {
    * The deadline runs until READY: an authenticate that never settles cannot hold the slot.
    */
   private onHello(msg: HelloMessage): void {
+    // Refused at accept: its close is under way, and a HELLO already sent does not undo it (no
+    // admission, no 'ready' — before, a refused peer that was quick became ready for a moment).
+    if (this.phase === REFUSED) return;
     if (this.phase !== WAITING || this.helloDeadline === undefined) {
       this.fail(new ProtocolError(ErrorCode.PROTOCOL, 'second HELLO'));
       return;

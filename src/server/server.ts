@@ -48,6 +48,7 @@ import {
   Admission,
   admissionLimits,
   checkRate,
+  jittered,
   type Refusal,
   type RefusalInfo,
   type RefusalReason,
@@ -63,6 +64,7 @@ import {
 } from './context.js';
 import { type LegacyConfig, LegacySession } from './legacy.js';
 import { SERVER_DEFAULTS } from './limits.js';
+import { ConnectionAges, maxAgeSettings } from './max-age.js';
 import type {
   ListenOptions,
   ServedConnection,
@@ -155,6 +157,8 @@ export class Server extends EventEmitter {
   private closing: Promise<ShutdownReport> | undefined;
   /** One options object for every connection's ServerPeer. */
   private readonly peerOptions: ServerPeerOptions;
+  /** The maximum connection age's deadlines (max-age.ts), when `maxConnectionAgeMs` is set. */
+  private readonly ages: ConnectionAges | undefined;
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -252,6 +256,8 @@ export class Server extends EventEmitter {
       framing: this.framing,
     };
     this.checkedConnection = checkOptions(this.connectionOptions);
+    const age = maxAgeSettings(options, D);
+    this.ages = age === undefined ? undefined : new ConnectionAges(age);
     if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) {
       throw new InvalidArgumentError('tls must be an object of tls.createServer options');
     }
@@ -295,7 +301,12 @@ export class Server extends EventEmitter {
       const onError = (err: Error) => reject(err);
       this.netServer.once('error', onError);
       this.netServer.listen(
-        { port: options.port ?? 0, host: options.host ?? '127.0.0.1', backlog: options.backlog ?? 511 },
+        {
+          port: options.port ?? 0,
+          host: options.host ?? '127.0.0.1',
+          backlog: options.backlog ?? 511,
+          ...(options.reusePort === true ? { reusePort: true } : {}),
+        },
         () => {
           this.netServer.off('error', onError);
           const addr = this.netServer.address() as net.AddressInfo;
@@ -346,6 +357,7 @@ export class Server extends EventEmitter {
       handlerErrors: this.handlerErrors,
       closed: { ...this.closedCounts },
       memory: this.budget.stats(),
+      maxConnectionAge: { goaways: this.ages?.goaways ?? 0, aborted: this.ages?.aborted ?? 0 },
     };
   }
 
@@ -399,16 +411,23 @@ export class Server extends EventEmitter {
    *     └ graceMs passes first: abort what is left (RST)                     (aborted, unanswered)
    *
    * Requests the client wrote after our GOAWAY left get ERR_SHUTTING_DOWN; the client re-sends
-   * them, and everything above lastId, on a new connection.
+   * them, and everything above lastId, on a new connection. Each GOAWAY carries its own retry
+   * hint in [retryAfterMs, 2 × retryAfterMs): the clients of one server do not come back (to it,
+   * or to the balancer in front) in one wave.
    */
   /**
    * Shuts down gracefully: stop accepting, GOAWAY to every connection, finish and deliver every
    * accepted request, close; after `graceMs`, abort what is left. Idempotent.
+   *
+   * `retryAfterMs` (default: the server's `retryAfterMs` option) is the base of the hint each
+   * GOAWAY carries; each connection gets a value in [base, 2 × base). Behind a balancer with other
+   * nodes to go to, a small base (100 ms) lets clients move at once while still spreading them.
    */
-  close(options: { graceMs?: number } = {}): Promise<ShutdownReport> {
+  close(options: { graceMs?: number; retryAfterMs?: number } = {}): Promise<ShutdownReport> {
     if (this.closing) return this.closing;
     // Infinity: wait for every connection, abort none. More than a timer can wait is refused.
     const graceMs = timerLimit('graceMs', nonNegativeOrInfinity('graceMs', options.graceMs, 30_000));
+    const hint = finiteAtLeast('close retryAfterMs', options.retryAfterMs, this.retryAfterMs);
     const t0 = now();
     this.log?.info(
       { graceMs, connections: this.sessions.size, inflight: this.inflightCount },
@@ -425,7 +444,7 @@ export class Server extends EventEmitter {
       const all = Promise.all(sessions.map((s) => s.connection.closed));
       for (const s of sessions) {
         const peer = peerOf(s);
-        if (peer) void peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', this.retryAfterMs);
+        if (peer) void peer.shutdown(ErrorCode.SHUTTING_DOWN, 'server shutting down', jittered(hint));
         else
           void s.connection.close({
             timeoutMs: graceMs === Number.POSITIVE_INFINITY ? MAX_TIMER_MS : graceMs,
@@ -446,6 +465,7 @@ export class Server extends EventEmitter {
       void all.then(() => {
         clearTimeout(timer);
         this.deadlines.clear();
+        this.ages?.clear();
         const report: ShutdownReport = {
           connections: sessions.length,
           closedGracefully: sessions.length - aborted,
@@ -468,6 +488,7 @@ export class Server extends EventEmitter {
     this.acceptPath.destroyAll();
     for (const s of this.sessions.values()) s.connection.abort();
     this.deadlines.clear();
+    this.ages?.clear();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -548,7 +569,7 @@ export class Server extends EventEmitter {
       // Told why, then closed — never silently dropped.
       peer.refuse(refused.code, refused.message, refused.retryAfterMs);
       this.countRefusal(this.refusalInfo(refused, peer.remoteAddress, peer.remotePort));
-    }
+    } else this.ages?.start(peer);
   }
 
   private refusalInfo(r: Refusal, address: string | undefined, port: number | undefined): RefusalInfo {
@@ -654,6 +675,7 @@ export class Server extends EventEmitter {
 
   /** @internal */
   peerClosed(peer: ServerPeer, info: CloseInfo): void {
+    this.ages?.end(peer);
     this.sessionClosed(peer.connection, info, peer.lingering);
   }
 
