@@ -107,6 +107,12 @@ export interface HelloParams {
   readonly credential?: string;
   /** A name for this peer, for logs and metrics. */
   readonly name?: string;
+  /**
+   * Client, 1.2: its first request will be `$resume` (it was in rooms on an earlier connection).
+   * The server holds room joins for this connection until then, so that a join made when the
+   * connection opens starts where the client left off, not at the room's head.
+   */
+  readonly resume?: boolean;
 }
 
 /** HELLO: the first message in each direction. Negotiates version and parameters. */

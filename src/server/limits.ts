@@ -37,4 +37,10 @@ export const SERVER_DEFAULTS = {
   retryAfterMs: 1_000,
   /** PINGs closer together than this are strikes; two strikes: GOAWAY ERR_TOO_MANY_PINGS. */
   minPingIntervalMs: 1_000,
+  /** Rooms one connection may be in (joins and resumes); one more: RoomLimitError, ERR_ROOM_LIMIT. */
+  maxRoomsPerConnection: 128,
+  /** Longest room name in UTF-8 bytes (the wire allows 255); longer: RoomLimitError. */
+  maxRoomNameBytes: 128,
+  /** Pushes held for one member while its resume reads the history, and entries read; past it: `$gap`. */
+  maxResumeBacklog: 10_000,
 } as const;
