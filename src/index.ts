@@ -9,6 +9,8 @@
  * @packageDocumentation
  */
 
+export type { RedisBrokerOptions } from './broker/redis.js';
+export { redisBroker } from './broker/redis.js';
 export type {
   ClientEvents,
   ClientOptions,

@@ -3,6 +3,7 @@
  * (nats.js core/src/internal_mod.ts vs mod.ts). Users import from 'longlink'.
  */
 
+export * from './broker/redis.js';
 export * from './client/client.js';
 export * from './codec/index.js';
 export * from './connection/budget.js';

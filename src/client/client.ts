@@ -71,6 +71,13 @@ export interface ClientOptions extends SessionOptions {
   whenDisconnected?: 'wait' | 'fail';
   /** Aborts the connect (TCP and HELLO) under way. */
   signal?: AbortSignal;
+  /**
+   * Rooms to resume on the first connection, with the last seq this client has of each (what
+   * {@link Client.rooms} said before, kept across a restart of the client's own process): the
+   * server sends what was published after each, or a `'gap'` (protocol 1.2; rooms the server's
+   * `authorizeRoom` refuses are reported as `'left'`).
+   */
+  rooms?: Readonly<Record<string, number>>;
 }
 
 /** A server push. */
@@ -212,6 +219,14 @@ export class Client extends EventEmitter {
       throw new InvalidArgumentError(`whenDisconnected must be 'wait' or 'fail', got ${String(wd)}`);
     }
     if (warning !== undefined) queueMicrotask(() => this.emit('warning', warning));
+    for (const [room, seq] of Object.entries(options.rooms ?? {})) {
+      if (typeof room !== 'string' || room.length === 0 || !Number.isSafeInteger(seq) || seq < 0) {
+        throw new InvalidArgumentError(
+          `rooms: ${JSON.stringify(room)} needs a seq in [0, 2^53-1], got ${String(seq)}`,
+        );
+      }
+      this.cursors.set(room, seq);
+    }
     const r = options.reconnect;
     this.policy =
       r === false
@@ -232,7 +247,9 @@ export class Client extends EventEmitter {
       await this.connecting;
       if (this.session?.usable) return this;
     }
-    await this.openSession();
+    const s = await this.openSession();
+    // Rooms given in the options: resumed first thing.
+    void this.resumeRooms(s);
     return this;
   }
 
@@ -513,7 +530,11 @@ export class Client extends EventEmitter {
     } catch (err) {
       // The connection went before the answer: the next one resumes. A refusal of the request
       // itself (a limit): the server will not have us back in those rooms.
-      if (err instanceof LonglinkError && err.code !== 'ERR_CONNECTION_CLOSED' && err.code !== 'ERR_NOT_SENT') {
+      if (
+        err instanceof LonglinkError &&
+        err.code !== 'ERR_CONNECTION_CLOSED' &&
+        err.code !== 'ERR_NOT_SENT'
+      ) {
         forget(Object.keys(rooms));
       }
     }

@@ -71,6 +71,8 @@ export interface Broker {
   unsubscribeIdentity(key: string): void;
   /** Members of the room on every server using this broker; `local` is this server's count. */
   count(room: string, local: number): Promise<number>;
+  /** This server's member count of `room` changed (read it with `sink.localCount`). */
+  membersChanged?(room: string): void;
   /** Detaches from the server and releases what the adapter holds (connections). Idempotent. */
   close(): Promise<void>;
 }

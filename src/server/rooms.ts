@@ -103,7 +103,9 @@ class Room {
 interface PeerRooms {
   readonly rooms: Map<string, Member>;
   /** Joins waiting for the client's $resume (resumeExpected), with the caller's promise. */
-  deferred: Array<{ room: string; options: JoinOptions | undefined; done: (err?: unknown) => void }> | undefined;
+  deferred:
+    | Array<{ room: string; options: JoinOptions | undefined; done: (err?: unknown) => void }>
+    | undefined;
   /** Where the client's $resume said it left each room. */
   cursors: Map<string, number> | undefined;
   identityKey: string | undefined;
@@ -319,7 +321,11 @@ export class Rooms implements RoomsHost, BrokerSink {
    * Rooms `authorize` allows are joined from there (history first); the others are refused (the
    * client forgets them). Joins the server made while waiting for this take the cursors too.
    */
-  async resume(peer: RoomPeer, ctx: ConnectionContext, params: unknown): Promise<{ resumed: string[]; refused: string[] }> {
+  async resume(
+    peer: RoomPeer,
+    ctx: ConnectionContext,
+    params: unknown,
+  ): Promise<{ resumed: string[]; refused: string[] }> {
     const rooms = (params as { rooms?: unknown } | null)?.rooms;
     if (rooms === null || typeof rooms !== 'object' || Array.isArray(rooms)) {
       throw new InvalidArgumentError('$resume takes { rooms: { [room]: lastSeq } }');
@@ -402,6 +408,7 @@ export class Rooms implements RoomsHost, BrokerSink {
     m.held = [];
     s.rooms.set(name, m);
     room.members.set(peer, m);
+    this.broker.membersChanged?.(name);
     try {
       await room.whenReady;
       if (room.removed || room.members.get(peer) !== m) return; // left meanwhile
@@ -459,6 +466,7 @@ export class Rooms implements RoomsHost, BrokerSink {
     const room = m.room;
     if (room.members.get(m.peer) !== m) return;
     room.members.delete(m.peer);
+    this.broker.membersChanged?.(room.name);
     if (room.members.size === 0) {
       room.removed = true;
       this.rooms.delete(room.name);
@@ -479,7 +487,10 @@ export class Rooms implements RoomsHost, BrokerSink {
         } catch (err) {
           // The broker is down: members wait (their pushes could not come anyway), then retry.
           if (attempt === 0) {
-            this.config.log?.warn({ room: room.name, err: (err as Error)?.message }, 'room waits for the broker');
+            this.config.log?.warn(
+              { room: room.name, err: (err as Error)?.message },
+              'room waits for the broker',
+            );
           }
           await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)).unref());
         }
@@ -601,7 +612,9 @@ export class Rooms implements RoomsHost, BrokerSink {
   /** One entry to one member: dropped if it has it, after a `$gap` if it misses some before it. */
   private sendTo(m: Member, e: BrokerEntry, frames: FrameCache): void {
     if (e.seq <= m.last) return;
-    if (e.prev !== m.last) this.gap(m, Math.max(e.prev, m.last));
+    // A hole before e: (last, prev]. A prev below last is a history that started again (a broker
+    // that lost its state): whatever came between is unknown, so the gap runs up to e.
+    if (e.prev !== m.last) this.gap(m, e.prev > m.last ? e.prev : e.seq - 1);
     m.last = e.seq;
     const peer = m.peer;
     const c = peer.connection;

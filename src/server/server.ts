@@ -45,6 +45,7 @@ import {
   type RefusalReason,
   refusal,
 } from './admission.js';
+import { type Broker, memoryBroker } from './broker.js';
 import {
   type Handler,
   type HandlerFailure,
@@ -53,7 +54,6 @@ import {
   type ServerPeerOptions,
   tlsInfoOf,
 } from './context.js';
-import { type Broker, memoryBroker } from './broker.js';
 import { type LegacyConfig, LegacySession } from './legacy.js';
 import { SERVER_DEFAULTS } from './limits.js';
 import type {
@@ -65,7 +65,7 @@ import type {
   ShutdownReport,
 } from './options.js';
 import { proxyConfig } from './proxy-accept.js';
-import { type IdentityTarget, identityKey, RESUME_METHOD, type RoomTarget, Rooms } from './rooms.js';
+import { type IdentityTarget, identityKey, RESUME_METHOD, Rooms, type RoomTarget } from './rooms.js';
 import { ServerPeer } from './server-peer.js';
 
 export type { RefusalInfo } from './admission.js';
@@ -180,8 +180,18 @@ export class Server extends EventEmitter {
     if (typeof broker?.attach !== 'function' || typeof broker.publish !== 'function') {
       throw new InvalidArgumentError('broker must be a Broker (redisBroker(), memoryBroker() …)');
     }
-    const maxResumeBacklog = countOrInfinity('maxResumeBacklog', options.maxResumeBacklog, D.maxResumeBacklog, 1);
-    const maxRoomNameBytes = countOrInfinity('maxRoomNameBytes', options.maxRoomNameBytes, D.maxRoomNameBytes, 1);
+    const maxResumeBacklog = countOrInfinity(
+      'maxResumeBacklog',
+      options.maxResumeBacklog,
+      D.maxResumeBacklog,
+      1,
+    );
+    const maxRoomNameBytes = countOrInfinity(
+      'maxRoomNameBytes',
+      options.maxRoomNameBytes,
+      D.maxRoomNameBytes,
+      1,
+    );
     if (maxRoomNameBytes > 255 || !Number.isFinite(maxResumeBacklog)) {
       throw new InvalidArgumentError('maxRoomNameBytes must be at most 255 and maxResumeBacklog finite');
     }

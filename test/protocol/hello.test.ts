@@ -45,7 +45,11 @@ function throwsCode(fn: () => unknown, code: string): ProtocolError {
 
 describe('versions', () => {
   it('splits and formats major.minor', () => {
-    assert.equal(PROTOCOL_VERSION, 0x0102, 'this build speaks 1.2 (REQUEST metadata and timeout; room pushes)');
+    assert.equal(
+      PROTOCOL_VERSION,
+      0x0102,
+      'this build speaks 1.2 (REQUEST metadata and timeout; room pushes)',
+    );
     assert.equal(versionMajor(0x0203), 2);
     assert.equal(versionMinor(0x0203), 3);
     assert.equal(formatVersion(0x0100), '1.0');

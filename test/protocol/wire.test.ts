@@ -512,12 +512,14 @@ describe('1.2: room pushes (NOTIFY flag ROOM)', () => {
     }
     for (const seq of [-1, 1.5, 2 ** 53, Number.NaN]) {
       assert.throws(
-        () => encodeMessage({ kind: MessageKind.NOTIFY, topic: 'x', room: 'r', seq, payload: Buffer.alloc(0) }),
+        () =>
+          encodeMessage({ kind: MessageKind.NOTIFY, topic: 'x', room: 'r', seq, payload: Buffer.alloc(0) }),
         InvalidArgumentError,
       );
     }
     assert.throws(
-      () => encodeMessage({ kind: MessageKind.NOTIFY, topic: 'x', room: '', seq: 1, payload: Buffer.alloc(0) }),
+      () =>
+        encodeMessage({ kind: MessageKind.NOTIFY, topic: 'x', room: '', seq: 1, payload: Buffer.alloc(0) }),
       InvalidArgumentError,
     );
     const over = enc({ kind: MessageKind.NOTIFY, topic: 'x', room: 'r', seq: 1, payload: Buffer.alloc(0) });

@@ -16,8 +16,8 @@ import { RemoteError } from '../../src/protocol/errors.js';
 import { type Message, MessageKind } from '../../src/protocol/types.js';
 import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
 import { MemoryBrokerHub } from '../../src/server/broker.js';
-import { createServer, type Server } from '../../src/server/server.js';
 import type { ServerOptions } from '../../src/server/options.js';
+import { createServer, type Server } from '../../src/server/server.js';
 import { waitFor } from '../helpers.js';
 
 const cleanup: Array<() => Promise<unknown> | unknown> = [];
@@ -151,7 +151,11 @@ describe('rooms on one server', () => {
       });
     }
     await one.server.toIdentity('alice').notify('dm', { hi: 1 });
-    await waitFor(() => got.get(alice1.client)?.length === 1 && got.get(alice2.client)?.length === 1, 5000, 'dm');
+    await waitFor(
+      () => got.get(alice1.client)?.length === 1 && got.get(alice2.client)?.length === 1,
+      5000,
+      'dm',
+    );
     assert.deepEqual(got.get(bob.client), []);
     assert.throws(() => one.server.toIdentity({}), { code: 'ERR_INVALID_ARGUMENT' });
   });
@@ -285,7 +289,11 @@ describe('older peers', () => {
     send({ kind: MessageKind.REQUEST, id: 1, method: 'sub', payload: Buffer.from('{"room":"old"}') });
     await waitFor(() => got.some((m) => m.kind === MessageKind.RESPONSE), 5000, 'the answer');
     await server.to('old').notify('t', { v: 1 });
-    const n = (await waitFor(() => got.find((m) => m.kind === MessageKind.NOTIFY), 5000, 'NOTIFY')) as Message;
+    const n = (await waitFor(
+      () => got.find((m) => m.kind === MessageKind.NOTIFY),
+      5000,
+      'NOTIFY',
+    )) as Message;
     assert.equal(n.kind, MessageKind.NOTIFY);
     if (n.kind !== MessageKind.NOTIFY) return;
     assert.equal(n.topic, 't');
