@@ -3,6 +3,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { findConnection, type TcpEntry } from '../src/sys/tcp-table.js';
+import type { Logger } from '../src/util/log.js';
 
 export interface TestServer {
   server: net.Server;
@@ -150,4 +151,15 @@ export function drain(
     });
     socket.resume();
   });
+}
+
+/** A line a {@link captureLogger} logger received. */
+export type LogLine = { level: string; obj: Record<string, unknown>; msg: string | undefined };
+
+/** A logger with pino's shape that keeps its lines, for tests of what components log. */
+export function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: string) => (obj: object, msg?: string) =>
+    lines.push({ level, obj: obj as Record<string, unknown>, msg });
+  return { logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
 }

@@ -36,6 +36,7 @@ import type { Broker, BrokerEntry, BrokerHistory, BrokerSink, HistoryRetention }
 import { checkRetention } from '../server/broker.js';
 import { loadPeer } from '../sys/peer.js';
 import type { Logger } from '../util/log.js';
+import { now } from '../util/clock.js';
 
 /** Options of {@link redisBroker}. */
 export interface RedisBrokerOptions {
@@ -253,7 +254,7 @@ class RedisBroker implements Broker {
     let downSince = 0;
     const down = (why: string) => {
       if (this.up || downSince === 0) {
-        downSince = Date.now();
+        downSince = now();
         this.log?.warn({ broker: this.name, why }, 'broker unavailable');
       }
       this.up = false;
@@ -263,7 +264,7 @@ class RedisBroker implements Broker {
     this.cmd.on('reconnecting', () => down('reconnecting'));
     this.cmd.on('ready', () => {
       if (!this.up && downSince !== 0) {
-        this.log?.info({ broker: this.name, downMs: Date.now() - downSince }, 'broker available again');
+        this.log?.info({ broker: this.name, downMs: now() - downSince }, 'broker available again');
       }
       this.up = true;
       downSince = 0;
@@ -282,8 +283,8 @@ class RedisBroker implements Broker {
   async start(ms: number): Promise<void> {
     void this.cmd.connect().catch(() => {});
     void this.sub.connect().catch(() => {});
-    const deadline = Date.now() + ms;
-    while (!(this.cmd.isReady && this.sub.isReady) && Date.now() < deadline && !this.closed) {
+    const deadline = now() + ms;
+    while (!(this.cmd.isReady && this.sub.isReady) && now() < deadline && !this.closed) {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (!(this.cmd.isReady && this.sub.isReady)) {

@@ -41,7 +41,9 @@ import { newRequest, type OutgoingRequest, type RequestOptions } from '../sessio
 import { AsyncQueue } from '../util/async-queue.js';
 import { type BackoffPolicy, fullJitter } from '../util/backoff.js';
 import { countOrInfinity, finiteAtLeast } from '../util/check.js';
+import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
+import { errorFields, type Logger, resolveLogger } from '../util/log.js';
 
 export { RequestTimeoutError } from '../session/request.js';
 export type { RequestOptions };
@@ -78,6 +80,12 @@ export interface ClientOptions extends SessionOptions {
    * `authorizeRoom` refuses are reported as `'left'`).
    */
   rooms?: Readonly<Record<string, number>>;
+  /**
+   * Where the client logs what an operator needs (pino's shape): disconnects with their reason,
+   * GOAWAYs, reconnect attempts that failed, the reconnect, giving up, a heartbeat slowed at the
+   * server's request. Silent by default; `NODE_DEBUG=longlink` prints the same lines.
+   */
+  logger?: Logger;
 }
 
 /** A server push. */
@@ -197,12 +205,13 @@ export class Client extends EventEmitter {
   private heartbeatScale = 1;
   /** destroy() waits for its session's 'disconnect' before the client's 'close'. */
   private endAfterSession = false;
-  /** performance.now() before which no reconnect starts: the server's last GOAWAY or refusal hint. */
+  /** Monotonic time (util/clock.ts) before which no reconnect starts: the server's last GOAWAY or refusal hint. */
   private notBefore = 0;
   /** Rooms this client is in, and the last seq it has of each: what it resumes after a reconnect. */
   private readonly cursors = new Map<string, number>();
   /** Room pushes dropped as duplicates (seq not above the room's cursor). */
   private duplicates = 0;
+  private readonly log: Logger | undefined;
 
   constructor(options: ClientOptions) {
     super();
@@ -211,6 +220,7 @@ export class Client extends EventEmitter {
       throw new InvalidArgumentError(`port must be an integer 1..65535, got ${String(options?.port)}`);
     }
     this.options = options;
+    this.log = resolveLogger(options.logger, { component: 'longlink-client' });
     const { config, warning } = checkSessionOptions(options);
     this.config = config;
     this.codec = config.codec;
@@ -554,8 +564,12 @@ export class Client extends EventEmitter {
         r.settle(new RequestNotSentError('connection was never in use'), undefined);
       return;
     }
+    this.log?.info(
+      { reason: msg.reason, retryAfterMs: msg.retryAfterMs, handedBack: unprocessed.length },
+      'server sent GOAWAY',
+    );
     if (msg.reason === 'ERR_TOO_MANY_PINGS') this.slowHeartbeat();
-    this.notBefore = Math.max(this.notBefore, performance.now() + msg.retryAfterMs);
+    this.notBefore = Math.max(this.notBefore, now() + msg.retryAfterMs);
     this.emit('goaway', msg.reason, msg.retryAfterMs);
     this.pushStatus({ type: 'goaway', reason: msg.reason, retryAfterMs: msg.retryAfterMs });
     if (this.closed || this.policy === undefined) {
@@ -578,6 +592,19 @@ export class Client extends EventEmitter {
     if (s !== this.session) return;
     this.session = undefined;
     this.lastError = info.error;
+    if (this.log !== undefined) {
+      // A close we asked for, or the server's clean one, is news; anything else is a warning.
+      const expected = info.reason === 'local-graceful' || info.reason === 'going-away' || this.closed;
+      this.log[expected ? 'info' : 'warn'](
+        {
+          reason: info.reason,
+          ...(info.error === undefined ? {} : errorFields(info.error)),
+          durationMs: Math.round(info.durationMs),
+          pending: this.inflight,
+        },
+        `disconnected: ${info.reason}`,
+      );
+    }
     this.emit('disconnect', info);
     this.pushStatus({ type: 'disconnected', info });
     if (this.endAfterSession) {
@@ -600,6 +627,10 @@ export class Client extends EventEmitter {
     if (hb === undefined) return;
     const cap = Math.max(1, HEARTBEAT_PRESETS.standard.intervalMs / hb.intervalMs);
     this.heartbeatScale = Math.min(this.heartbeatScale * 2, cap);
+    this.log?.warn(
+      { intervalMs: hb.intervalMs * this.heartbeatScale, scale: this.heartbeatScale },
+      'the server says we ping too often: heartbeat slowed for the next connections',
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -649,8 +680,9 @@ export class Client extends EventEmitter {
       let attempt = 0;
       while (!this.closed) {
         attempt++;
-        const delay = Math.max(0, this.notBefore - performance.now()) + fullJitter(policy, attempt);
+        const delay = Math.max(0, this.notBefore - now()) + fullJitter(policy, attempt);
         if (delay > 0) {
+          this.log?.debug({ attempt, delayMs: Math.round(delay) }, 'reconnecting');
           this.emit('reconnecting', attempt, delay);
           this.pushStatus({ type: 'reconnecting', attempt, delayMs: delay });
           await new Promise<void>((resolve) => {
@@ -664,15 +696,17 @@ export class Client extends EventEmitter {
           const s = await this.openSession();
           // Before anything queued: the server holds its own joins until it has our cursors.
           void this.resumeRooms(s);
+          this.log?.info({ attempt }, 'reconnected');
           this.emit('reconnect');
           this.pushStatus({ type: 'reconnected' });
           break;
         } catch (err) {
           this.lastError = err instanceof LonglinkError ? err : new LonglinkError('ERR_CONNECT', String(err));
           // A refusal's hint (GOAWAY before or during HELLO) is a floor for the next attempt.
-          if (err instanceof RefusedError && err.retryAfterMs > 0)
-            this.notBefore = performance.now() + err.retryAfterMs;
+          if (err instanceof RefusedError && err.retryAfterMs > 0) this.notBefore = now() + err.retryAfterMs;
+          this.log?.warn({ attempt, ...errorFields(this.lastError) }, 'reconnect attempt failed');
           if (attempt >= policy.maxAttempts) {
+            this.log?.error({ attempts: attempt, queued: this.queue.length }, 'gave up reconnecting');
             this.failQueue(
               new RequestNotSentError(`gave up reconnecting after ${attempt} attempts`, {
                 cause: this.lastError,

@@ -14,7 +14,8 @@
  * everything.
  */
 
-import { InvalidArgumentError } from '../errors.js';
+import { finiteAtLeast } from '../util/check.js';
+import { now as clock } from '../util/clock.js';
 
 /** What the balancer needs to know about an endpoint. */
 export interface BalancedTarget {
@@ -76,21 +77,14 @@ export class Balancer<E extends BalancedTarget> {
 
   constructor(
     options: OutlierOptions,
-    private readonly clock: () => number,
     private readonly random: () => number,
     private readonly onEject: (target: E, info: EjectionInfo) => void,
     private readonly onReadmit: (target: E) => void,
   ) {
-    const num = (name: string, v: number | undefined, d: number) => {
-      if (v === undefined) return d;
-      if (!Number.isFinite(v) || v < 0)
-        throw new InvalidArgumentError(`${name} must be a finite number >= 0`);
-      return v;
-    };
-    this.threshold = num('outlier.consecutiveFailures', options.consecutiveFailures, 5);
-    this.baseMs = num('outlier.baseEjectionMs', options.baseEjectionMs, 10_000);
-    this.maxMs = num('outlier.maxEjectionMs', options.maxEjectionMs, 300_000);
-    this.maxPercent = num('outlier.maxEjectedPercent', options.maxEjectedPercent, 50);
+    this.threshold = finiteAtLeast('outlier.consecutiveFailures', options.consecutiveFailures, 5);
+    this.baseMs = finiteAtLeast('outlier.baseEjectionMs', options.baseEjectionMs, 10_000);
+    this.maxMs = finiteAtLeast('outlier.maxEjectionMs', options.maxEjectionMs, 300_000);
+    this.maxPercent = finiteAtLeast('outlier.maxEjectedPercent', options.maxEjectedPercent, 50);
   }
 
   get size(): number {
@@ -113,7 +107,7 @@ export class Balancer<E extends BalancedTarget> {
   }
 
   /** True while the endpoint is ejected; notices (and reports) re-admission lazily. */
-  isEjected(target: E, now = this.clock()): boolean {
+  isEjected(target: E, now = clock()): boolean {
     const h = this.health.get(target);
     if (h === undefined || h.ejectedUntil === 0) return false;
     if (now < h.ejectedUntil) return true;
@@ -123,7 +117,7 @@ export class Balancer<E extends BalancedTarget> {
   }
 
   /** Milliseconds of ejection left (0 when not ejected). */
-  ejectedForMs(target: E, now = this.clock()): number {
+  ejectedForMs(target: E, now = clock()): number {
     const h = this.health.get(target);
     return h === undefined || h.ejectedUntil === 0 ? 0 : Math.max(0, h.ejectedUntil - now);
   }
@@ -134,7 +128,7 @@ export class Balancer<E extends BalancedTarget> {
    * with a closed breaker, then to half-open ones, before giving up (undefined).
    */
   pick(exclude?: ReadonlySet<E>): E | undefined {
-    const now = this.clock();
+    const now = clock();
     const c = this.scratch;
     c.length = 0;
     let bestTier = 3;
@@ -183,7 +177,7 @@ export class Balancer<E extends BalancedTarget> {
     const h = this.health.get(target);
     if (h === undefined || this.threshold === 0) return;
     h.failures++;
-    const now = this.clock();
+    const now = clock();
     if (h.failures < this.threshold || this.isEjected(target, now)) return;
     const n = this.targets.length;
     if (n < 2) return;

@@ -26,10 +26,15 @@ import { RemoteError } from '../protocol/errors.js';
 import type { ClientSession } from '../session/client-session.js';
 import { checkSessionOptions, type SessionConfig, type SessionOptions } from '../session/options.js';
 import { RequestTimeoutError } from '../session/request.js';
+import { finiteAtLeast, nonNegativeOrInfinity, optionalInteger } from '../util/check.js';
+import { now as clock } from '../util/clock.js';
+import { type Logger, resolveLogger } from '../util/log.js';
 import type { OutlierOptions } from './balancer.js';
 import { type EndpointAddress, type EndpointEvents, EndpointSet, initialEndpoints } from './endpoint-set.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
-import { type DestroyDetail, fastNow, type Lease, Pool, type PoolOptions } from './pool.js';
+import type { Lease } from './lease.js';
+import { Pool } from './pool.js';
+import type { DestroyDetail, PoolOptions } from './pool-options.js';
 import { SharedEndpoint, type SharedEndpointStats, WAKE } from './shared-endpoint.js';
 
 export type { SharedConnectionStats, SharedEndpointStats } from './shared-endpoint.js';
@@ -74,10 +79,14 @@ export interface ClientPoolOptions extends SessionOptions {
   outlier?: OutlierOptions;
   /** Period of each endpoint Pool's idle/lifetime pass. Default: derived, at most 1 000 ms. */
   housekeepingIntervalMs?: number;
-  /** Monotonic milliseconds (inject for tests). Default: cached performance.now. */
-  clock?: () => number;
   /** Random numbers in [0, 1) for balancing and jitter. Default Math.random. */
   random?: () => number;
+  /**
+   * Where the pool logs what an operator needs (pino's shape): endpoints added and removed,
+   * failed connects (one line a second per endpoint), the circuit breaker, ejections, requests sent again (debug).
+   * Silent by default; `NODE_DEBUG=longlink` prints the same lines.
+   */
+  logger?: Logger;
 }
 
 /** Options of one pooled request. */
@@ -135,19 +144,6 @@ function lostInFlight(err: unknown): boolean {
   return err instanceof ConnectionClosedError && err.reason !== undefined;
 }
 
-function count(name: string, v: number | undefined, fallback: number, min: number): number {
-  if (v === undefined) return fallback;
-  if (!Number.isInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-  return v;
-}
-
-function ms(name: string, v: number | undefined, fallback: number, allowInfinity = false): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || Number.isNaN(v) || v < 0 || (!allowInfinity && !Number.isFinite(v)))
-    throw new InvalidArgumentError(`${name} must be a ${allowInfinity ? '' : 'finite '}number >= 0`);
-  return v;
-}
-
 // ---------------------------------------------------------------------------------------------
 // ClientPool
 
@@ -174,9 +170,9 @@ export class ClientPool extends EventEmitter {
   // SharedContext, what its endpoints ask of it.
   /** @internal */ readonly perEndpoint: number;
   /** @internal */ closed = false;
+  private readonly log: Logger | undefined;
   /** @internal */ readonly config: SessionConfig;
   /** @internal */ readonly retireTimeoutMs: number;
-  /** @internal */ readonly clock: () => number;
   private readonly set: EndpointSet<ClientSession, SharedEndpoint>;
   private readonly requestTimeoutMs: number;
   private readonly acquireTimeoutMs: number;
@@ -205,8 +201,8 @@ export class ClientPool extends EventEmitter {
       breakerCooldownMs,
       outlier,
       housekeepingIntervalMs,
-      clock,
       random,
+      logger,
       ...sessionOptions
     } = options ?? ({} as ClientPoolOptions);
     const list = initialEndpoints(host, port, endpoints);
@@ -214,14 +210,25 @@ export class ClientPool extends EventEmitter {
     const { config, warning } = checkSessionOptions(sessionOptions);
     this.config = config;
     if (warning !== undefined) queueMicrotask(() => this.emit('warning', warning));
-    this.perEndpoint = count('connectionsPerEndpoint', connectionsPerEndpoint, 2, 1);
-    const min = count('minConnectionsPerEndpoint', minConnectionsPerEndpoint, 1, 0);
+    this.perEndpoint = optionalInteger(
+      'connectionsPerEndpoint',
+      connectionsPerEndpoint,
+      2,
+      1,
+      Number.MAX_SAFE_INTEGER,
+    );
+    const min = optionalInteger(
+      'minConnectionsPerEndpoint',
+      minConnectionsPerEndpoint,
+      1,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    );
     if (min > this.perEndpoint)
       throw new InvalidArgumentError('minConnectionsPerEndpoint must be <= connectionsPerEndpoint');
-    this.retireTimeoutMs = ms('retireTimeoutMs', retireTimeoutMs, 5_000);
-    this.acquireTimeoutMs = ms('acquireTimeoutMs', acquireTimeoutMs, 10_000, true);
+    this.retireTimeoutMs = finiteAtLeast('retireTimeoutMs', retireTimeoutMs, 5_000);
+    this.acquireTimeoutMs = nonNegativeOrInfinity('acquireTimeoutMs', acquireTimeoutMs, 10_000);
     this.requestTimeoutMs = config.requestTimeoutMs;
-    this.clock = clock ?? fastNow;
     const rand = random ?? Math.random;
     // Each endpoint's Pool makes and ends the sessions, holds the requests waiting for one, and
     // judges idle time and lifetime. N is its max: a session retired (lifetime, GOAWAY) leaves it
@@ -232,7 +239,6 @@ export class ClientPool extends EventEmitter {
       max: this.perEndpoint,
       acquireTimeoutMs: this.acquireTimeoutMs,
       createTimeoutMs: 3 * config.connectTimeoutMs,
-      clock: this.clock,
       random: rand,
     };
     const passed = {
@@ -249,9 +255,10 @@ export class ClientPool extends EventEmitter {
     };
     for (const [k, v] of Object.entries(passed)) if (v !== undefined) poolOptions[k] = v;
     this.poolOptions = poolOptions as PoolOptions;
+    this.log = resolveLogger(logger, { component: 'longlink-client-pool' });
     this.set = new EndpointSet<ClientSession, SharedEndpoint>(this, {
       outlier,
-      clock: this.clock,
+      log: this.log,
       random: rand,
       make: (key, h, p) => this.makeEndpoint(key, h, p),
     });
@@ -282,7 +289,7 @@ export class ClientPool extends EventEmitter {
     this.totals.requests++;
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const timed = timeoutMs > 0 && Number.isFinite(timeoutMs);
-    const start = this.clock();
+    const start = clock();
     const signal = options.signal;
     let tried: Set<SharedEndpoint> | undefined;
     /** After an idempotent request's connection died: prefer any other endpoint. */
@@ -303,7 +310,7 @@ export class ClientPool extends EventEmitter {
       }
       if (ep === undefined) throw lastError ?? this.set.unavailable();
       // The first attempt has its whole deadline; later ones (after a wait or a resend) what is left.
-      const now = turn === 0 ? start : this.clock();
+      const now = turn === 0 ? start : clock();
       const left = timed ? timeoutMs - (now - start) : timeoutMs;
       if (timed && left <= 0) throw new RequestTimeoutError(method, timeoutMs, { cause: lastError });
       let m = ep.choose(now);
@@ -356,6 +363,7 @@ export class ClientPool extends EventEmitter {
           resends++;
           ep.totals.resent++;
           this.totals.resent++;
+          this.log?.debug({ method, endpoint: ep.key, why: 'not-processed' }, 'request sent again');
           this.emit('resend', { method, endpoint: ep.key, why: 'not-processed' });
           lastError = err;
           continue;
@@ -363,6 +371,7 @@ export class ClientPool extends EventEmitter {
         if (mayRetry && lostInFlight(err)) {
           mayRetry = false; // once
           this.totals.retried++;
+          this.log?.debug({ method, endpoint: ep.key, why: 'idempotent-retry' }, 'request sent again');
           this.emit('resend', { method, endpoint: ep.key, why: 'idempotent-retry' });
           avoid = ep;
           lastError = err;
@@ -449,7 +458,7 @@ export class ClientPool extends EventEmitter {
 
   /** Sizes, requests and health of every endpoint; JSON-safe. */
   stats(): ClientPoolStats {
-    const now = this.clock();
+    const now = clock();
     const endpoints = this.set.list().map((ep) => ep.stats(now));
     const sum = { connections: 0, draining: 0, inflight: 0, waiting: 0, creating: 0 };
     for (const s of endpoints) {

@@ -19,6 +19,8 @@ import type { CloseInfo } from '../connection/close-reason.js';
 import { Connection, type ConnectOptions } from '../connection/connection.js';
 import { AbortedError, InvalidArgumentError, LonglinkError } from '../errors.js';
 import { type KeepAliveOptions, kernelUnread, tcpInfo } from '../sys/sockopt.js';
+import { now as clock } from '../util/clock.js';
+import { type Logger, resolveLogger } from '../util/log.js';
 import type { OutlierOptions } from './balancer.js';
 import {
   type EndpointAddress,
@@ -28,6 +30,7 @@ import {
   PoolEndpoint,
 } from './endpoint-set.js';
 import { AcquireTimeoutError, EndpointUnavailableError, PoolClosedError } from './errors.js';
+import type { Lease } from './lease.js';
 import {
   attachMeta,
   ConnMeta,
@@ -37,16 +40,8 @@ import {
   metaOf,
   type PendingRequest,
 } from './lease-check.js';
-import {
-  type AcquireOptions,
-  type DestroyDetail,
-  fastNow,
-  type LeakInfo,
-  type Lease,
-  Pool,
-  type PoolOptions,
-  type PoolStats,
-} from './pool.js';
+import { Pool } from './pool.js';
+import type { AcquireOptions, DestroyDetail, LeakInfo, PoolOptions, PoolStats } from './pool-options.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -73,6 +68,12 @@ export interface ConnectionPoolOptions extends Omit<PoolOptions, 'name'> {
   retireTimeoutMs?: number;
   /** Outlier ejection across endpoints. */
   outlier?: OutlierOptions;
+  /**
+   * Where the pool logs what an operator needs (pino's shape): endpoints added and removed,
+   * failed connects (one line a second per endpoint), the circuit breaker, ejections, leaked leases with the borrower's stack.
+   * Silent by default; `NODE_DEBUG=longlink` prints the same lines.
+   */
+  logger?: Logger;
   // Connection options, passed to Connection.connect for every connection.
   connectTimeoutMs?: number;
   localAddress?: string;
@@ -161,7 +162,6 @@ const POOL_KEYS = [
   'breakerThreshold',
   'breakerCooldownMs',
   'housekeepingIntervalMs',
-  'clock',
   'random',
 ] as const;
 
@@ -283,7 +283,7 @@ export class ConnectionPool extends EventEmitter {
   private readonly userValidate: ((c: Connection) => boolean | Promise<boolean>) | undefined;
   private readonly retireTimeoutMs: number;
   private readonly acquireTimeoutMs: number;
-  private readonly clock: () => number;
+  private readonly log: Logger | undefined;
   private closed = false;
   private paused = false;
   private drainPromise: Promise<void> | undefined;
@@ -304,10 +304,10 @@ export class ConnectionPool extends EventEmitter {
     this.userValidate = options.validate;
     this.retireTimeoutMs = options.retireTimeoutMs ?? 5_000;
     this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
-    this.clock = options.clock ?? fastNow;
+    this.log = resolveLogger(options.logger, { component: 'longlink-connection-pool' });
     this.set = new EndpointSet<Connection, Endpoint>(this, {
       outlier: options.outlier,
-      clock: this.clock,
+      log: this.log,
       random: options.random ?? Math.random,
       make: (key, host, port) => {
         const e = new Endpoint(key, host, port);
@@ -432,7 +432,7 @@ export class ConnectionPool extends EventEmitter {
   }
 
   stats(): ConnectionPoolStats {
-    const now = this.clock();
+    const now = clock();
     const endpoints: EndpointStats[] = [];
     const total = { size: 0, idle: 0, borrowed: 0, validating: 0, pending: 0, creating: 0 };
     for (const ep of this.set.list()) {
@@ -478,13 +478,13 @@ export class ConnectionPool extends EventEmitter {
 
   private async acquireBalanced(options: AcquireOptions | undefined): Promise<ConnectionLease> {
     const timeoutMs = options?.timeoutMs ?? this.acquireTimeoutMs;
-    const deadline = this.clock() + timeoutMs;
+    const deadline = clock() + timeoutMs;
     let tried: Set<Endpoint> | undefined;
     let lastError: unknown;
     for (;;) {
       const ep = this.set.balancer.pick(tried);
       if (ep === undefined) throw lastError ?? this.set.unavailable();
-      const remaining = deadline - this.clock();
+      const remaining = deadline - clock();
       if (remaining <= 0) throw new AcquireTimeoutError(timeoutMs, { cause: lastError });
       try {
         const lease = await ep.pool.acquire({ ...options, timeoutMs: remaining });
@@ -555,7 +555,13 @@ export class ConnectionPool extends EventEmitter {
       this.emit('release', conn, key);
     });
     pool.on('create', (conn) => this.emit('create', conn, key));
-    pool.on('leak', (info) => this.emit('leak', { ...info, endpoint: key }));
+    pool.on('leak', (info) => {
+      this.log?.warn(
+        { endpoint: key, heldMs: Math.round(info.heldMs), reclaimed: info.reclaimed, stack: info.stack },
+        'lease held too long (leak?)',
+      );
+      this.emit('leak', { ...info, endpoint: key });
+    });
     return pool;
   }
 }

@@ -14,6 +14,8 @@
 
 import type { EventEmitter } from 'node:events';
 import { InvalidArgumentError } from '../errors.js';
+import { now } from '../util/clock.js';
+import { errorFields, type Logger, LogSampler } from '../util/log.js';
 import { type BalancedTarget, Balancer, type EjectionInfo, type OutlierOptions } from './balancer.js';
 import { EndpointUnavailableError } from './errors.js';
 import type { Pool } from './pool.js';
@@ -91,7 +93,8 @@ export class PoolEndpoint<T> implements BalancedTarget {
 /** @internal What the set needs from the pool it serves. */
 export interface EndpointSetOptions<E> {
   outlier: OutlierOptions | undefined;
-  clock: () => number;
+  /** Where the endpoints' story is logged (resolved: given, NODE_DEBUG=longlink, or none). */
+  log: Logger | undefined;
   random: () => number;
   /** Builds an endpoint with its Pool (not yet in rotation). */
   make: (key: string, host: string, port: number) => E;
@@ -103,6 +106,9 @@ export class EndpointSet<T, E extends PoolEndpoint<T>> {
   private readonly byKey = new Map<string, E>();
   private readonly leaving = new Set<Promise<void>>();
   private readonly make: (key: string, host: string, port: number) => E;
+  private readonly log: Logger | undefined;
+  /** A down endpoint fails every connect: one line a second per endpoint, with the count held back. */
+  private readonly logSampler = new LogSampler();
 
   /** `events` is the pool's own emitter: the set emits the {@link EndpointEvents} on it. */
   constructor(
@@ -110,12 +116,15 @@ export class EndpointSet<T, E extends PoolEndpoint<T>> {
     options: EndpointSetOptions<E>,
   ) {
     this.make = options.make;
+    this.log = options.log;
     this.balancer = new Balancer<E>(
       options.outlier ?? {},
-      options.clock,
       options.random,
       (ep, info) => this.ejected(ep, info),
-      (ep) => this.events.emit('readmit', ep.key),
+      (ep) => {
+        this.log?.info({ endpoint: ep.key }, 'endpoint readmitted');
+        this.events.emit('readmit', ep.key);
+      },
     );
   }
 
@@ -142,17 +151,49 @@ export class EndpointSet<T, E extends PoolEndpoint<T>> {
     const events = this.events;
     pool.on('destroy', (resource, reason, detail) => events.emit('destroy', resource, reason, detail, key));
     pool.on('createError', (err, n) => {
+      if (this.log !== undefined) {
+        const s = this.logSampler.take(`create:${key}`, now());
+        if (s.log) {
+          this.log.warn(
+            {
+              endpoint: key,
+              consecutiveFailures: n,
+              ...errorFields(err),
+              ...(s.held > 0 ? { suppressed: s.held } : {}),
+            },
+            'connect failed',
+          );
+        }
+      }
       events.emit('createError', err, n, key);
       // A refused connect is a failure of the endpoint, as far as the other endpoints go.
       if (ep.removed) return;
       ep.createFailed();
       this.balancer.recordFailure(ep);
     });
-    pool.on('breakerOpen', (info) => events.emit('breakerOpen', { ...info, endpoint: key }));
-    pool.on('breakerHalfOpen', () => events.emit('breakerHalfOpen', key));
-    pool.on('breakerClose', () => events.emit('breakerClose', key));
+    pool.on('breakerOpen', (info) => {
+      this.log?.warn(
+        {
+          endpoint: key,
+          consecutiveFailures: info.consecutiveFailures,
+          retryInMs: Math.round(info.retryInMs),
+          ...errorFields(info.error),
+        },
+        'circuit breaker open: failing fast',
+      );
+      events.emit('breakerOpen', { ...info, endpoint: key });
+    });
+    pool.on('breakerHalfOpen', () => {
+      this.log?.debug({ endpoint: key }, 'circuit breaker half-open: one probe');
+      events.emit('breakerHalfOpen', key);
+    });
+    pool.on('breakerClose', () => {
+      this.log?.info({ endpoint: key }, 'circuit breaker closed: endpoint back');
+      events.emit('breakerClose', key);
+    });
     this.byKey.set(key, ep);
     this.balancer.add(ep);
+    this.log?.info({ endpoint: key }, 'endpoint added');
     events.emit('endpointAdded', key);
     return ep;
   }
@@ -176,6 +217,7 @@ export class EndpointSet<T, E extends PoolEndpoint<T>> {
     } finally {
       this.leaving.delete(p);
     }
+    this.log?.info({ endpoint: key }, 'endpoint removed');
     this.events.emit('endpointRemoved', key);
   }
 
@@ -210,6 +252,10 @@ export class EndpointSet<T, E extends PoolEndpoint<T>> {
   }
 
   private ejected(ep: E, info: EjectionInfo): void {
+    this.log?.warn(
+      { endpoint: info.key, consecutiveFailures: info.consecutiveFailures, ejectedForMs: info.ejectedForMs },
+      'endpoint ejected as an outlier',
+    );
     this.events.emit('eject', info);
     // Its waiters would wait on a failing endpoint: send them elsewhere (the pools retry).
     ep.pool.rejectWaiters(

@@ -42,16 +42,16 @@ export {
   PoolError,
   PoolFullError,
 } from './errors.js';
+export { Lease } from './lease.js';
+export { Pool } from './pool.js';
 export {
   type AcquireOptions,
   type BreakerState,
   type DestroyDetail,
   DestroyReason,
   type LeakInfo,
-  Lease,
-  Pool,
   type PoolEvents,
   type PoolFactory,
   type PoolOptions,
   type PoolStats,
-} from './pool.js';
+} from './pool-options.js';

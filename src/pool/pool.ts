@@ -19,12 +19,17 @@
  *
  * One timer drives everything time-based (waiter deadlines, housekeeping, backoff, breaker):
  * unref'd while nobody waits, re-armed with refresh() when its period does not change.
+ *
+ * Its parts: pool-options.ts (types, settings), lease.ts (Slot, Lease), waiters.ts (the wait
+ * queue), breaker.ts (backoff and circuit breaker); this file lends, creates, destroys and keeps
+ * house.
  */
 
 import { EventEmitter } from 'node:events';
 import { AbortedError, InvalidArgumentError } from '../errors.js';
-import { now } from '../util/clock.js';
-import { Deque } from './deque.js';
+import { nonNegativeOrInfinity } from '../util/check.js';
+import { now as clock } from '../util/clock.js';
+import { CreateBreaker } from './breaker.js';
 import {
   AcquireTimeoutError,
   EndpointUnavailableError,
@@ -32,216 +37,34 @@ import {
   PoolClosedError,
   PoolFullError,
 } from './errors.js';
-
-// ---------------------------------------------------------------------------------------------
-// Public types
-
-/** How the pool makes, checks and ends its resources. */
-export interface PoolFactory<T> {
-  /**
-   * Makes one resource. `signal` aborts when `createTimeoutMs` passes or the pool drains; a
-   * resource that arrives after that is destroyed (reason `create-timeout`, or `drain`).
-   */
-  create(signal: AbortSignal): Promise<T>;
-  /**
-   * Ends a resource. `reason` says why (the `DestroyReason` values; release checks may add their
-   * own); `graceful` is false when the resource is known or suspected broken.
-   */
-  destroy(resource: T, reason: string, detail: DestroyDetail): Promise<void> | void;
-  /**
-   * A round-trip check, run on borrow when the resource has been idle longer than
-   * `validateAfterIdleMs`, and every `keepaliveIntervalMs` on idle resources. False (or a
-   * throw/rejection) destroys the resource.
-   */
-  validate?(resource: T): Promise<boolean> | boolean;
-  /**
-   * A cheap synchronous check run on every borrow and release (e.g. "the socket has not seen
-   * the peer's FIN"). False destroys the resource with reason `unusable`.
-   */
-  isUsable?(resource: T): boolean;
-  /**
-   * Run on release: return a reason (e.g. `'unread-frames'`) when the resource must not be
-   * handed to the next borrower as clean; it is destroyed with that reason. Undefined = clean.
-   */
-  inspectRelease?(resource: T): string | undefined;
-  /**
-   * After `use(fn)` threw: whether the error means the resource is broken (destroy it) rather
-   * than an application error (release it).
-   */
-  isBroken?(error: unknown, resource: T): boolean;
-}
-
-/** Extra facts about a destroy. */
-export interface DestroyDetail {
-  /** True for an orderly retirement (idle, lifetime, drain, clear); false for a broken resource. */
-  graceful: boolean;
-  /** For a reclaimed lease or a forced drain: the error the late borrower should see. */
-  error: Error | undefined;
-}
-
-/** The reasons the pool itself destroys a resource for. Release checks may report others. */
-export const DestroyReason = {
-  /** Idle longer than `idleTimeoutMs` while the pool was above `min`. */
-  IDLE_TIMEOUT: 'idle-timeout',
-  /** Reached its (jittered) `maxLifetimeMs`; retired when idle or on release, never while borrowed. */
-  MAX_LIFETIME: 'max-lifetime',
-  /** `drain()`: returned or idle resources closed gracefully. */
-  DRAIN: 'drain',
-  /** `drain({ timeoutMs })` expired with the resource still borrowed. */
-  DRAIN_TIMEOUT: 'drain-timeout',
-  /** `clear()`. */
-  CLEAR: 'clear',
-  /** `isUsable` returned false (e.g. the peer closed it while idle). */
-  UNUSABLE: 'unusable',
-  /** `validate` on borrow returned false or threw. */
-  VALIDATION_FAILED: 'validation-failed',
-  /** `validate` on an idle resource (keepalive) returned false or threw. */
-  KEEPALIVE_FAILED: 'keepalive-failed',
-  /** The borrower called `lease.destroy()` without a reason of its own. */
-  DESTROYED_BY_BORROWER: 'destroyed-by-borrower',
-  /** `use(fn)`: fn threw an error the factory's `isBroken` classed as fatal. */
-  BROKEN: 'broken',
-  /** Held past `leakDetectionMs` with `reclaimLeaked` on. */
-  LEAK_RECLAIMED: 'leak-reclaimed',
-  /** create() settled after `createTimeoutMs` had given up on it. */
-  CREATE_TIMEOUT: 'create-timeout',
-} as const;
-export type DestroyReason = (typeof DestroyReason)[keyof typeof DestroyReason];
-
-const GRACEFUL_REASONS: ReadonlySet<string> = new Set([
-  DestroyReason.IDLE_TIMEOUT,
-  DestroyReason.MAX_LIFETIME,
-  DestroyReason.DRAIN,
-  DestroyReason.CLEAR,
-  DestroyReason.CREATE_TIMEOUT,
-]);
-
-/** Options of a {@link Pool}. Defaults in docs/pool.md. */
-export interface PoolOptions {
-  /** Resources kept open even when idle; refilled in the background. Default 0. */
-  min?: number;
-  /** Most resources open at once (idle + borrowed + being checked). Default 10. */
-  max?: number;
-  /** How long `acquire()` waits before AcquireTimeoutError. Finite by default: 10 000 ms. */
-  acquireTimeoutMs?: number;
-  /** Most acquirers waiting at once; one more is refused with PoolFullError. Default 10 000. */
-  maxWaiters?: number;
-  /** Most create() calls in flight at once. Default min(max, 4). */
-  maxConcurrentCreates?: number;
-  /** A create() slower than this is abandoned (its signal aborts) and counted a failure. Default 10 000 ms. */
-  createTimeoutMs?: number;
-  /** Skip `validate` on borrow for a resource used or validated within this many ms. Default 500. */
-  validateAfterIdleMs?: number;
-  /** Destroy resources idle this long while the pool is above `min`. 0 = never. Default 30 000 ms. */
-  idleTimeoutMs?: number;
-  /** Run `validate` on resources idle this long, again every interval. 0 = off (default). */
-  keepaliveIntervalMs?: number;
-  /** Retire a resource this long after its creation (on release if borrowed). 0 = never. Default 1 800 000 ms (30 min). */
-  maxLifetimeMs?: number;
-  /** Each resource's lifetime is shortened by a random fraction up to this, so they do not all retire at once. Default 0.1. */
-  maxLifetimeJitter?: number;
-  /** Emit `'leak'` for a lease held longer than this. 0 = off (default); when on, acquire captures a stack. */
-  leakDetectionMs?: number;
-  /** With leak detection: also take the resource back (destroy it, free the slot). Default false. */
-  reclaimLeaked?: boolean;
-  /** First create retry delay bound after a failure; full jitter: random(0, min(max, initial·2^n)). Default 50 ms. */
-  createRetryInitialMs?: number;
-  /** Upper bound of the create retry delay. Default 5 000 ms. */
-  createRetryMaxMs?: number;
-  /** Consecutive create failures that open the circuit breaker. 0 = no breaker. Default 5. */
-  breakerThreshold?: number;
-  /** How long the breaker stays open before one probe create is let through (+ up to 25 % jitter). Default 5 000 ms. */
-  breakerCooldownMs?: number;
-  /** Period of the housekeeping pass (eviction, keepalive, lifetime, leaks, refill). Default: derived, ≤ 1 000 ms. */
-  housekeepingIntervalMs?: number;
-  /** A label used in errors (e.g. the endpoint's `host:port`). */
-  name?: string;
-  /** Monotonic milliseconds. Default: the one clock (util/clock.ts). */
-  clock?: () => number;
-  /** Random numbers in [0, 1) for jitter. Default Math.random. */
-  random?: () => number;
-}
-
-/** Options of one `acquire()`. */
-export interface AcquireOptions {
-  /** Overrides `acquireTimeoutMs`. */
-  timeoutMs?: number;
-  /** Higher is served first; equal priorities are FIFO. Default 0. */
-  priority?: number;
-  /** Abort the wait (rejects with AbortedError). */
-  signal?: AbortSignal;
-}
-
-/** The breaker's state: closed (normal), open (failing fast), half-open (one probe in flight). */
-export type BreakerState = 'closed' | 'open' | 'half-open';
-
-/** A snapshot of the pool. */
-export interface PoolStats {
-  /** Resources open: idle + borrowed + validating. */
-  size: number;
-  idle: number;
-  borrowed: number;
-  validating: number;
-  /** Acquirers waiting. */
-  pending: number;
-  /** create() calls in flight. */
-  creating: number;
-  state: 'open' | 'draining' | 'closed';
-  paused: boolean;
-  breaker: {
-    state: BreakerState;
-    consecutiveFailures: number;
-    /** Milliseconds until the next probe when open. */
-    retryInMs: number;
-    lastError: unknown;
-  };
-  totals: {
-    created: number;
-    createErrors: number;
-    destroyed: number;
-    acquired: number;
-    timeouts: number;
-    leaks: number;
-  };
-}
-
-/** What `'leak'` reports. */
-export interface LeakInfo<T> {
-  resource: T;
-  heldMs: number;
-  /** The stack of the `acquire()` call that took the lease. */
-  stack: string;
-  /** True when `reclaimLeaked` took the resource back. */
-  reclaimed: boolean;
-}
-
-/** The events a Pool emits. */
-export interface PoolEvents<T> {
-  acquire: [resource: T];
-  release: [resource: T];
-  create: [resource: T];
-  destroy: [resource: T, reason: string, detail: DestroyDetail];
-  createError: [error: unknown, consecutiveFailures: number];
-  leak: [info: LeakInfo<T>];
-  breakerOpen: [info: { error: unknown; consecutiveFailures: number; retryInMs: number }];
-  breakerHalfOpen: [];
-  breakerClose: [];
-  /** `drain()` finished: every resource destroyed. */
-  drained: [];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Internals
-
-const SLOT_IDLE = 0;
-const SLOT_BORROWED = 1;
-const SLOT_VALIDATING = 2;
-const SLOT_CLOSED = 3;
-type SlotState = 0 | 1 | 2 | 3;
-
-const LEASE_ACTIVE = 0;
-const LEASE_RELEASED = 1;
-const LEASE_REVOKED = 2;
+import {
+  captureTrace,
+  cleanStack,
+  LEASE_ACTIVE,
+  LEASE_RELEASED,
+  LEASE_REVOKED,
+  Lease,
+  SLOT_BORROWED,
+  SLOT_CLOSED,
+  SLOT_IDLE,
+  SLOT_VALIDATING,
+  Slot,
+  type Trace,
+} from './lease.js';
+import {
+  type AcquireOptions,
+  type BreakerState,
+  type DestroyDetail,
+  DestroyReason,
+  GRACEFUL_REASONS,
+  type PoolEvents,
+  type PoolFactory,
+  type PoolOptions,
+  type PoolSettings,
+  type PoolStats,
+  poolSettings,
+} from './pool-options.js';
+import { Waiter, WaitQueue } from './waiters.js';
 
 const POOL_OPEN = 0;
 const POOL_DRAINING = 1;
@@ -251,128 +74,12 @@ const CHECK_READY = 0;
 const CHECK_GONE = 1;
 const CHECK_PENDING = 2;
 
-/** A captured stack, formatted only when read (V8 formats `stack` lazily). */
-interface Trace {
-  stack?: string;
-}
-
-/** @internal One resource and its bookkeeping. */
-export class Slot<T> {
-  state: SlotState = SLOT_IDLE;
-  lease: Lease<T> | undefined = undefined;
-  /** Last release (or creation): drives idle eviction. */
-  lastUsedAt: number;
-  /** Last proof of life (use or validation): drives validation skipping. */
-  lastAliveAt: number;
-  leakReported = false;
-  trace: Trace | undefined = undefined;
-  /** Set by evict() while borrowed: destroy on release with this reason. */
-  doomed: string | undefined = undefined;
-  constructor(
-    readonly resource: T,
-    readonly createdAt: number,
-    readonly retireAt: number,
-  ) {
-    this.lastUsedAt = createdAt;
-    this.lastAliveAt = createdAt;
-  }
-}
-
-class Waiter<T> {
-  settled = false;
-  resolve!: (lease: Lease<T>) => void;
-  reject!: (err: unknown) => void;
-  signal: AbortSignal | undefined = undefined;
-  onAbort: (() => void) | undefined = undefined;
-  constructor(
-    readonly deadline: number,
-    readonly timeoutMs: number,
-    readonly enqueuedAt: number,
-    readonly trace: Trace | undefined,
-  ) {}
-}
-
 interface CreateAttempt {
   readonly deadline: number;
   readonly ac: AbortController;
   done: boolean;
   /** Why we stopped waiting for it: what a late resource is destroyed with. */
   abandoned: string;
-}
-
-interface Level<T> {
-  priority: number;
-  queue: Deque<Waiter<T>>;
-}
-
-// One executor for every waiter's promise: no closure per acquire.
-let capturedResolve: ((value: never) => void) | undefined;
-let capturedReject: ((err: unknown) => void) | undefined;
-function captureExecutor(resolve: (value: never) => void, reject: (err: unknown) => void): void {
-  capturedResolve = resolve;
-  capturedReject = reject;
-}
-
-/**
- * The pool's default clock: the one clock (util/clock.ts). It used to keep a cache of its own,
- * reused for up to 8 calls per turn; a deadline set from a reading that old can fire early, so
- * every pool deadline reads the real clock now (see clock.ts).
- */
-export const fastNow: () => number = now;
-
-function option(name: string, value: number | undefined, fallback: number, allowInfinity = false): number {
-  if (value === undefined) return fallback;
-  if (
-    typeof value !== 'number' ||
-    Number.isNaN(value) ||
-    value < 0 ||
-    (!allowInfinity && !Number.isFinite(value))
-  ) {
-    throw new InvalidArgumentError(
-      `${name} must be a ${allowInfinity ? '' : 'finite '}number >= 0, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Lease
-
-/**
- * An exclusive loan of one resource. Release it exactly once (later calls are no-ops), or
- * destroy it when it is broken. A lease the pool reclaimed (leak) or destroyed (drain timeout)
- * is no longer `active`; releasing it then does nothing.
- */
-export class Lease<T> {
-  /** @internal */ _state = LEASE_ACTIVE;
-  /** @internal Leases are made by the pool. */
-  constructor(
-    /** @internal */ readonly _pool: Pool<T>,
-    /** @internal */ readonly _slot: Slot<T>,
-    readonly resource: T,
-    /** Clock time of the loan (the pool's clock). */
-    readonly acquiredAt: number,
-  ) {}
-
-  /** True until released, destroyed or reclaimed. */
-  get active(): boolean {
-    return this._state === LEASE_ACTIVE;
-  }
-
-  /** When the pool retires the resource (its jittered max lifetime), pool clock; Infinity for never. */
-  get retireAt(): number {
-    return this._slot.retireAt;
-  }
-
-  /** Returns the resource to the pool. Returns false when the lease was no longer active. */
-  release(): boolean {
-    return this._pool.release(this);
-  }
-
-  /** Destroys the resource instead of returning it (reason defaults to `destroyed-by-borrower`). */
-  destroy(reason?: string, error?: Error): boolean {
-    return this._pool.destroy(this, reason, error);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,34 +103,15 @@ export class Pool<T> extends EventEmitter {
   readonly max: number;
 
   private readonly factory: PoolFactory<T>;
-  private readonly acquireTimeoutMs: number;
-  private readonly maxWaiters: number;
-  private readonly maxConcurrentCreates: number;
-  private readonly createTimeoutMs: number;
-  private readonly validateAfterIdleMs: number;
-  private readonly idleTimeoutMs: number;
-  private readonly keepaliveIntervalMs: number;
-  private readonly maxLifetimeMs: number;
-  private readonly maxLifetimeJitter: number;
-  private readonly leakDetectionMs: number;
-  private readonly reclaimLeaked: boolean;
-  private readonly retryInitialMs: number;
-  private readonly retryMaxMs: number;
-  private readonly breakerThreshold: number;
-  private readonly breakerCooldownMs: number;
-  private readonly housekeepingMs: number;
-  private readonly clock: () => number;
-  private readonly random: () => number;
+  private readonly s: PoolSettings;
   private readonly isUsable: ((resource: T) => boolean) | undefined;
   private readonly validate: ((resource: T) => Promise<boolean> | boolean) | undefined;
 
   private readonly slots = new Map<T, Slot<T>>();
   /** Idle resources, most recently returned last (LIFO: pop() takes the warmest). */
   private readonly idle: Slot<T>[] = [];
-  /** Waiter queues by priority, highest first. levels[0] is usually the only one. */
-  private levels: Level<T>[] = [];
-  private pendingLive = 0;
-  private tombstones = 0;
+  private readonly waiters = new WaitQueue<T>();
+  private readonly breaker: CreateBreaker;
   private total = 0;
   private borrowed = 0;
   private validating = 0;
@@ -431,19 +119,11 @@ export class Pool<T> extends EventEmitter {
   private poolState = POOL_OPEN;
   private paused = false;
 
-  private breaker: BreakerState = 'closed';
-  private failures = 0;
-  private lastCreateError: unknown;
-  private lastCreateErrorAt = Number.NEGATIVE_INFINITY;
-  private nextCreateAt = 0;
-  private openUntil = 0;
-
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
   private timerDelay = -1;
   private timerRefed = false;
   private nextHousekeepingAt: number;
-  private nextWaiterDeadline = Number.POSITIVE_INFINITY;
 
   private readonly destroying = new Set<Promise<void>>();
   /** create() calls in flight, with their deadlines (the one timer enforces them). */
@@ -464,53 +144,13 @@ export class Pool<T> extends EventEmitter {
       throw new InvalidArgumentError('factory must have create() and destroy()');
     }
     this.factory = factory;
-    this.name = options.name;
-    this.max = option('max', options.max, 10);
-    this.min = option('min', options.min, 0);
-    if (!Number.isInteger(this.max) || this.max < 1)
-      throw new InvalidArgumentError('max must be an integer >= 1');
-    if (!Number.isInteger(this.min) || this.min > this.max) {
-      throw new InvalidArgumentError('min must be an integer between 0 and max');
-    }
-    this.acquireTimeoutMs = option('acquireTimeoutMs', options.acquireTimeoutMs, 10_000, true);
-    this.maxWaiters = option('maxWaiters', options.maxWaiters, 10_000, true);
-    this.maxConcurrentCreates = Math.max(
-      1,
-      option('maxConcurrentCreates', options.maxConcurrentCreates, Math.min(this.max, 4)),
-    );
-    this.createTimeoutMs = option('createTimeoutMs', options.createTimeoutMs, 10_000, true);
-    this.validateAfterIdleMs = option('validateAfterIdleMs', options.validateAfterIdleMs, 500);
-    this.idleTimeoutMs = option('idleTimeoutMs', options.idleTimeoutMs, 30_000);
-    this.keepaliveIntervalMs = option('keepaliveIntervalMs', options.keepaliveIntervalMs, 0);
-    this.maxLifetimeMs = option('maxLifetimeMs', options.maxLifetimeMs, 30 * 60_000);
-    this.maxLifetimeJitter = option('maxLifetimeJitter', options.maxLifetimeJitter, 0.1);
-    if (this.maxLifetimeJitter >= 1) throw new InvalidArgumentError('maxLifetimeJitter must be < 1');
-    this.leakDetectionMs = option('leakDetectionMs', options.leakDetectionMs, 0);
-    this.reclaimLeaked = options.reclaimLeaked === true;
-    this.retryInitialMs = option('createRetryInitialMs', options.createRetryInitialMs, 50);
-    this.retryMaxMs = option('createRetryMaxMs', options.createRetryMaxMs, 5_000);
-    this.breakerThreshold = option('breakerThreshold', options.breakerThreshold, 5);
-    this.breakerCooldownMs = option('breakerCooldownMs', options.breakerCooldownMs, 5_000);
-    let hk = 1000;
-    for (const [ms, div] of [
-      [this.idleTimeoutMs, 4],
-      [this.keepaliveIntervalMs, 4],
-      [this.leakDetectionMs, 4],
-      [this.maxLifetimeMs, 8],
-    ] as const) {
-      if (ms > 0) hk = Math.min(hk, ms / div);
-    }
-    this.housekeepingMs = option(
-      'housekeepingIntervalMs',
-      options.housekeepingIntervalMs,
-      Math.max(10, Math.round(hk)),
-    );
-    if (this.housekeepingMs < 1) throw new InvalidArgumentError('housekeepingIntervalMs must be >= 1');
-    this.clock = options.clock ?? fastNow;
-    this.random = options.random ?? Math.random;
+    this.s = poolSettings(options);
+    this.name = this.s.name;
+    this.min = this.s.min;
+    this.max = this.s.max;
+    this.breaker = new CreateBreaker(this.s);
     this.isUsable = factory.isUsable?.bind(factory);
     this.validate = factory.validate?.bind(factory);
-    this.levels.push({ priority: 0, queue: new Deque<Waiter<T>>() });
     super.on('newListener', (event: string) => {
       if (event === 'acquire') this.emitAcquire = true;
       else if (event === 'release') this.emitRelease = true;
@@ -520,7 +160,7 @@ export class Pool<T> extends EventEmitter {
       else if (event === 'release') this.emitRelease = this.listenerCount('release') > 0;
     });
 
-    this.nextHousekeepingAt = this.clock() + this.housekeepingMs;
+    this.nextHousekeepingAt = clock() + this.s.housekeepingMs;
     this.schedule(this.nextHousekeepingAt);
     // Let the caller attach listeners before the first create.
     if (this.min > 0) queueMicrotask(() => this.pump());
@@ -537,10 +177,10 @@ export class Pool<T> extends EventEmitter {
    */
   acquire(options?: AcquireOptions): Promise<Lease<T>> {
     if (this.poolState !== POOL_OPEN) return Promise.reject(new PoolClosedError());
-    const trace = this.leakDetectionMs > 0 ? captureTrace() : undefined;
+    const trace = this.s.leakDetectionMs > 0 ? captureTrace(Pool.prototype.acquire) : undefined;
     // Fast path: nobody waits and an idle resource is ready. One lease, one resolved promise.
-    if (this.pendingLive === 0 && !this.paused && this.idle.length > 0) {
-      const now = this.clock();
+    if (this.waiters.live === 0 && !this.paused && this.idle.length > 0) {
+      const now = clock();
       let lost = false;
       while (this.idle.length > 0) {
         const slot = this.idle.pop() as Slot<T>;
@@ -585,7 +225,7 @@ export class Pool<T> extends EventEmitter {
     slot.lease = undefined;
     slot.trace = undefined;
     this.borrowed--;
-    const now = this.clock();
+    const now = clock();
     slot.lastUsedAt = now;
     slot.lastAliveAt = now;
     if (this.emitRelease) this.emit('release', slot.resource);
@@ -676,12 +316,12 @@ export class Pool<T> extends EventEmitter {
    */
   drain(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.drainPromise) return this.drainPromise;
-    const timeoutMs = option('timeoutMs', options.timeoutMs, Number.POSITIVE_INFINITY, true);
+    const timeoutMs = nonNegativeOrInfinity('timeoutMs', options.timeoutMs, Number.POSITIVE_INFINITY);
     this.poolState = POOL_DRAINING;
     this.drainPromise = new Promise<void>((resolve) => {
       this.resolveDrain = resolve;
     });
-    this.rejectAllWaiters(() => new PoolClosedError('the pool is draining'));
+    this.waiters.rejectAll(() => new PoolClosedError('the pool is draining'));
     for (const slot of this.idle.slice()) this.destroySlot(slot, DestroyReason.DRAIN, undefined);
     this.abandonCreates(0, true);
     if (Number.isFinite(timeoutMs) && this.borrowed > 0) {
@@ -707,28 +347,28 @@ export class Pool<T> extends EventEmitter {
    * wants its waiters to retry elsewhere). Borrowed and idle resources are untouched.
    */
   rejectWaiters(error: unknown): number {
-    const n = this.pendingLive;
-    this.rejectAllWaiters(() => error);
+    const n = this.waiters.live;
+    this.waiters.rejectAll(() => error);
     return n;
   }
 
   /** A snapshot of sizes, queue, breaker and totals. */
   stats(): PoolStats {
-    const now = this.clock();
+    const now = clock();
     return {
       size: this.total,
       idle: this.idle.length,
       borrowed: this.borrowed,
       validating: this.validating,
-      pending: this.pendingLive,
+      pending: this.waiters.live,
       creating: this.creating,
       state: this.poolState === POOL_OPEN ? 'open' : this.poolState === POOL_DRAINING ? 'draining' : 'closed',
       paused: this.paused,
       breaker: {
-        state: this.breaker,
-        consecutiveFailures: this.failures,
-        retryInMs: this.breaker === 'open' ? Math.max(0, this.openUntil - now) : 0,
-        lastError: this.lastCreateError,
+        state: this.breaker.state,
+        consecutiveFailures: this.breaker.failures,
+        retryInMs: this.breaker.state === 'open' ? Math.max(0, this.breaker.openUntil - now) : 0,
+        lastError: this.breaker.lastError,
       },
       totals: { ...this.totals },
     };
@@ -736,12 +376,12 @@ export class Pool<T> extends EventEmitter {
 
   /** @internal The breaker's state (cheap; for load balancers choosing among pools). */
   get breakerState(): BreakerState {
-    return this.breaker;
+    return this.breaker.state;
   }
 
   /** @internal Borrowed + waiting: how busy the pool is (cheap; for least-loaded selection). */
   get load(): number {
-    return this.borrowed + this.pendingLive;
+    return this.borrowed + this.waiters.live;
   }
 
   /** @internal Idle resources ready to lend. */
@@ -751,9 +391,9 @@ export class Pool<T> extends EventEmitter {
 
   /** @internal The error the breaker would report, or undefined when it is closed. */
   unavailableError(): EndpointUnavailableError | undefined {
-    if (this.breaker !== 'open') return undefined;
-    return new EndpointUnavailableError(this.name, this.openUntil - this.clock(), {
-      cause: this.lastCreateError,
+    if (this.breaker.state !== 'open') return undefined;
+    return new EndpointUnavailableError(this.name, this.breaker.openUntil - clock(), {
+      cause: this.breaker.lastError,
     });
   }
 
@@ -761,38 +401,34 @@ export class Pool<T> extends EventEmitter {
   // Internals: lending
 
   private enqueue(options: AcquireOptions | undefined, trace: Trace | undefined): Promise<Lease<T>> {
-    if (this.breaker === 'open') {
+    if (this.breaker.state === 'open') {
       return Promise.reject(
-        new EndpointUnavailableError(this.name, this.openUntil - this.clock(), {
-          cause: this.lastCreateError,
+        new EndpointUnavailableError(this.name, this.breaker.openUntil - clock(), {
+          cause: this.breaker.lastError,
         }),
       );
     }
-    if (this.pendingLive >= this.maxWaiters) return Promise.reject(new PoolFullError(this.maxWaiters));
-    let timeoutMs = this.acquireTimeoutMs;
+    if (this.waiters.live >= this.s.maxWaiters) return Promise.reject(new PoolFullError(this.s.maxWaiters));
+    let timeoutMs = this.s.acquireTimeoutMs;
     let priority = 0;
     let signal: AbortSignal | undefined;
     if (options !== undefined) {
-      if (options.timeoutMs !== undefined) timeoutMs = option('timeoutMs', options.timeoutMs, 0, true);
+      if (options.timeoutMs !== undefined)
+        timeoutMs = nonNegativeOrInfinity('timeoutMs', options.timeoutMs, 0);
       if (options.priority !== undefined) priority = options.priority;
       signal = options.signal;
       if (signal?.aborted)
         return Promise.reject(new AbortedError('acquire aborted', { cause: signal.reason }));
     }
-    const now = this.clock();
+    const now = clock();
     const deadline = now + timeoutMs;
     const w = new Waiter<T>(deadline, timeoutMs, now, trace);
-    const promise = new Promise<Lease<T>>(captureExecutor);
-    w.resolve = capturedResolve as (lease: Lease<T>) => void;
-    w.reject = capturedReject as (err: unknown) => void;
-    this.levelFor(priority).queue.push(w);
-    this.pendingLive++;
+    const promise = this.waiters.add(w, priority);
     if (signal !== undefined) {
       w.signal = signal;
       w.onAbort = () => this.abortWaiter(w);
       signal.addEventListener('abort', w.onAbort, { once: true });
     }
-    if (deadline < this.nextWaiterDeadline) this.nextWaiterDeadline = deadline;
     if (deadline < this.timerAt) this.schedule(deadline);
     if (!this.timerRefed && this.timer !== undefined) {
       // Someone waits on us: keep the process alive until their deadline.
@@ -803,67 +439,10 @@ export class Pool<T> extends EventEmitter {
     return promise;
   }
 
-  private levelFor(priority: number): Level<T> {
-    const levels = this.levels;
-    const first = levels[0] as Level<T>;
-    if (first.priority === priority) return first;
-    let i = 0;
-    while (i < levels.length && (levels[i] as Level<T>).priority > priority) i++;
-    const at = levels[i];
-    if (at !== undefined && at.priority === priority) return at;
-    const level: Level<T> = { priority, queue: new Deque<Waiter<T>>(4) };
-    levels.splice(i, 0, level);
-    return level;
-  }
-
-  /** The next live waiter, highest priority first, FIFO within a priority. */
-  private dequeue(): Waiter<T> | undefined {
-    for (let i = 0; i < this.levels.length; i++) {
-      const q = (this.levels[i] as Level<T>).queue;
-      while (q.length > 0) {
-        const w = q.shift() as Waiter<T>;
-        if (!w.settled) return w;
-        this.tombstones--;
-      }
-    }
-    return undefined;
-  }
-
-  private settle(w: Waiter<T>): void {
-    w.settled = true;
-    this.pendingLive--;
-    if (w.signal !== undefined && w.onAbort !== undefined) w.signal.removeEventListener('abort', w.onAbort);
-  }
-
-  /** Marks a waiter done out of order (timeout, abort); it stays in its queue as a tombstone. */
-  private dropWaiter(w: Waiter<T>): void {
-    this.settle(w);
-    this.tombstones++;
-  }
-
-  /** Tombstones cost memory until dequeued; compact the queues once they dominate. */
-  private compactWaiters(): void {
-    if (this.tombstones > 64 && this.tombstones > this.pendingLive) {
-      for (const level of this.levels) level.queue.filter(isLive);
-      this.tombstones = 0;
-    }
-  }
-
   private abortWaiter(w: Waiter<T>): void {
     if (w.settled) return;
-    this.dropWaiter(w);
-    this.compactWaiters();
+    this.waiters.drop(w);
     w.reject(new AbortedError('acquire aborted', { cause: w.signal?.reason }));
-  }
-
-  private rejectAllWaiters(make: () => unknown): void {
-    for (;;) {
-      const w = this.dequeue();
-      if (w === undefined) break;
-      this.settle(w);
-      w.reject(make());
-    }
-    this.tombstones = 0;
   }
 
   private lend(slot: Slot<T>, now: number, trace: Trace | undefined): Lease<T> {
@@ -888,7 +467,7 @@ export class Pool<T> extends EventEmitter {
       this.destroySlot(slot, DestroyReason.MAX_LIFETIME, undefined);
       return CHECK_GONE;
     }
-    if (this.validate !== undefined && now - slot.lastAliveAt > this.validateAfterIdleMs) {
+    if (this.validate !== undefined && now - slot.lastAliveAt > this.s.validateAfterIdleMs) {
       let r: Promise<boolean> | boolean;
       try {
         r = this.validate(slot.resource);
@@ -927,7 +506,7 @@ export class Pool<T> extends EventEmitter {
       this.pump();
       return;
     }
-    const now = this.clock();
+    const now = clock();
     slot.lastAliveAt = now;
     if (this.poolState !== POOL_OPEN) {
       this.destroySlot(slot, DestroyReason.DRAIN, undefined);
@@ -949,10 +528,9 @@ export class Pool<T> extends EventEmitter {
       this.pump();
       return;
     }
-    if (this.pendingLive > 0 && !this.paused) {
-      const w = this.dequeue();
+    if (this.waiters.live > 0 && !this.paused) {
+      const w = this.waiters.take();
       if (w !== undefined) {
-        this.settle(w);
         w.resolve(this.lend(slot, now, w.trace));
         return;
       }
@@ -969,33 +547,32 @@ export class Pool<T> extends EventEmitter {
   private pump(): void {
     if (this.poolState === POOL_CLOSED) return;
     if (!this.paused) {
-      const now = this.clock();
-      while (this.pendingLive > this.validating && this.idle.length > 0) {
+      const now = clock();
+      while (this.waiters.live > this.validating && this.idle.length > 0) {
         const slot = this.idle.pop() as Slot<T>;
         if (this.checkIdle(slot, now) !== CHECK_READY) continue;
-        const w = this.dequeue() as Waiter<T>;
-        this.settle(w);
+        const w = this.waiters.take() as Waiter<T>;
         w.resolve(this.lend(slot, now, w.trace));
       }
     }
     if (this.poolState !== POOL_OPEN) return;
-    let want = this.pendingLive - this.validating - this.creating - this.idle.length;
+    let want = this.waiters.live - this.validating - this.creating - this.idle.length;
     const refill = this.min - this.total - this.creating;
     if (refill > want) want = refill;
     if (want <= 0) return;
-    want = Math.min(want, this.max - this.total - this.creating, this.maxConcurrentCreates - this.creating);
+    want = Math.min(want, this.max - this.total - this.creating, this.s.maxConcurrentCreates - this.creating);
     if (want <= 0) return;
-    if (this.breaker === 'open') return; // the timer lets a probe through at openUntil
-    if (this.breaker === 'half-open') {
+    if (this.breaker.state === 'open') return; // the timer lets a probe through at openUntil
+    if (this.breaker.state === 'half-open') {
       if (this.creating > 0) return; // the probe is in flight
       want = 1;
     }
-    if (this.failures > 0) {
+    if (this.breaker.failures > 0) {
       // After a failure: one attempt at a time, spaced by the backoff, until one succeeds.
       if (this.creating > 0) return;
-      const now = this.clock();
-      if (now < this.nextCreateAt) {
-        this.schedule(this.nextCreateAt);
+      const now = clock();
+      if (now < this.breaker.nextCreateAt) {
+        this.schedule(this.breaker.nextCreateAt);
         return;
       }
       want = 1;
@@ -1009,7 +586,7 @@ export class Pool<T> extends EventEmitter {
   private startCreate(): void {
     this.creating++;
     const attempt: CreateAttempt = {
-      deadline: this.clock() + this.createTimeoutMs,
+      deadline: clock() + this.s.createTimeoutMs,
       ac: new AbortController(),
       done: false,
       abandoned: DestroyReason.CREATE_TIMEOUT,
@@ -1054,7 +631,7 @@ export class Pool<T> extends EventEmitter {
         continue;
       }
       if (attempt.deadline > now) continue;
-      const err = new AbortedError(`create did not finish within ${this.createTimeoutMs} ms`);
+      const err = new AbortedError(`create did not finish within ${this.s.createTimeoutMs} ms`);
       attempt.ac.abort(err);
       this.createSettled(attempt, false, err);
     }
@@ -1075,23 +652,16 @@ export class Pool<T> extends EventEmitter {
 
   private created(resource: T): void {
     this.totals.created++;
-    if (this.failures > 0 || this.breaker !== 'closed') {
-      this.failures = 0;
-      this.nextCreateAt = 0;
-      if (this.breaker !== 'closed') {
-        this.breaker = 'closed';
-        this.emit('breakerClose');
-      }
-    }
+    if (this.breaker.succeeded()) this.emit('breakerClose');
     if (this.poolState !== POOL_OPEN) {
       this.destroyOrphan(resource, DestroyReason.DRAIN);
       this.checkDrained();
       return;
     }
-    const now = this.clock();
+    const now = clock();
     const life =
-      this.maxLifetimeMs > 0
-        ? now + this.maxLifetimeMs * (1 - this.maxLifetimeJitter * this.random())
+      this.s.maxLifetimeMs > 0
+        ? now + this.s.maxLifetimeMs * (1 - this.s.maxLifetimeJitter * this.s.random())
         : Number.POSITIVE_INFINITY;
     const slot = new Slot(resource, now, life);
     this.slots.set(resource, slot);
@@ -1103,37 +673,22 @@ export class Pool<T> extends EventEmitter {
 
   private createFailed(error: unknown): void {
     this.totals.createErrors++;
-    this.failures++;
-    this.lastCreateError = error;
-    const now = this.clock();
-    this.lastCreateErrorAt = now;
-    this.emit('createError', error, this.failures);
+    const now = clock();
+    this.breaker.failed(error, now);
+    this.emit('createError', error, this.breaker.failures);
     if (this.poolState !== POOL_OPEN) {
       this.checkDrained();
       return;
     }
-    // Full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter"): spreads retries of
-    // many clients instead of synchronising them.
-    const cap = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** Math.min(this.failures - 1, 30));
-    this.nextCreateAt = now + this.random() * cap;
-    if (
-      this.breaker === 'half-open' ||
-      (this.breakerThreshold > 0 && this.failures >= this.breakerThreshold)
-    ) {
-      this.openBreaker(error, now);
+    const cooldown = this.breaker.backOff(now);
+    if (cooldown === undefined) {
+      this.pump();
       return;
     }
-    this.pump();
-  }
-
-  private openBreaker(error: unknown, now: number): void {
-    const cooldown = this.breakerCooldownMs * (1 + 0.25 * this.random());
-    this.breaker = 'open';
-    this.openUntil = now + cooldown;
-    this.emit('breakerOpen', { error, consecutiveFailures: this.failures, retryInMs: cooldown });
+    this.emit('breakerOpen', { error, consecutiveFailures: this.breaker.failures, retryInMs: cooldown });
     // Fail fast: nobody waits out their timeout for an endpoint that is down.
-    this.rejectAllWaiters(() => new EndpointUnavailableError(this.name, cooldown, { cause: error }));
-    this.schedule(this.openUntil);
+    this.waiters.rejectAll(() => new EndpointUnavailableError(this.name, cooldown, { cause: error }));
+    this.schedule(this.breaker.openUntil);
   }
 
   /** Takes a slot out of the pool and destroys its resource. Returns the destroy's promise. */
@@ -1207,7 +762,7 @@ export class Pool<T> extends EventEmitter {
   /** Makes sure the timer fires no later than `at`. */
   private schedule(at: number): void {
     if (this.poolState === POOL_CLOSED || at >= this.timerAt) return;
-    const now = this.clock();
+    const now = clock();
     const delay = Math.max(1, Math.ceil(at - now));
     if (this.timer !== undefined && delay === this.timerDelay) {
       this.timer.refresh();
@@ -1223,49 +778,37 @@ export class Pool<T> extends EventEmitter {
   private onTimerFired(): void {
     this.timerAt = Number.POSITIVE_INFINITY;
     if (this.poolState === POOL_CLOSED) return;
-    const now = this.clock();
-    if (now >= this.nextWaiterDeadline) this.expireWaiters(now);
+    const now = clock();
+    if (now >= this.waiters.nextDeadline) this.expireWaiters(now);
     if (this.attempts.size > 0) this.abandonCreates(now, false);
-    if (this.breaker === 'open' && now >= this.openUntil) {
+    if (this.breaker.probeDue(now)) {
       // Cooldown over: let exactly one probe through, whether or not anyone is waiting, so an
       // endpoint that came back is noticed even by an idle pool with min 0.
-      this.breaker = 'half-open';
       this.emit('breakerHalfOpen');
       if (this.poolState === POOL_OPEN && this.creating === 0 && this.total < this.max) this.startCreate();
     }
     if (now >= this.nextHousekeepingAt) {
-      this.nextHousekeepingAt = now + this.housekeepingMs;
+      this.nextHousekeepingAt = now + this.s.housekeepingMs;
       this.housekeep(now);
     }
-    if (this.failures > 0 && this.breaker === 'closed') this.pump();
-    if (this.pendingLive === 0 && this.timerRefed && this.timer !== undefined) {
+    if (this.breaker.failures > 0 && this.breaker.state === 'closed') this.pump();
+    if (this.waiters.live === 0 && this.timerRefed && this.timer !== undefined) {
       this.timer.unref();
       this.timerRefed = false;
     }
     let next = this.nextHousekeepingAt;
-    if (this.nextWaiterDeadline < next) next = this.nextWaiterDeadline;
-    if (this.breaker === 'open' && this.openUntil < next) next = this.openUntil;
+    if (this.waiters.nextDeadline < next) next = this.waiters.nextDeadline;
+    if (this.breaker.state === 'open' && this.breaker.openUntil < next) next = this.breaker.openUntil;
     if (this.attempts.size > 0) next = Math.min(next, this.nextCreateDeadline());
     this.schedule(next);
   }
 
   private expireWaiters(now: number): void {
-    let next = Number.POSITIVE_INFINITY;
-    for (const level of this.levels) {
-      level.queue.forEach((w) => {
-        if (w.settled) return;
-        if (w.deadline <= now) {
-          this.dropWaiter(w);
-          this.totals.timeouts++;
-          const cause = this.lastCreateErrorAt >= w.enqueuedAt ? this.lastCreateError : undefined;
-          w.reject(new AcquireTimeoutError(w.timeoutMs, cause === undefined ? undefined : { cause }));
-        } else if (w.deadline < next) {
-          next = w.deadline;
-        }
-      });
-    }
-    this.nextWaiterDeadline = next;
-    this.compactWaiters();
+    this.waiters.expire(now, (w) => {
+      this.totals.timeouts++;
+      const cause = this.breaker.lastErrorAt >= w.enqueuedAt ? this.breaker.lastError : undefined;
+      w.reject(new AcquireTimeoutError(w.timeoutMs, cause === undefined ? undefined : { cause }));
+    });
   }
 
   /** Eviction, keepalive, lifetime, leaks, refill: one pass over the slots. */
@@ -1277,21 +820,21 @@ export class Pool<T> extends EventEmitter {
         } else if (slot.retireAt <= now) {
           this.destroySlot(slot, DestroyReason.MAX_LIFETIME, undefined);
         } else if (
-          this.idleTimeoutMs > 0 &&
-          now - slot.lastUsedAt >= this.idleTimeoutMs &&
+          this.s.idleTimeoutMs > 0 &&
+          now - slot.lastUsedAt >= this.s.idleTimeoutMs &&
           this.total > this.min
         ) {
           this.destroySlot(slot, DestroyReason.IDLE_TIMEOUT, undefined);
         } else if (
-          this.keepaliveIntervalMs > 0 &&
+          this.s.keepaliveIntervalMs > 0 &&
           this.validate !== undefined &&
-          now - slot.lastAliveAt >= this.keepaliveIntervalMs
+          now - slot.lastAliveAt >= this.s.keepaliveIntervalMs
         ) {
           this.keepalive(slot, now);
         }
-      } else if (slot.state === SLOT_BORROWED && this.leakDetectionMs > 0 && !slot.leakReported) {
+      } else if (slot.state === SLOT_BORROWED && this.s.leakDetectionMs > 0 && !slot.leakReported) {
         const lease = slot.lease;
-        if (lease !== undefined && now - lease.acquiredAt >= this.leakDetectionMs)
+        if (lease !== undefined && now - lease.acquiredAt >= this.s.leakDetectionMs)
           this.reportLeak(slot, lease, now);
       }
     }
@@ -1323,8 +866,8 @@ export class Pool<T> extends EventEmitter {
     this.totals.leaks++;
     const heldMs = now - lease.acquiredAt;
     const stack = cleanStack(slot.trace?.stack);
-    this.emit('leak', { resource: slot.resource, heldMs, stack, reclaimed: this.reclaimLeaked });
-    if (this.reclaimLeaked && slot.state === SLOT_BORROWED && slot.lease === lease) {
+    this.emit('leak', { resource: slot.resource, heldMs, stack, reclaimed: this.s.reclaimLeaked });
+    if (this.s.reclaimLeaked && slot.state === SLOT_BORROWED && slot.lease === lease) {
       this.destroySlot(slot, DestroyReason.LEAK_RECLAIMED, new LeaseReclaimedError(heldMs));
     }
   }
@@ -1342,27 +885,10 @@ export interface Pool<T> {
   emit<K extends keyof PoolEvents<T>>(event: K, ...args: PoolEvents<T>[K]): boolean;
 }
 
-function isLive(w: { settled: boolean }): boolean {
-  return !w.settled;
-}
-
 function safeBool<T>(fn: (r: T) => boolean, r: T): boolean {
   try {
     return fn(r) === true;
   } catch {
     return false;
   }
-}
-
-function captureTrace(): Trace {
-  const t: Trace = {};
-  Error.captureStackTrace(t, Pool.prototype.acquire);
-  return t;
-}
-
-/** The borrower's frames, without the "Error" header line. */
-function cleanStack(stack: string | undefined): string {
-  if (stack === undefined) return '';
-  const nl = stack.indexOf('\n');
-  return nl < 0 ? stack : `Lease acquired at:${stack.slice(nl)}`;
 }

@@ -7,11 +7,12 @@
  * after idleTimeoutMs, retires each at its jittered max lifetime, and queues the requests that
  * wait for a session (their deadline, maxWaiters, fail-fast while the breaker is open). The
  * endpoint borrows a session while it carries requests and gives it back when the last one is
- * answered, so a lease is never held by an idle endpoint and idle time is the Pool's to judge:
+ * answered (at the end of that event-loop turn, so callers that send again at once keep it): a
+ * lease is never held by an idle endpoint, and idle time is the Pool's to judge:
  *
  *   Pool idle ── a request needs one, or load grows ──▶ in use (least in flight first)
  *      ▲                                                  │
- *      └──────────────── its last answer came ◀──────────┤
+ *      └────── nothing in flight at the turn's end ◀──────┤
  *                                                         ├─ GOAWAY, max lifetime ─▶ out of the Pool at once
  *                                                         │    (its slot freed for a replacement); it answers
  *                                                         │    what it carries, then closes (retireTimeoutMs)
@@ -45,8 +46,10 @@ import {
 } from '../session/client-session.js';
 import type { SessionConfig } from '../session/options.js';
 import type { OutgoingRequest } from '../session/request.js';
+import { now as clock } from '../util/clock.js';
 import { PoolEndpoint } from './endpoint-set.js';
-import { type DestroyDetail, DestroyReason, type Lease, type PoolStats } from './pool.js';
+import type { Lease } from './lease.js';
+import { type DestroyDetail, DestroyReason, type PoolStats } from './pool-options.js';
 
 /** One session in {@link SharedEndpointStats}. */
 export interface SharedConnectionStats {
@@ -95,7 +98,6 @@ export interface SharedContext {
   readonly closed: boolean;
   readonly config: SessionConfig;
   readonly retireTimeoutMs: number;
-  readonly clock: () => number;
   emit(event: string, ...args: unknown[]): boolean;
   recordFailure(ep: SharedEndpoint): void;
   recordSuccess(ep: SharedEndpoint): void;
@@ -120,7 +122,7 @@ export class Member implements SessionOwner {
   createdAt = 0;
   /** The endpoint's loan of it while it carries requests; undefined while idle in the Pool. */
   lease: Lease<ClientSession> | undefined = undefined;
-  /** When the Pool retires it (its jittered max lifetime), pool clock. */
+  /** When the Pool retires it (its jittered max lifetime), monotonic time. */
   retireAt = Number.POSITIVE_INFINITY;
   /** Why it takes no new work, once it does not. */
   draining: string | undefined = undefined;
@@ -169,8 +171,10 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
   suspect = false;
   /** A failure was reported to the balancer since the last success (skips the call otherwise). */
   sawFailure = false;
-  /** No connect before this (pool clock): the server's retry hint (GOAWAY, or a refusal). */
+  /** No connect before this (monotonic time): the server's retry hint (GOAWAY, or a refusal). */
   retryAt = 0;
+  /** A check for sessions left idle is due at the end of this turn (see settled). */
+  private givingBack = false;
   readonly totals = { requests: 0, resent: 0 };
 
   constructor(
@@ -208,17 +212,17 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
   /** Pool factory: a session to this endpoint, no sooner than the server's retry hint. */
   async open(signal: AbortSignal): Promise<ClientSession> {
     // Each phase of a create (this wait, the TCP connect, HELLO) is bounded by connectTimeoutMs.
-    const wait = Math.min(this.retryAt - this.ctx.clock(), this.ctx.config.connectTimeoutMs);
+    const wait = Math.min(this.retryAt - clock(), this.ctx.config.connectTimeoutMs);
     if (wait > 0) await sleep(wait, undefined, { signal, ref: false });
     const m = new Member(this);
     try {
       m.session = await openSession(this.ctx.config, this.host, this.port, { signal, owner: m });
     } catch (err) {
       if (err instanceof RefusedError && err.retryAfterMs > 0)
-        this.retryAt = Math.max(this.retryAt, this.ctx.clock() + err.retryAfterMs);
+        this.retryAt = Math.max(this.retryAt, clock() + err.retryAfterMs);
       throw err;
     }
-    m.createdAt = this.ctx.clock();
+    m.createdAt = clock();
     return m.session;
   }
 
@@ -320,7 +324,7 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
     // Requests waiting for a session share this one: wake them to choose again.
     if (this.waiting > 0) this.pool.rejectWaiters(WAKE);
     // A replacement is in use: sessions past their lifetime can go.
-    const now = this.ctx.clock();
+    const now = clock();
     for (const old of this.usable.slice()) {
       if (old.retireAt <= now && this.usable.length > 1) this.retire(old, DestroyReason.MAX_LIFETIME);
     }
@@ -355,12 +359,25 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
       this.sawFailure = false;
       this.ctx.recordSuccess(this);
     }
-    if (m.inflight > 0) return;
-    if (m.lease !== undefined) this.giveBack(m);
-    // The endpoint is idle: spares borrowed for load that has gone go back too.
-    if (this.inflight === 0 && this.waiting === 0) {
-      for (const s of this.usable.slice()) if (s.inflight === 0) this.giveBack(s);
+    if (m.inflight > 0 || m.lease === undefined) return;
+    if (m.draining !== undefined) {
+      this.giveBack(m); // removed or closing: the draining Pool closes it now
+      return;
     }
+    // Idle now, but perhaps not for long: answers arrive in batches and their callers send again
+    // in the same turn. Giving the session back at once would make each of them borrow it anew
+    // (and wait for it in the Pool's queue). So the sessions still idle when the turn is over go
+    // back then: one check per endpoint and turn, none per request.
+    if (!this.givingBack) {
+      this.givingBack = true;
+      setImmediate(SharedEndpoint.giveBackIdle, this);
+    }
+  }
+
+  /** After the turn: sessions with nothing in flight go back to the Pool (spares included). */
+  private static giveBackIdle(ep: SharedEndpoint): void {
+    ep.givingBack = false;
+    for (const m of ep.usable.slice()) if (m.inflight === 0) ep.giveBack(m);
   }
 
   /** Returns `m`'s loan: idle in the Pool, or closed by it (draining, past its lifetime, unusable). */
@@ -417,7 +434,7 @@ export class SharedEndpoint extends PoolEndpoint<ClientSession> {
    */
   goaway(m: Member, msg: GoawayMessage): void {
     const active = !this.removed && !this.ctx.closed;
-    if (active) this.retryAt = Math.max(this.retryAt, this.ctx.clock() + msg.retryAfterMs);
+    if (active) this.retryAt = Math.max(this.retryAt, clock() + msg.retryAfterMs);
     if (m.listed) {
       if (m.lease !== undefined) this.retire(m, GOING_AWAY);
       else if (m.draining === undefined) {

@@ -17,6 +17,9 @@ export interface BackoffPolicy {
  */
 export function backoffCeiling(policy: BackoffPolicy, attempt: number): number {
   const n = Math.max(1, attempt);
+  // multiplier^(n−1) overflows to Infinity after enough failures: the ceiling is then the max
+  // (and 0 stays 0, where 0 · Infinity would be NaN).
+  if (policy.initialDelayMs === 0) return 0;
   return Math.min(policy.maxDelayMs, policy.initialDelayMs * policy.multiplier ** (n - 1));
 }
 

@@ -49,6 +49,15 @@ export function durationOrInfinity(name: string, value: unknown, fallback: numbe
   return value;
 }
 
+/** An optional number ≥ 0, Infinity allowed (a wait with no end), not NaN; `fallback` when undefined. */
+export function nonNegativeOrInfinity(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new InvalidArgumentError(`${name} must be a number >= 0 or Infinity, got ${String(value)}`);
+  }
+  return value;
+}
+
 /** An integer in [min, max]. */
 export function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {

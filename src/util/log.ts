@@ -64,3 +64,12 @@ export class LogSampler {
     return { log: false, held: 0 };
   }
 }
+
+/** An error as log fields: its code and message (never the object: a logger may not serialise it). */
+export function errorFields(err: unknown): { code?: string; err: string } {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  return {
+    ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+    err: typeof e?.message === 'string' ? e.message : String(err),
+  };
+}

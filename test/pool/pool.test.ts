@@ -11,7 +11,8 @@ import {
   PoolError,
   PoolFullError,
 } from '../../src/pool/errors.js';
-import { Pool, type PoolFactory, type PoolOptions } from '../../src/pool/pool.js';
+import { Pool } from '../../src/pool/pool.js';
+import type { PoolFactory, PoolOptions } from '../../src/pool/pool-options.js';
 import { sleep, waitFor, withinTurn } from '../helpers.js';
 
 interface Res {

@@ -12,8 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Client, connect } from '../../src/client/client.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import type { RequestTrace } from '../../src/util/channels.js';
-import type { Logger } from '../../src/util/log.js';
-import { waitFor } from '../helpers.js';
+import { captureLogger, type LogLine, waitFor } from '../helpers.js';
 
 const servers: Server[] = [];
 const clients: Client[] = [];
@@ -21,14 +20,6 @@ after(() => {
   for (const c of clients) c.destroy();
   for (const s of servers) s.destroy();
 });
-
-type Line = { level: string; obj: Record<string, unknown>; msg: string | undefined };
-function captureLogger(): { logger: Logger; lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: string) => (obj: object, msg?: string) =>
-    lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  return { logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
-}
 
 async function serve(opts: Parameters<typeof createServer>[0]): Promise<{ server: Server; port: number }> {
   const server = createServer(opts);
@@ -54,7 +45,7 @@ describe('logs', () => {
     const c = await client(port);
     await assert.rejects(c.request('boom'));
     await waitFor(() => lines.some((l) => l.msg === 'handler failed'), 5000, 'handler failed line');
-    const failed = lines.find((l) => l.msg === 'handler failed') as Line;
+    const failed = lines.find((l) => l.msg === 'handler failed') as LogLine;
     assert.equal(failed.level, 'error');
     assert.equal(failed.obj.method, 'boom');
     assert.equal(failed.obj.code, 'E_APP');
