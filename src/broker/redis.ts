@@ -35,8 +35,8 @@ import { BrokerUnavailableError, InvalidArgumentError, LonglinkError } from '../
 import type { Broker, BrokerEntry, BrokerHistory, BrokerSink, HistoryRetention } from '../server/broker.js';
 import { checkRetention } from '../server/broker.js';
 import { loadPeer } from '../sys/peer.js';
-import type { Logger } from '../util/log.js';
 import { now } from '../util/clock.js';
+import type { Logger } from '../util/log.js';
 
 /** Options of {@link redisBroker}. */
 export interface RedisBrokerOptions {

@@ -109,6 +109,15 @@ interface PeerRooms {
   /** Where the client's $resume said it left each room. */
   cursors: Map<string, number> | undefined;
   identityKey: string | undefined;
+  /** True while a $resume runs (it awaits `authorize` and history room by room). */
+  resuming: boolean;
+  /**
+   * Rooms left (ctx.leave) while a $resume was expected or running, before it reached them: it
+   * must not put the connection back in. Requests run concurrently, so a client that reconnects
+   * and at once asks to leave a room can have its leave handled before its $resume (found by
+   * test/broker/property.test.ts).
+   */
+  dropped: Set<string> | undefined;
 }
 
 /** A room entry's NOTIFY frames, built once per codec and framing and shared by every member. */
@@ -224,7 +233,14 @@ export class Rooms implements RoomsHost, BrokerSink {
   private state(peer: RoomPeer): PeerRooms {
     let s = this.peers.get(peer);
     if (s === undefined) {
-      s = { rooms: new Map(), deferred: undefined, cursors: undefined, identityKey: undefined };
+      s = {
+        rooms: new Map(),
+        deferred: undefined,
+        cursors: undefined,
+        identityKey: undefined,
+        resuming: false,
+        dropped: undefined,
+      };
       this.peers.set(peer, s);
     }
     return s;
@@ -247,6 +263,7 @@ export class Rooms implements RoomsHost, BrokerSink {
       return Promise.reject(new ConnectionClosedError('the connection is closed: no room to join'));
     }
     const s = this.state(peer);
+    s.dropped?.delete(room);
     if (s.rooms.has(room) || s.deferred?.some((d) => d.room === room)) return Promise.resolve();
     const taken = s.rooms.size + (s.deferred?.length ?? 0);
     if (taken >= this.config.maxRoomsPerConnection) {
@@ -272,8 +289,21 @@ export class Rooms implements RoomsHost, BrokerSink {
   leave(peer: RoomPeer, room: string): boolean {
     const s = this.peers.get(peer);
     const m = s?.rooms.get(room);
+    if (m === undefined && (peer.resumeExpected || (s?.resuming === true && s.cursors?.has(room) === true))) {
+      // Before the $resume got to this room: it stays out (the $resume answer refuses it, and
+      // the client forgets it). A server-side join still waiting for the $resume is dropped.
+      const state = this.state(peer);
+      state.dropped ??= new Set();
+      state.dropped.add(room);
+      const i = state.deferred?.findIndex((d) => d.room === room) ?? -1;
+      if (i >= 0) state.deferred?.splice(i, 1)[0]?.done();
+      return true;
+    }
     if (s === undefined || m === undefined) return false;
     s.rooms.delete(room);
+    // A join after this starts afresh, not from where a $resume said the client was (it would
+    // replay what the connection already had: found by test/broker/property.test.ts).
+    s.cursors?.delete(room);
     this.removeMember(m);
     this.notice(peer, RoomNotice.LEFT, room, m.last);
     return true;
@@ -348,7 +378,22 @@ export class Rooms implements RoomsHost, BrokerSink {
     }
     const s = this.state(peer);
     s.cursors = cursors;
+    s.resuming = true;
     peer.resumeExpected = false;
+    try {
+      return await this.resumeRooms(peer, s, ctx, cursors);
+    } finally {
+      s.resuming = false;
+      s.dropped = undefined;
+    }
+  }
+
+  private async resumeRooms(
+    peer: RoomPeer,
+    s: PeerRooms,
+    ctx: ConnectionContext,
+    cursors: Map<string, number>,
+  ): Promise<{ resumed: string[]; refused: string[] }> {
     // The server's own joins that waited for this, from where the client left off.
     const deferred = s.deferred ?? [];
     s.deferred = undefined;
@@ -382,7 +427,7 @@ export class Rooms implements RoomsHost, BrokerSink {
           ok = false;
         }
       }
-      if (!ok) {
+      if (!ok || s.dropped?.has(room) === true) {
         refused.push(room);
         continue;
       }
