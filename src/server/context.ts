@@ -171,7 +171,7 @@ export interface ServerPeerOptions {
   /** Requests per second per connection, or undefined for no limit. */
   requestRate: Required<RateLimit> | undefined;
   events: ServerPeerEvents;
-  /** Membership (ctx.join / leave / rooms). */
+  /** @internal Membership (ctx.join / leave / rooms). */
   rooms: RoomsHost;
 }
 
