@@ -95,7 +95,7 @@ let runs = 0;
 let deadPort = 0;
 
 describe('exactly once, in order, or a gap that says so', { skip }, () => {
-  test('random publishes, cuts and moves between servers', async () => {
+  test('random joins, leaves, publishes, cuts and moves between servers', async () => {
     const seed =
       process.env.LONGLINK_ROOMS_SEED === undefined
         ? Date.now() % 1_000_000
