@@ -84,7 +84,11 @@ async function startNode(system: System, url: string): Promise<{ port: number; c
   const file = fileURLToPath(new URL('./node.js', import.meta.url));
   const child = spawn(process.execPath, [file, system, url], { stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(child);
-  const [line] = (await once(child.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
+  // A node that dies before it listens (a missing build, no Redis) ends the run, not hangs it.
+  const line = await new Promise<Buffer>((resolve, reject) => {
+    child.stdout?.once('data', resolve);
+    child.once('exit', (code) => reject(new Error(`${system} node exited ${code} before listening`)));
+  });
   return { port: (JSON.parse(line.toString()) as { port: number }).port, child };
 }
 
