@@ -3,6 +3,8 @@
 //   errors ← util ← codec ← protocol, sys ← connection ← session ← client / pool / server ← observe ← cli
 // observe/ (metrics, traces, the admin endpoint) sits above the servers, clients and pools it
 // reads (their stats() and connections) and below the CLI that serves it (serve --metrics-port, top).
+// broker/ (the Redis adapter) is a server-side plugin beside it: it implements the Broker contract
+// of server/broker.ts and loads its client library as an optional peer, as observe/ does.
 // and the import graph of src/ has no cycle. A madge-style check without the dependency tree.
 //
 // Units on one layer are siblings and do not import each other: client, pool and server all
@@ -25,6 +27,7 @@ const LAYERS = {
   server: 6,
   pool: 6,
   observe: 7,
+  broker: 7,
   cli: 8,
   'index.ts': 9,
   'internal.ts': 9,

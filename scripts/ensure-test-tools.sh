@@ -18,8 +18,8 @@
 #                           (and fail instead under LONGLINK_REQUIRE_FAULTS=1; see test/skip.ts)
 #
 # Idempotent; one lock for concurrent callers; `apt-get update` only when an install fails without
-# fresh package lists. Nothing is started as a service: the tests run nginx and haproxy in the
-# foreground with their own config, and Debian's policy-rc.d (where present) keeps the package
+# fresh package lists. Nothing is started as a service: the tests run nginx, haproxy and redis-server
+# in the foreground with their own config, and Debian's policy-rc.d (where present) keeps the package
 # scripts from starting them.
 set -u
 
@@ -32,6 +32,7 @@ openssl  | openssl                         | command -v openssl          | test/
 ip       | iproute2                        | command -v ip               | test/faults/link-cut: network namespaces and a veth pair (ip netns, ip link)
 promtool | prometheus                      | command -v promtool         | test/cli/observe: `promtool check metrics` lints the /metrics text (the prometheus server itself is never started)
 chromium | chromium                        | test -x /usr/bin/chromium   | test/observe/dashboard: the admin dashboard in a real browser, driven by playwright-core
+redis    | redis-server                    | command -v redis-server     | test/broker, bench/rooms: the Redis broker adapter (pub/sub, Streams, Lua) against a real redis-server, run in the foreground with its own config (no persistence)
 TABLE
 )
 
@@ -51,6 +52,7 @@ why() { field "$1" 4; }
 where() {
   case "$1" in
     chromium) echo /usr/bin/chromium ;;
+    redis) command -v redis-server ;;
     nginx) echo "$(command -v nginx) stream=$([ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && echo /usr/lib/nginx/modules/ngx_stream_module.so || echo built-in)" ;;
     *) command -v "$1" ;;
   esac

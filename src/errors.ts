@@ -337,3 +337,41 @@ export class OverloadError extends LonglinkError {
     this.budgetBytes = budgetBytes;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rooms and the broker
+
+/** Which room limit was hit (see SERVER_DEFAULTS and docs/SECURITY.md). */
+export type RoomLimit = 'maxRoomsPerConnection' | 'maxRoomNameBytes';
+
+/**
+ * A join or a publish went past a room limit: the connection is in `maxRoomsPerConnection` rooms
+ * already, or the room's name is longer than `maxRoomNameBytes` (or empty). Nothing changed. A
+ * handler that lets it escape answers its request with ERROR `ERR_ROOM_LIMIT`.
+ */
+export class RoomLimitError extends LonglinkError {
+  static override readonly brand: string = 'RoomLimitError';
+  readonly limit: RoomLimit;
+  readonly value: number;
+  constructor(limit: RoomLimit, value: number, message: string, options?: LonglinkErrorOptions) {
+    super('ERR_ROOM_LIMIT', message, options);
+    this.limit = limit;
+    this.value = value;
+  }
+}
+
+/**
+ * The broker behind the rooms (Redis) cannot take the publish. `sent` false: it was never sent
+ * (the broker is known to be down, or the command queue is full), so it was certainly not
+ * published: safe to retry. `sent` true: it was sent and no answer came within the publish
+ * timeout: it may or may not have been published (a retry may deliver it twice, under two seqs).
+ * The server keeps serving its own connections meanwhile.
+ */
+export class BrokerUnavailableError extends LonglinkError {
+  static override readonly brand: string = 'BrokerUnavailableError';
+  readonly sent: boolean;
+  constructor(message: string, sent: boolean, options?: LonglinkErrorOptions) {
+    super('ERR_BROKER_UNAVAILABLE', message, options);
+    this.sent = sent;
+  }
+}

@@ -9,6 +9,8 @@
  * @packageDocumentation
  */
 
+export type { RedisBrokerOptions } from './broker/redis.js';
+export { redisBroker } from './broker/redis.js';
 export type {
   ClientEvents,
   ClientOptions,
@@ -17,6 +19,8 @@ export type {
   Notification,
   ReconnectOptions,
   RequestOptions,
+  RoomGap,
+  RoomPush,
 } from './client/client.js';
 export { Client, connect, RequestTimeoutError } from './client/client.js';
 export type {
@@ -56,10 +60,11 @@ export type {
   IdleOptions,
 } from './connection/connection.js';
 export { Connection, ConnectionState } from './connection/connection.js';
-export type { LonglinkErrorOptions, ProxyHeaderErrorReason } from './errors.js';
+export type { LonglinkErrorOptions, ProxyHeaderErrorReason, RoomLimit } from './errors.js';
 export {
   AbortedError,
   BadFrameHeaderError,
+  BrokerUnavailableError,
   CloseTimeoutError,
   ConnectError,
   ConnectionClosedError,
@@ -76,6 +81,7 @@ export {
   OverloadError,
   ProxyHeaderError,
   RequestNotSentError,
+  RoomLimitError,
   SlowConsumerError,
   SocketError,
   TruncatedFrameError,
@@ -146,9 +152,18 @@ export type { ProtocolErrorOptions, RemoteErrorOptions } from './protocol/errors
 export { ErrorCode, ProtocolError, RemoteError } from './protocol/errors.js';
 export type { PayloadCodec } from './protocol/payload.js';
 export type { RateLimit, RefusalReason } from './server/admission.js';
+export type {
+  Broker,
+  BrokerEntry,
+  BrokerHistory,
+  BrokerSink,
+  HistoryRetention,
+} from './server/broker.js';
+export { HISTORY_DEFAULTS, MemoryBrokerHub, memoryBroker } from './server/broker.js';
 export type { LegacyContext, LegacyHandler } from './server/legacy.js';
 export { SERVER_DEFAULTS } from './server/limits.js';
 export type { ProxyOptions } from './server/proxy-accept.js';
+export type { IdentityTarget, RoomTarget } from './server/rooms.js';
 export type {
   LegacyOptions,
   ListenOptions,
@@ -166,7 +181,9 @@ export type {
   ConnectionContext,
   Handler,
   HandlerFailure,
+  JoinOptions,
   RequestContext,
+  RoomAuthorize,
   Router,
   TlsInfo,
 } from './server/server-peer.js';

@@ -3,6 +3,7 @@
  * (nats.js core/src/internal_mod.ts vs mod.ts). Users import from 'longlink'.
  */
 
+export * from './broker/redis.js';
 export * from './client/client.js';
 export * from './codec/index.js';
 export * from './connection/budget.js';
@@ -17,12 +18,14 @@ export * from './observe/tracing.js';
 export * from './pool/index.js';
 export * from './protocol/index.js';
 export * from './server/admission.js';
+export * from './server/broker.js';
 export * from './server/legacy.js';
 export * from './server/limits.js';
 export * from './server/max-age.js';
 export * from './server/proxy-accept.js';
 export * from './server/proxy-encode.js';
 export * from './server/proxy-header.js';
+export * from './server/rooms.js';
 export * from './server/server.js';
 export * from './server/server-peer.js';
 export * from './server/trusted-proxies.js';

@@ -232,11 +232,15 @@ async function callProtocol(args: ParsedArgs, s: CallSettings, io: Io): Promise<
   const finish = (code: number) => settle?.(code);
   if (s.follow) {
     // Listening before the request: a push sent while the request runs is not missed.
-    client.on('notify', (topic, payload) => {
+    client.on('notify', (topic, payload, push) => {
       if (pushes >= s.count) return;
       pushes++;
       io.out(
-        JSON.stringify({ topic, payload: s.raw && Buffer.isBuffer(payload) ? payload.toString() : payload }),
+        JSON.stringify({
+          topic,
+          payload: s.raw && Buffer.isBuffer(payload) ? payload.toString() : payload,
+          ...(push === undefined ? {} : { room: push.room, seq: push.seq }),
+        }),
       );
       if (pushes >= s.count && answered) finish(EXIT.OK);
     });

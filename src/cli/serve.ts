@@ -2,12 +2,14 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { type RedisBrokerOptions, redisBroker } from '../broker/redis.js';
 import { parseFraming } from '../codec/parse.js';
 import type { Connection, ConnectionOptions } from '../connection/connection.js';
 import { MissingDependencyError } from '../errors.js';
 import { type AdminServer, serveAdmin } from '../observe/admin.js';
 import { enableMetrics, type LonglinkMetrics } from '../observe/metrics.js';
 import type { RateLimit } from '../server/admission.js';
+import { type Broker, memoryBroker } from '../server/broker.js';
 import { createServer, type Server, type ServerOptions } from '../server/server.js';
 import type { RequestContext } from '../server/server-peer.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
@@ -132,6 +134,17 @@ export interface ServeOptions {
   workers?: WorkersFlags;
   /** Set in a worker: its id, which `whoami` reports. */
   worker?: number;
+  /** Rooms across servers through this Redis (`redis://host:port`); default: this server alone. */
+  brokerUrl?: string;
+  /** Room history kept for resumes: entries per room, and their age in ms. */
+  history?: RedisBrokerOptions['history'];
+}
+
+/** A room name from a request's params (`{ room }`). */
+function roomOf(p: unknown): string {
+  const room = (p as { room?: unknown } | null)?.room;
+  if (typeof room !== 'string') throw new Error('params must be { room: string, … }');
+  return room;
 }
 
 function peer(c: Connection): string {
@@ -142,7 +155,11 @@ function peer(c: Connection): string {
 const SAID_BY_SERVE: ReadonlySet<string> = new Set(['listening', 'shutting down', 'shut down']);
 
 /** Builds the server `serve` runs, logging through `log`. Exported for the tests. */
-export function buildServer(o: Pick<ServeOptions, 'framing'> & Partial<ServeOptions>, log: ServeLog): Server {
+export function buildServer(
+  o: Pick<ServeOptions, 'framing'> & Partial<ServeOptions>,
+  log: ServeLog,
+  broker?: Broker,
+): Server {
   const edge = edgeOptions(o);
   const started = Date.now();
   let requests = 0;
@@ -197,7 +214,30 @@ export function buildServer(o: Pick<ServeOptions, 'framing'> & Partial<ServeOpti
               requests++;
               return whoami(p, ctx, o.worker);
             },
+            // Rooms, to show them from the command line: any client may join any room (the
+            // same rule authorizeRoom gives resumes below). A real server decides who may.
+            join: async (p, ctx) => {
+              requests++;
+              const room = roomOf(p);
+              await ctx.join(room);
+              return { room, rooms: [...ctx.rooms] };
+            },
+            leave: (p, ctx) => {
+              requests++;
+              return { left: ctx.leave(roomOf(p)) };
+            },
+            publish: async (p) => {
+              requests++;
+              const { topic = 'message', payload = null } = (p ?? {}) as {
+                topic?: unknown;
+                payload?: unknown;
+              };
+              const room = roomOf(p);
+              return { room, seq: await server.to(room).notify(String(topic), payload) };
+            },
           },
+          authorizeRoom: () => true,
+          ...(broker === undefined ? {} : { broker }),
           ...edge,
         })
       : createServer({
@@ -277,7 +317,23 @@ async function startAdmin(
 export async function serve(o: ServeOptions): Promise<number> {
   if (o.workers !== undefined) return serveWithWorkers(o, o.workers);
   const log = serveLog(o.log, o.logFormat, o.logLevel);
-  const server = buildServer(o, log);
+  let broker: Broker | undefined;
+  if (o.brokerUrl !== undefined) {
+    try {
+      broker = await redisBroker({
+        url: o.brokerUrl,
+        logger: log.logger,
+        ...(o.history === undefined ? {} : { history: o.history }),
+      });
+    } catch (err) {
+      if (err instanceof MissingDependencyError) throw new CommandFailed(`--broker: ${err.message}`);
+      throw err;
+    }
+  }
+  // Without Redis, rooms stay in this server; --history-* still bound their history.
+  if (broker === undefined && o.history !== undefined && o.framing === 'longlink')
+    broker = memoryBroker(o.history);
+  const server = buildServer(o, log, broker);
   let addr: { address: string; port: number };
   try {
     addr = await server.listen({ host: o.host, port: o.port });
@@ -303,6 +359,7 @@ export async function serve(o: ServeOptions): Promise<number> {
             : `${hb.intervalMs}/${hb.timeoutMs}`,
     idleBudgetMs: o.idleBudgetMs,
     keepalive: o.keepAlive === false ? 'off' : undefined,
+    broker: broker?.name,
   };
   log(
     'info',
@@ -316,7 +373,8 @@ export async function serve(o: ServeOptions): Promise<number> {
         ? ''
         : ` heartbeat=${hb === false ? 'off' : typeof hb === 'string' ? hb : `${hb.intervalMs}/${hb.timeoutMs}`}`) +
       (o.idleBudgetMs === undefined ? '' : ` idle-budget=${o.idleBudgetMs}`) +
-      (o.keepAlive === false ? ' keepalive=off' : ''),
+      (o.keepAlive === false ? ' keepalive=off' : '') +
+      (broker === undefined ? '' : ` broker=${broker.name}`),
   );
   let admin: Awaited<ReturnType<typeof startAdmin>>;
   try {
@@ -410,7 +468,10 @@ export const serveCommand: Command = {
   usage: ['[options]'],
   description:
     'A longlink server with the methods echo, sleep (ms), push ({topic,count}: that many NOTIFYs), ' +
-    'whoami and stats; with --framing SPEC, a plain echo server for that framing (each frame sent ' +
+    'whoami, stats, and for rooms join ({room}), leave ({room}) and publish ({room,topic,payload}: ' +
+    'a push to every member, answered with its seq); any client may join any room. --broker ' +
+    "redis://HOST:PORT carries rooms across every server using that Redis, with each room's " +
+    'history there for clients that resume (--history-length, --history-age). With --framing SPEC, a plain echo server for that framing (each frame sent ' +
     'back as it came). One line per connection opened and closed, with the close reason; the ' +
     "server's own lines for refusals, handler failures, slow consumers and heartbeat deaths (floods " +
     'summarised); every line with its time and level (--log-format text|json, --log-level).\n\n' +
@@ -504,6 +565,21 @@ export const serveCommand: Command = {
       arg: 'F',
       help: 'text (time, level, message) or json (one object per line)',
     },
+    broker: {
+      type: 'string',
+      arg: 'URL',
+      help: 'redis://HOST:PORT: rooms across every server on that Redis (needs @redis/client); default: rooms in this server',
+    },
+    'history-length': {
+      type: 'string',
+      arg: 'N',
+      help: 'room history kept for resuming clients: entries per room (default 1000)',
+    },
+    'history-age': {
+      type: 'string',
+      arg: 'MS',
+      help: 'room history kept for resuming clients: entries younger than this (default 300000; 0: no age limit)',
+    },
     'log-level': {
       type: 'string',
       default: 'info',
@@ -538,6 +614,11 @@ export const serveCommand: Command = {
       'TLS with client certificates, on IPv6 and IPv4',
     ],
     ['longlink serve --port 7070 --heartbeat off --keepalive off', 'a quiet far end for `longlink probe`'],
+    [
+      'longlink serve --port 7071 --broker redis://127.0.0.1:6379',
+      'one of several servers sharing rooms; `longlink call --follow join \'{"room":"r"}\'` on one, ' +
+        '`longlink call publish \'{"room":"r","payload":1}\'` on another',
+    ],
     [
       'longlink serve --port 7070 --metrics-port 9100 --log-format json',
       'metrics at http://127.0.0.1:9100/metrics, the dashboard at http://127.0.0.1:9100/, JSON logs',
@@ -580,6 +661,12 @@ function runServe(args: ParsedArgs, io: Io): Promise<number> {
   const tlsCa = stringArg(args, 'tls-ca');
   const trusted = stringArg(args, 'trusted-proxies');
   const tokenFile = stringArg(args, 'auth-token-file');
+  const brokerUrl = stringArg(args, 'broker');
+  if (brokerUrl !== undefined && !/^rediss?:\/\/./.test(brokerUrl)) {
+    throw new UsageError(`--broker must be a redis:// URL, got ${JSON.stringify(brokerUrl)}`);
+  }
+  if (brokerUrl !== undefined && framing !== 'longlink')
+    throw new UsageError('--broker needs the longlink protocol');
   const o: ServeOptions = {
     host: stringArg(args, 'host') ?? '127.0.0.1',
     port: portArg(args),
@@ -619,6 +706,17 @@ function runServe(args: ParsedArgs, io: Io): Promise<number> {
       : { acceptRate: rateArg('--accept-rate', stringArg(args, 'accept-rate') as string) }),
     ...(args.values['retry-after'] === undefined ? {} : { retryAfterMs: intArg(args, 'retry-after', 0) }),
     ...workersFlags(args),
+    ...(brokerUrl === undefined ? {} : { brokerUrl }),
+    ...(args.values['history-length'] === undefined && args.values['history-age'] === undefined
+      ? {}
+      : {
+          history: {
+            ...(args.values['history-length'] === undefined
+              ? {}
+              : { maxLength: intArg(args, 'history-length', 1) }),
+            ...(args.values['history-age'] === undefined ? {} : { maxAgeMs: intArg(args, 'history-age', 0) }),
+          },
+        }),
   };
   return serve(o);
 }

@@ -77,6 +77,13 @@ export interface ClientOptions extends SessionOptions {
   /** Aborts the connect (TCP and HELLO) under way. */
   signal?: AbortSignal;
   /**
+   * Rooms to resume on the first connection, with the last seq this client has of each (what
+   * {@link Client.rooms} said before, kept across a restart of the client's own process): the
+   * server sends what was published after each, or a `'gap'` (protocol 1.2; rooms the server's
+   * `authorizeRoom` refuses are reported as `'left'`).
+   */
+  rooms?: Readonly<Record<string, number>>;
+  /**
    * Where the client logs what an operator needs (pino's shape): disconnects with their reason,
    * GOAWAYs, reconnect attempts that failed, the reconnect, giving up, a heartbeat slowed at the
    * server's request. Silent by default; `NODE_DEBUG=longlink` prints the same lines.
@@ -88,6 +95,27 @@ export interface ClientOptions extends SessionOptions {
 export interface Notification {
   topic: string;
   payload: unknown;
+  /** A room push (protocol 1.2): its room … */
+  room?: string;
+  /** … and its sequence in the room. */
+  seq?: number;
+}
+
+/** Where a room push came from: its room and its sequence there (protocol 1.2). */
+export interface RoomPush {
+  readonly room: string;
+  readonly seq: number;
+}
+
+/**
+ * Pushes of `room` after `afterSeq`, up to and including `throughSeq`, are lost to this client:
+ * the room's history no longer had them when it came back (or the broker lost them). Some of
+ * those seqs may never have been used. Later pushes come as usual.
+ */
+export interface RoomGap {
+  readonly room: string;
+  readonly afterSeq: number;
+  readonly throughSeq: number;
 }
 
 /** What {@link Client.stats} reports (JSON-safe). */
@@ -117,8 +145,14 @@ export interface ClientEvents {
   rtt: [rttMs: number];
   /** Settings that contradict each other (heartbeat vs. idle budget …). */
   warning: [message: string];
-  /** A NOTIFY from the server. */
-  notify: [topic: string, payload: unknown];
+  /** A NOTIFY from the server; a room push (1.2) says its room and seq. */
+  notify: [topic: string, payload: unknown, push?: RoomPush];
+  /** This client is now a member of `room`, and has every push up to `seq` (1.2). */
+  joined: [room: string, seq: number];
+  /** It is no longer a member of `room`: the server said so, or refused to let it resume there. */
+  left: [room: string];
+  /** Room pushes were lost (see {@link RoomGap}): said instead of lost silently. */
+  gap: [gap: RoomGap];
   /** The connection was lost (or closed after a GOAWAY), with its close info. Always before 'reconnecting'. */
   disconnect: [info: CloseInfo];
   /** A reconnect attempt is scheduled. */
@@ -176,6 +210,10 @@ export class Client extends EventEmitter {
   private endAfterSession = false;
   /** Monotonic time (util/clock.ts) before which no reconnect starts: the server's last GOAWAY or refusal hint. */
   private notBefore = 0;
+  /** Rooms this client is in, and the last seq it has of each: what it resumes after a reconnect. */
+  private readonly cursors = new Map<string, number>();
+  /** Room pushes dropped as duplicates (seq not above the room's cursor). */
+  private duplicates = 0;
   private readonly log: Logger | undefined;
 
   constructor(options: ClientOptions) {
@@ -194,6 +232,14 @@ export class Client extends EventEmitter {
       throw new InvalidArgumentError(`whenDisconnected must be 'wait' or 'fail', got ${String(wd)}`);
     }
     if (warning !== undefined) queueMicrotask(() => this.emit('warning', warning));
+    for (const [room, seq] of Object.entries(options.rooms ?? {})) {
+      if (typeof room !== 'string' || room.length === 0 || !Number.isSafeInteger(seq) || seq < 0) {
+        throw new InvalidArgumentError(
+          `rooms: ${JSON.stringify(room)} needs a seq in [0, 2^53-1], got ${String(seq)}`,
+        );
+      }
+      this.cursors.set(room, seq);
+    }
     const r = options.reconnect;
     this.policy =
       r === false
@@ -214,7 +260,9 @@ export class Client extends EventEmitter {
       await this.connecting;
       if (this.session?.usable) return this;
     }
-    await this.openSession();
+    const s = await this.openSession();
+    // Rooms given in the options: resumed first thing.
+    void this.resumeRooms(s);
     return this;
   }
 
@@ -231,6 +279,20 @@ export class Client extends EventEmitter {
   /** The current connection, if any (for stats and diagnostics). */
   get connection(): Connection | undefined {
     return this.session?.connection;
+  }
+
+  /**
+   * The rooms this client is a member of (protocol 1.2) and the last seq it has of each. After a
+   * reconnect the client resumes them by itself (`$resume`, first thing on the new connection):
+   * the server sends what it missed, in order, once — or a `'gap'` for what its history lost.
+   */
+  get rooms(): ReadonlyMap<string, number> {
+    return this.cursors;
+  }
+
+  /** Room pushes received twice and dropped (a resume overlapping what had arrived). */
+  get duplicatePushes(): number {
+    return this.duplicates;
   }
 
   /** Smoothed RTT of the current connection from PING/PONG, ms. */
@@ -422,6 +484,75 @@ export class Client extends EventEmitter {
     for (const q of queues) q.push(n);
   }
 
+  /** @internal A room push: once per seq, in order (the server sends them so; resumes overlap). */
+  sessionRoomPush(_s: ClientSession, topic: string, payload: unknown, room: string, seq: number): void {
+    const last = this.cursors.get(room);
+    if (last !== undefined && seq <= last) {
+      this.duplicates++;
+      return;
+    }
+    this.cursors.set(room, seq);
+    this.emit('notify', topic, payload, { room, seq });
+    const queues = this.notifyQueues;
+    if (queues === undefined || queues.size === 0) return;
+    const n = { topic, payload, room, seq };
+    for (const q of queues) q.push(n);
+  }
+
+  /** @internal $joined / $gap / $left. */
+  sessionRoomNotice(_s: ClientSession, notice: string, room: string, seq: number): void {
+    const last = this.cursors.get(room);
+    switch (notice) {
+      case '$joined':
+        // Joined afresh where we had a cursor (no resume): what lay between is lost to us.
+        if (last !== undefined && seq > last) this.emit('gap', { room, afterSeq: last, throughSeq: seq });
+        this.cursors.set(room, Math.max(seq, last ?? 0));
+        this.emit('joined', room, seq);
+        return;
+      case '$gap':
+        if (last !== undefined && seq <= last) return;
+        this.cursors.set(room, seq);
+        this.emit('gap', { room, afterSeq: last ?? 0, throughSeq: seq });
+        return;
+      case '$left':
+        if (this.cursors.delete(room)) this.emit('left', room);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * The first request on a new connection when this client is in rooms: where it left each. Rooms
+   * the server refuses (or cannot resume: protocol below 1.2) are forgotten, with a 'left'.
+   */
+  private async resumeRooms(s: ClientSession): Promise<void> {
+    if (this.cursors.size === 0) return;
+    const minor = (s.agreement?.version ?? 0) & 0xff;
+    const forget = (rooms: Iterable<string>) => {
+      for (const room of [...rooms]) if (this.cursors.delete(room)) this.emit('left', room);
+    };
+    if (minor < 2) {
+      forget(this.cursors.keys());
+      return;
+    }
+    const rooms = Object.fromEntries(this.cursors);
+    try {
+      const r = await s.request<{ resumed?: string[]; refused?: string[] }>('$resume', { rooms });
+      forget(r?.refused ?? []);
+    } catch (err) {
+      // The connection went before the answer: the next one resumes. A refusal of the request
+      // itself (a limit): the server will not have us back in those rooms.
+      if (
+        err instanceof LonglinkError &&
+        err.code !== 'ERR_CONNECTION_CLOSED' &&
+        err.code !== 'ERR_NOT_SENT'
+      ) {
+        forget(Object.keys(rooms));
+      }
+    }
+  }
+
   /** @internal */
   sessionRtt(_s: ClientSession, rttMs: number): void {
     this.emit('rtt', rttMs);
@@ -524,6 +655,7 @@ export class Client extends EventEmitter {
         // Owner from the start: a NOTIFY in the same read as the HELLO answer is delivered, not lost.
         owner: this,
         heartbeatScale: this.heartbeatScale,
+        resume: this.cursors.size > 0,
       });
     } finally {
       userSignal?.removeEventListener('abort', onUserAbort);
@@ -564,7 +696,9 @@ export class Client extends EventEmitter {
           if (this.closed) break;
         }
         try {
-          await this.openSession();
+          const s = await this.openSession();
+          // Before anything queued: the server holds its own joins until it has our cursors.
+          void this.resumeRooms(s);
           this.log?.info({ attempt }, 'reconnected');
           this.emit('reconnect');
           this.pushStatus({ type: 'reconnected' });

@@ -113,6 +113,7 @@ function helloProblem(p: Record<string, unknown>): string | undefined {
     checkString('name', MAX_HELLO_NAME_LENGTH) ??
     checkString('codec');
   if (problem !== undefined) return problem;
+  if (p.resume !== undefined && typeof p.resume !== 'boolean') return 'resume must be a boolean';
   if (typeof p.codec === 'string' && !isValidCodecName(p.codec)) return 'codec is not a valid codec name';
   const codecs = p.codecs;
   if (codecs !== undefined) {
@@ -136,6 +137,7 @@ const HELLO_KEYS = [
   'codec',
   'credential',
   'name',
+  'resume',
 ] as const;
 
 function pickKnown(p: Record<string, unknown>): HelloParams {

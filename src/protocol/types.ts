@@ -4,11 +4,24 @@
  */
 
 /**
- * Protocol version 1.1, as carried in HELLO: major in the high byte, minor in the low byte.
+ * Protocol version 1.2, as carried in HELLO: major in the high byte, minor in the low byte.
  * Peers with different majors cannot talk; the minor agreed is the lower of the two, and a peer
- * uses only what the agreed minor defines (1.1 adds REQUEST metadata and the caller's timeout).
+ * uses only what the agreed minor defines (1.1 adds REQUEST metadata and the caller's timeout,
+ * 1.2 room pushes with a per-room sequence).
  */
-export const PROTOCOL_VERSION = 0x0101;
+export const PROTOCOL_VERSION = 0x0102;
+
+/**
+ * NOTIFY flags defined by protocol 1.2 (docs/PROTOCOL.md §3.5.1): a sender sets them only on a
+ * connection whose agreed minor is at least 2; on an older one a receiver ignores them.
+ */
+export const NotifyFlag = {
+  /** A room push: the room's name and the push's sequence in that room follow the topic. */
+  ROOM: 0x01,
+} as const;
+
+/** Largest room sequence number: 2^53 − 1 (carried as a u64; larger values are ERR_MALFORMED). */
+export const MAX_ROOM_SEQ = Number.MAX_SAFE_INTEGER;
 
 /**
  * REQUEST flags defined by protocol 1.1 (a 1.0 connection never sets them, and a 1.1 receiver on a
@@ -94,6 +107,12 @@ export interface HelloParams {
   readonly credential?: string;
   /** A name for this peer, for logs and metrics. */
   readonly name?: string;
+  /**
+   * Client, 1.2: its first request will be `$resume` (it was in rooms on an earlier connection).
+   * The server holds room joins for this connection until then, so that a join made when the
+   * connection opens starts where the client left off, not at the room's head.
+   */
+  readonly resume?: boolean;
 }
 
 /** HELLO: the first message in each direction. Negotiates version and parameters. */
@@ -145,6 +164,13 @@ export interface NotifyMessage extends MessageBase {
   /** 1–255 UTF-8 bytes. */
   readonly topic: string;
   readonly payload: Buffer;
+  /**
+   * 1.2: the room this push was published to (1–255 UTF-8 bytes). Set together with `seq`; when
+   * set, the encoder sets the ROOM flag.
+   */
+  readonly room?: string;
+  /** 1.2: the push's sequence in its room, 0 … 2^53 − 1. */
+  readonly seq?: number;
 }
 
 /** CANCEL: the requester no longer wants the answer to request `id` (it still gets one). */

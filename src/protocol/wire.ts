@@ -25,11 +25,13 @@ import {
   type GoawayMessage,
   type HelloMessage,
   MAX_NAME_BYTES,
+  MAX_ROOM_SEQ,
   MAX_TEXT_BYTES,
   METADATA_LIMITS,
   type Message,
   MessageKind,
   messageKindName,
+  NotifyFlag,
   type NotifyMessage,
   PING_DATA_BYTES,
   type PingMessage,
@@ -272,17 +274,45 @@ function encodeResponse(msg: ResponseMessage, headroom: number): Buffer[] {
   return chunks;
 }
 
-// NOTIFY: kind flags topicLen:u8 topic payload…
+// NOTIFY: kind flags topicLen:u8 topic [roomLen:u8 room seq:u64] payload…
+// (the bracketed fields are 1.2's, present when the ROOM flag is set)
 function encodeNotify(msg: NotifyMessage, headroom: number): Buffer[] {
   const topic = nameBytes(msg.topic, 'topic');
   checkBytes(msg.payload, 'payload');
-  const chunks = withPayload(headroom, 3 + topic.length, msg.payload);
+  let flags = flagsOf(msg) & ~NotifyFlag.ROOM;
+  let room: Buffer | undefined;
+  const seq = msg.seq ?? 0;
+  if (msg.room !== undefined) {
+    room = nameBytes(msg.room, 'room');
+    checkSeq(seq);
+    flags |= NotifyFlag.ROOM;
+  }
+  const header = 3 + topic.length + (room === undefined ? 0 : 1 + room.length + 8);
+  const chunks = withPayload(headroom, header, msg.payload);
   const buf = chunks[0] as Buffer;
   buf[headroom] = MessageKind.NOTIFY;
-  buf[headroom + 1] = flagsOf(msg);
+  buf[headroom + 1] = flags;
   buf[headroom + 2] = topic.length;
   topic.copy(buf, headroom + 3);
+  if (room !== undefined) {
+    const at = headroom + 3 + topic.length;
+    buf[at] = room.length;
+    room.copy(buf, at + 1);
+    writeSeq(buf, seq, at + 1 + room.length);
+  }
   return chunks;
+}
+
+function checkSeq(seq: number): void {
+  if (!Number.isSafeInteger(seq) || seq < 0 || seq > MAX_ROOM_SEQ) {
+    throw new InvalidArgumentError(`room seq must be an integer in [0, 2^53-1], got ${seq}`);
+  }
+}
+
+/** A room sequence as a u64, big-endian (two u32 halves: no BigInt). */
+export function writeSeq(buf: Buffer, seq: number, at: number): void {
+  buf.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), at);
+  buf.writeUInt32BE(seq >>> 0, at + 4);
 }
 
 // ERROR: kind flags id:u32 codeLen:u8 code messageLen:u16 message details…
@@ -488,7 +518,7 @@ export function decodeMessage(frame: Buffer, minor = PROTOCOL_VERSION & 0xff): M
     case MessageKind.RESPONSE:
       return decodeResponse(frame, flags);
     case MessageKind.NOTIFY:
-      return decodeNotify(frame, flags);
+      return decodeNotify(frame, flags, minor);
     case MessageKind.ERROR:
       return decodeError(frame, flags);
     case MessageKind.CANCEL:
@@ -579,18 +609,32 @@ function decodeResponse(frame: Buffer, flags: number): ResponseMessage {
   return { kind: MessageKind.RESPONSE, flags, id, payload: frame.subarray(6) };
 }
 
-function decodeNotify(frame: Buffer, flags: number): NotifyMessage {
+function decodeNotify(frame: Buffer, flags: number, minor: number): NotifyMessage {
   const len = frame.length;
   if (len < 4) throw malformed(MessageKind.NOTIFY, `${len} bytes is shorter than the header`);
   const n = frame[2] as number;
   const end = 3 + n;
   if (n === 0) throw malformed(MessageKind.NOTIFY, 'empty topic');
   if (end > len) throw malformed(MessageKind.NOTIFY, 'topic runs past the end');
+  const topic = readName(frame, 3, end, MessageKind.NOTIFY);
+  // 1.2's room fields exist only when the agreed minor defines them (as 1.1's REQUEST fields).
+  if (minor < 2 || (flags & NotifyFlag.ROOM) === 0) {
+    return { kind: MessageKind.NOTIFY, flags, topic, payload: frame.subarray(end) };
+  }
+  if (end >= len) throw malformed(MessageKind.NOTIFY, 'no room');
+  const r = frame[end] as number;
+  const roomEnd = end + 1 + r;
+  if (r === 0) throw malformed(MessageKind.NOTIFY, 'empty room');
+  if (roomEnd + 8 > len) throw malformed(MessageKind.NOTIFY, 'room or seq runs past the end');
+  const hi = frame.readUInt32BE(roomEnd);
+  if (hi > 0x1f_ffff) throw malformed(MessageKind.NOTIFY, 'seq above 2^53-1');
   return {
     kind: MessageKind.NOTIFY,
     flags,
-    topic: readName(frame, 3, end, MessageKind.NOTIFY),
-    payload: frame.subarray(end),
+    topic,
+    payload: frame.subarray(roomEnd + 8),
+    room: readName(frame, end + 1, roomEnd, MessageKind.NOTIFY),
+    seq: hi * 0x1_0000_0000 + frame.readUInt32BE(roomEnd + 4),
   };
 }
 

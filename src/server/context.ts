@@ -6,8 +6,8 @@
 import type { TLSSocket } from 'node:tls';
 import type { CloseInfo } from '../connection/close-reason.js';
 import type { Connection } from '../connection/connection.js';
-import type { HelloPolicy } from '../protocol/hello.js';
-import type { PayloadCodecRegistry } from '../protocol/payload.js';
+import type { HelloAgreement, HelloPolicy } from '../protocol/hello.js';
+import type { PayloadCodec, PayloadCodecRegistry } from '../protocol/payload.js';
 import type { Deadlines } from '../util/deadlines.js';
 import type { RateLimit, Refusal } from './admission.js';
 
@@ -39,6 +39,56 @@ export interface ConnectionContext {
   readonly identity: unknown;
   /** Pushes a NOTIFY to this client (server push). Returns false on backpressure; throws once closed. */
   notify(topic: string, payload: unknown): boolean;
+  /**
+   * Makes this connection a member of `room` (until it leaves or closes): pushes to the room
+   * (`server.to(room).notify`) reach it, from every server of the broker, each with its seq.
+   * Resolves once it is a member (a 1.2 client has been told where it starts); joining a room it
+   * is in does nothing. Rejects with RoomLimitError past maxRoomsPerConnection or
+   * maxRoomNameBytes. With `since`, the pushes published after that seq are sent first, from the
+   * room's history (or a `$gap` notice where the history no longer has them).
+   *
+   * @example
+   * ```ts
+   * handlers: { subscribe: async ({ room }, ctx) => { await ctx.join(room); return { joined: room }; } }
+   * ```
+   */
+  join(room: string, options?: JoinOptions): Promise<void>;
+  /** Leaves `room` (a 1.2 client is told); false when it was not a member. */
+  leave(room: string): boolean;
+  /** The rooms this connection is a member of, now. */
+  readonly rooms: ReadonlySet<string>;
+}
+
+/** Options of {@link ConnectionContext.join}. */
+export interface JoinOptions {
+  /** Resume: the last seq the client has of this room; what came after it is sent first. */
+  since?: number;
+}
+
+/**
+ * Decides whether a client may (re)join `room` on its own initiative: its `$resume` after a
+ * reconnect (and the CLI's built-in `join`). Joins your handlers make with `ctx.join` are your
+ * decision already and are not asked about. Without it, resumes are refused.
+ */
+export type RoomAuthorize = (room: string, ctx: ConnectionContext) => boolean | Promise<boolean>;
+
+/** @internal What rooms need of a connection: a ServerPeer. */
+export interface RoomPeer {
+  readonly connection: Connection;
+  readonly codec: PayloadCodec;
+  readonly agreement: HelloAgreement | undefined;
+  readonly goawaySent: boolean;
+  readonly identity: unknown;
+  /** The client said its first request will be $resume: joins wait for it. */
+  resumeExpected: boolean;
+  notify(topic: string, payload: unknown): boolean;
+}
+
+/** @internal What a ServerPeer's join/leave/rooms call: the server's Rooms. */
+export interface RoomsHost {
+  join(peer: RoomPeer, room: string, options: JoinOptions | undefined): Promise<void>;
+  leave(peer: RoomPeer, room: string): boolean;
+  roomsOf(peer: RoomPeer): ReadonlySet<string>;
 }
 
 /** What a handler gets besides its params. */
@@ -134,6 +184,8 @@ export interface ServerPeerOptions {
   /** Requests per second per connection, or undefined for no limit. */
   requestRate: Required<RateLimit> | undefined;
   events: ServerPeerEvents;
+  /** @internal Membership (ctx.join / leave / rooms). */
+  rooms: RoomsHost;
 }
 
 /** Where a connection really comes from, when that is not its socket's peer (PROXY protocol). */

@@ -43,4 +43,10 @@ export const SERVER_DEFAULTS = {
   maxConnectionAgeJitter: 0.1,
   /** With maxConnectionAgeMs: requests still running this long after the age's GOAWAY are aborted (RST). */
   maxConnectionAgeGraceMs: 30_000,
+  /** Rooms one connection may be in (joins and resumes); one more: RoomLimitError, ERR_ROOM_LIMIT. */
+  maxRoomsPerConnection: 128,
+  /** Longest room name in UTF-8 bytes (the wire allows 255); longer: RoomLimitError. */
+  maxRoomNameBytes: 128,
+  /** Pushes held for one member while its resume reads the history, and entries read; past it: `$gap`. */
+  maxResumeBacklog: 10_000,
 } as const;

@@ -13,7 +13,16 @@ import type { PayloadCodec } from '../protocol/payload.js';
 import type { HeartbeatSetting } from '../session/heartbeat.js';
 import type { Logger } from '../util/log.js';
 import type { RateLimit, RefusalInfo, RefusalReason } from './admission.js';
-import type { Authenticate, ConnectionContext, Handler, HandlerFailure, Router, TlsInfo } from './context.js';
+import type { Broker } from './broker.js';
+import type {
+  Authenticate,
+  ConnectionContext,
+  Handler,
+  HandlerFailure,
+  RoomAuthorize,
+  Router,
+  TlsInfo,
+} from './context.js';
 import type { LegacyHandler } from './legacy.js';
 import type { ProxyOptions } from './proxy-accept.js';
 
@@ -127,6 +136,21 @@ export interface ServerOptions {
   /** Options of every accepted Connection (watermarks, timeouts, keepalive). */
   connection?: Omit<ConnectionOptions, 'framing'>;
   /**
+   * What carries room pushes between servers, numbers them and keeps their history: `redisBroker`
+   * (longlink's Redis adapter) for several servers, or a `MemoryBrokerHub`'s broker for servers in
+   * one process. Default: this server alone, history in memory (`memoryBroker()`). The server
+   * closes it when it closes.
+   */
+  broker?: Broker;
+  /** Who may (re)join a room on the client's initiative ($resume after a reconnect); see {@link RoomAuthorize}. Default: nobody. */
+  authorizeRoom?: RoomAuthorize;
+  /** Rooms one connection may be in. Default 128. */
+  maxRoomsPerConnection?: number;
+  /** Longest room name, UTF-8 bytes (at most 255). Default 128. */
+  maxRoomNameBytes?: number;
+  /** Pushes held for a member while its resume reads the history (and history entries read). Default 10 000. */
+  maxResumeBacklog?: number;
+  /**
    * Where to log (pino's shape: `debug/info/warn/error(obj, msg)`, optional `child`): handler
    * failures, refusals, slow consumers, heartbeat deaths, shutdowns; floods summarised. Silent by
    * default; `NODE_DEBUG=longlink` logs to stderr.
@@ -187,6 +211,8 @@ export interface ServerStats {
   memory: MemoryBudgetStats;
   /** Connections told to go at their maximum age (`maxConnectionAgeMs`), and of those, aborted at the grace's end. */
   maxConnectionAge: { goaways: number; aborted: number };
+  /** Rooms with members on this server. */
+  rooms: number;
 }
 
 /** The events a Server emits. */

@@ -29,6 +29,7 @@ import { Peer, SendOutcome } from '../session/peer.js';
 import { channels, type RequestTrace } from '../util/channels.js';
 import {
   type AuthContext,
+  type JoinOptions,
   type PeerOrigin,
   type RequestContext,
   type ServerPeerOptions,
@@ -42,8 +43,10 @@ export type {
   ConnectionContext,
   Handler,
   HandlerFailure,
+  JoinOptions,
   PeerOrigin,
   RequestContext,
+  RoomAuthorize,
   Router,
   ServerPeerEvents,
   ServerPeerOptions,
@@ -111,6 +114,15 @@ class Inflight implements RequestContext {
   }
   notify(topic: string, payload: unknown): boolean {
     return this.peer.notify(topic, payload);
+  }
+  join(room: string, options?: JoinOptions): Promise<void> {
+    return this.peer.join(room, options);
+  }
+  leave(room: string): boolean {
+    return this.peer.leave(room);
+  }
+  get rooms(): ReadonlySet<string> {
+    return this.peer.rooms;
   }
   abort(reason: LonglinkError): void {
     if (this.controller === undefined) {
@@ -198,6 +210,8 @@ export class ServerPeer extends Peer implements AuthContext {
   readonly origin: PeerOrigin | undefined;
   /** The per-connection request rate, when limited; made on first request. */
   private bucket: TokenBucket | undefined;
+  /** @internal The client's HELLO said its first request is $resume (1.2): joins wait for it (rooms.ts). */
+  resumeExpected = false;
 
   constructor(
     connection: Connection,
@@ -244,6 +258,21 @@ export class ServerPeer extends Peer implements AuthContext {
 
   get peerName(): string | undefined {
     return this.agreement?.peerName;
+  }
+
+  /** See {@link ConnectionContext.join}. */
+  join(room: string, options?: JoinOptions): Promise<void> {
+    return this.options.rooms.join(this, room, options);
+  }
+
+  /** See {@link ConnectionContext.leave}. */
+  leave(room: string): boolean {
+    return this.options.rooms.leave(this, room);
+  }
+
+  /** The rooms this connection is a member of, now. */
+  get rooms(): ReadonlySet<string> {
+    return this.options.rooms.roomsOf(this);
   }
 
   /** @internal ConnectionHandler: bytes held by handlers still running (for the memory budget). */
@@ -397,6 +426,7 @@ export class ServerPeer extends Peer implements AuthContext {
       return;
     }
     this.phase = AUTHENTICATING;
+    this.resumeExpected = msg.params.resume === true;
     let answered: ReturnType<typeof answerHello>;
     try {
       answered = answerHello(msg, this.options.hello);

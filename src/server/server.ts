@@ -54,7 +54,9 @@ import {
   type RefusalReason,
   refusal,
 } from './admission.js';
+import { type Broker, memoryBroker } from './broker.js';
 import {
+  type Handler,
   type HandlerFailure,
   type PeerOrigin,
   type Router,
@@ -74,6 +76,7 @@ import type {
   ShutdownReport,
 } from './options.js';
 import { proxyConfig } from './proxy-accept.js';
+import { type IdentityTarget, identityKey, RESUME_METHOD, Rooms, type RoomTarget } from './rooms.js';
 import { ServerPeer } from './server-peer.js';
 
 export type { RefusalInfo } from './admission.js';
@@ -159,6 +162,8 @@ export class Server extends EventEmitter {
   private readonly peerOptions: ServerPeerOptions;
   /** The maximum connection age's deadlines (max-age.ts), when `maxConnectionAgeMs` is set. */
   private readonly ages: ConnectionAges | undefined;
+  /** Room membership, pushes and resume (rooms.ts), over the broker. */
+  private readonly rooms: Rooms;
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -178,10 +183,50 @@ export class Server extends EventEmitter {
       throw new InvalidArgumentError('authenticate must be a function');
     }
     const handlers = new Map(Object.entries(options.handlers ?? {}));
-    this.router = options.router ?? ((m) => handlers.get(m));
+    const router: Router = options.router ?? ((m) => handlers.get(m));
+    // The built-in $resume (rooms.ts); every other method is the application's.
+    const resume: Handler = (params, ctx) =>
+      this.rooms.resume((ctx as unknown as { peer: ServerPeer }).peer, ctx, params);
+    this.router = (m) => (m === RESUME_METHOD ? resume : router(m));
     this.codecs = new PayloadCodecRegistry([jsonCodec, rawCodec, ...(options.codecs ?? [])]);
     const D = SERVER_DEFAULTS;
     this.log = resolveLogger(options.logger, { component: 'longlink-server' });
+    if (options.authorizeRoom !== undefined && typeof options.authorizeRoom !== 'function') {
+      throw new InvalidArgumentError('authorizeRoom must be a function');
+    }
+    const broker: Broker = options.broker ?? memoryBroker();
+    if (typeof broker?.attach !== 'function' || typeof broker.publish !== 'function') {
+      throw new InvalidArgumentError('broker must be a Broker (redisBroker(), memoryBroker() …)');
+    }
+    const maxResumeBacklog = countOrInfinity(
+      'maxResumeBacklog',
+      options.maxResumeBacklog,
+      D.maxResumeBacklog,
+      1,
+    );
+    const maxRoomNameBytes = countOrInfinity(
+      'maxRoomNameBytes',
+      options.maxRoomNameBytes,
+      D.maxRoomNameBytes,
+      1,
+    );
+    if (maxRoomNameBytes > 255 || !Number.isFinite(maxResumeBacklog)) {
+      throw new InvalidArgumentError('maxRoomNameBytes must be at most 255 and maxResumeBacklog finite');
+    }
+    this.rooms = new Rooms({
+      broker,
+      maxRoomsPerConnection: countOrInfinity(
+        'maxRoomsPerConnection',
+        options.maxRoomsPerConnection,
+        D.maxRoomsPerConnection,
+        1,
+      ),
+      maxRoomNameBytes,
+      maxResumeBacklog,
+      maxReplay: maxResumeBacklog,
+      authorize: options.authorizeRoom,
+      log: this.log,
+    });
     this.admission = new Admission(admissionLimits(options, D));
     // In HELLO it is a u32 of at least 1 KiB; a legacy framing is bounded by the codec alone.
     const maxFrameLength =
@@ -289,6 +334,7 @@ export class Server extends EventEmitter {
       maxInFlightBytes: finitePositive('maxInFlightBytes', options.maxInFlightBytes, D.maxInFlightBytes),
       requestRate: checkRate('requestRate', options.requestRate),
       events: this,
+      rooms: this.rooms,
     };
   }
 
@@ -358,6 +404,7 @@ export class Server extends EventEmitter {
       closed: { ...this.closedCounts },
       memory: this.budget.stats(),
       maxConnectionAge: { goaways: this.ages?.goaways ?? 0, aborted: this.ages?.aborted ?? 0 },
+      rooms: this.rooms.size,
     };
   }
 
@@ -400,6 +447,47 @@ export class Server extends EventEmitter {
       }
     }
     return n;
+  }
+
+  /**
+   * A room, to push to and count. Throws RoomLimitError / InvalidArgumentError for a name that
+   * is not a valid room name here.
+   *
+   * @example
+   * ```ts
+   * const seq = await server.to('prices').notify('tick', { eur: 1.08 });
+   * console.log(server.to('prices').localCount, await server.to('prices').count());
+   * ```
+   */
+  to(room: string): RoomTarget {
+    const rooms: Rooms = this.rooms;
+    rooms.checkName(room);
+    return {
+      room,
+      notify: (topic, payload) => rooms.publish(room, topic, payload),
+      get localCount() {
+        return rooms.localCount(room);
+      },
+      count: () => rooms.count(room),
+    };
+  }
+
+  /**
+   * Every connection of one identity (what `authenticate` returned: a string, a number, or an
+   * object's `id`), on every server of the broker.
+   *
+   * @example
+   * ```ts
+   * await server.toIdentity('alice').notify('mail', { unread: 3 });
+   * ```
+   */
+  toIdentity(identity: unknown): IdentityTarget {
+    const key = identityKey(identity);
+    if (key === undefined) {
+      throw new InvalidArgumentError('an identity is a non-empty string, a number, or an object with an id');
+    }
+    const rooms = this.rooms;
+    return { key, notify: (topic, payload) => rooms.publishIdentity(key, topic, payload) };
   }
 
   /*
@@ -462,10 +550,11 @@ export class Server extends EventEmitter {
                 );
               }
             }, graceMs);
-      void all.then(() => {
+      void all.then(async () => {
         clearTimeout(timer);
         this.deadlines.clear();
         this.ages?.clear();
+        await this.rooms.close().catch(() => {});
         const report: ShutdownReport = {
           connections: sessions.length,
           closedGracefully: sessions.length - aborted,
@@ -489,6 +578,7 @@ export class Server extends EventEmitter {
     for (const s of this.sessions.values()) s.connection.abort();
     this.deadlines.clear();
     this.ages?.clear();
+    void this.rooms.close().catch(() => {});
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -676,6 +766,7 @@ export class Server extends EventEmitter {
   /** @internal */
   peerClosed(peer: ServerPeer, info: CloseInfo): void {
     this.ages?.end(peer);
+    this.rooms.peerClosed(peer);
     this.sessionClosed(peer.connection, info, peer.lingering);
   }
 
@@ -720,6 +811,7 @@ export class Server extends EventEmitter {
 
   /** @internal */
   peerReady(peer: ServerPeer): void {
+    this.rooms.peerReady(peer);
     if (this.listenerCount('ready') > 0) this.safeEmit('ready', peer);
   }
 

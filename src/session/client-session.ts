@@ -64,6 +64,10 @@ export interface SessionOwner {
   sessionGoaway(session: ClientSession, msg: GoawayMessage, unprocessed: OutgoingRequest[]): void;
   /** The connection closed; every request it still carried has failed with the close reason. */
   sessionClosed(session: ClientSession, info: CloseInfo): void;
+  /** A room push (1.2); without this hook it is a sessionNotify. */
+  sessionRoomPush?(session: ClientSession, topic: string, payload: unknown, room: string, seq: number): void;
+  /** A room notice (1.2): `$joined`, `$gap`, `$left`; without this hook, ignored. */
+  sessionRoomNotice?(session: ClientSession, notice: string, room: string, seq: number): void;
 }
 
 /** What {@link ClientSession.stats} reports. */
@@ -424,6 +428,18 @@ export class ClientSession extends Peer {
     super.notified(topic, payload);
     this.owner?.sessionNotify(this, topic, payload);
   }
+  protected override roomNotified(topic: string, payload: unknown, room: string, seq: number): void {
+    const owner = this.owner;
+    if (owner?.sessionRoomPush === undefined) {
+      super.roomNotified(topic, payload, room, seq);
+      return;
+    }
+    this.emit('notify', topic, payload);
+    owner.sessionRoomPush(this, topic, payload, room, seq);
+  }
+  protected override roomNotice(notice: string, room: string, seq: number): void {
+    this.owner?.sessionRoomNotice?.(this, notice, room, seq);
+  }
   protected override measured(rttMs: number): void {
     super.measured(rttMs);
     this.owner?.sessionRtt(this, rttMs);
@@ -502,6 +518,8 @@ export interface OpenOptions {
   owner?: SessionOwner | undefined;
   /** Multiplies the heartbeat offered (a client told it pings too often offers a slower one). */
   heartbeatScale?: number;
+  /** Tell the server (HELLO `resume`, 1.2) that the first request will be `$resume`. */
+  resume?: boolean;
 }
 
 /**
@@ -540,6 +558,7 @@ export async function openSession(
       : { heartbeatIntervalMs: hb.intervalMs * scale, heartbeatTimeoutMs: hb.timeoutMs * scale }),
     ...(o.credential === undefined ? {} : { credential: o.credential }),
     ...(o.name === undefined ? {} : { name: o.name }),
+    ...(options.resume === true ? { resume: true } : {}),
   });
   session.owner = options.owner;
   const onAbort = () => conn.abort();

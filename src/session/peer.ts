@@ -353,6 +353,12 @@ export abstract class Peer extends EventEmitter {
   }
 
   private onNotify(msg: NotifyMessage): void {
+    const room = msg.room;
+    // 1.2: a ROOM notice ($joined, $gap, $left) has no payload to decode.
+    if (room !== undefined && msg.topic.charCodeAt(0) === 0x24) {
+      this.roomNotice(msg.topic, room, msg.seq ?? 0);
+      return;
+    }
     let payload: unknown;
     try {
       payload = this.codec.decode(msg.payload);
@@ -362,8 +368,17 @@ export abstract class Peer extends EventEmitter {
       );
       return;
     }
-    this.notified(msg.topic, payload);
+    if (room !== undefined) this.roomNotified(msg.topic, payload, room, msg.seq ?? 0);
+    else this.notified(msg.topic, payload);
   }
+
+  /** A 1.2 room push (topic, payload, its room and seq). By default, a plain notify. */
+  protected roomNotified(topic: string, payload: unknown, _room: string, _seq: number): void {
+    this.notified(topic, payload);
+  }
+
+  /** A 1.2 room notice: `$joined`, `$gap` or `$left` with its room and seq. By default, ignored. */
+  protected roomNotice(_topic: string, _room: string, _seq: number): void {}
 
   private onPong(seq: number): void {
     if (seq === this.hbSeq) {

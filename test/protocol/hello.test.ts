@@ -45,7 +45,11 @@ function throwsCode(fn: () => unknown, code: string): ProtocolError {
 
 describe('versions', () => {
   it('splits and formats major.minor', () => {
-    assert.equal(PROTOCOL_VERSION, 0x0101, 'this build speaks 1.1 (REQUEST metadata and timeout)');
+    assert.equal(
+      PROTOCOL_VERSION,
+      0x0102,
+      'this build speaks 1.2 (REQUEST metadata and timeout; room pushes)',
+    );
     assert.equal(versionMajor(0x0203), 2);
     assert.equal(versionMinor(0x0203), 3);
     assert.equal(formatVersion(0x0100), '1.0');
@@ -59,9 +63,11 @@ describe('versions', () => {
     assert.equal(handshake(hello({}, 0x0101), { version: 0x0107 }).client.version, 0x0101);
   });
 
-  it('a 1.0 peer and this 1.1 build agree on 1.0, either way round', () => {
+  it('a 1.0 or 1.1 peer and this 1.2 build agree on the lower, either way round', () => {
     assert.equal(handshake(hello({}, 0x0100)).client.version, 0x0100);
     assert.equal(handshake(hello({}), { version: 0x0100 }).client.version, 0x0100);
+    assert.equal(handshake(hello({}, 0x0101)).client.version, 0x0101);
+    assert.equal(handshake(hello({}), { version: 0x0101 }).client.version, 0x0101);
   });
 
   it('refuses another major with ERR_VERSION carrying the server version', () => {
@@ -73,7 +79,7 @@ describe('versions', () => {
   it('client refuses a reply of another major or a higher minor', () => {
     const reply = answerHello(hello({})).reply;
     throwsCode(() => acceptHello(hello({}), { ...reply, version: 0x0200 }), 'ERR_VERSION');
-    throwsCode(() => acceptHello(hello({}), { ...reply, version: 0x0102 }), 'ERR_VERSION');
+    throwsCode(() => acceptHello(hello({}), { ...reply, version: 0x0103 }), 'ERR_VERSION');
     throwsCode(() => acceptHello(hello({}, 0x0100), { ...reply, version: 0x0101 }), 'ERR_VERSION');
   });
 });

@@ -470,3 +470,85 @@ describe('1.1: REQUEST metadata and the caller timeout', () => {
     );
   });
 });
+
+describe('1.2: room pushes (NOTIFY flag ROOM)', () => {
+  it('pins the bytes: room and seq (u64) after the topic', () => {
+    const frame = enc({
+      kind: MessageKind.NOTIFY,
+      topic: 't',
+      room: 'r1',
+      seq: 0x1_0000_0002,
+      payload: Buffer.from('P'),
+    });
+    assert.deepEqual(
+      [...frame],
+      [
+        ...[5, 0x01], // kind NOTIFY, flags ROOM
+        ...[1, 0x74], // topic 't'
+        ...[2, 0x72, 0x31], // room 'r1'
+        ...[0, 0, 0, 1, 0, 0, 0, 2], // seq 2^32 + 2
+        0x50, // payload 'P'
+      ],
+    );
+    assert.deepEqual(decodeMessage(frame, 2), {
+      kind: MessageKind.NOTIFY,
+      flags: 1,
+      topic: 't',
+      room: 'r1',
+      seq: 0x1_0000_0002,
+      payload: Buffer.from('P'),
+    });
+  });
+
+  it('round-trips every seq up to 2^53-1, splits nowhere, refuses more', () => {
+    for (const seq of [0, 1, 0xffff_ffff, 2 ** 32, Number.MAX_SAFE_INTEGER]) {
+      const m = decodeMessage(
+        enc({ kind: MessageKind.NOTIFY, topic: 'x', room: 'ü', seq, payload: Buffer.alloc(700, 1) }),
+        2,
+      ) as { seq?: number; room?: string; payload: Buffer };
+      assert.equal(m.seq, seq);
+      assert.equal(m.room, 'ü');
+      assert.equal(m.payload.length, 700);
+    }
+    for (const seq of [-1, 1.5, 2 ** 53, Number.NaN]) {
+      assert.throws(
+        () =>
+          encodeMessage({ kind: MessageKind.NOTIFY, topic: 'x', room: 'r', seq, payload: Buffer.alloc(0) }),
+        InvalidArgumentError,
+      );
+    }
+    assert.throws(
+      () =>
+        encodeMessage({ kind: MessageKind.NOTIFY, topic: 'x', room: '', seq: 1, payload: Buffer.alloc(0) }),
+      InvalidArgumentError,
+    );
+    const over = enc({ kind: MessageKind.NOTIFY, topic: 'x', room: 'r', seq: 1, payload: Buffer.alloc(0) });
+    over[6] = 0x00;
+    over[7] = 0x20; // hi = 0x00200000: 2^53
+    assertProtocolError(() => decodeMessage(over, 2), 'ERR_MALFORMED');
+  });
+
+  it('truncated or empty room fields are ERR_MALFORMED under 1.2', () => {
+    for (const bytes of [
+      [5, 1, 1, 0x74], // no room
+      [5, 1, 1, 0x74, 0], // empty room
+      [5, 1, 1, 0x74, 2, 0x72], // room runs past the end
+      [5, 1, 1, 0x74, 1, 0x72, 0, 0, 0], // seq cut
+      [5, 1, 1, 0x74, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 1], // room not UTF-8
+    ]) {
+      assertProtocolError(() => decodeMessage(Buffer.from(bytes), 2), 'ERR_MALFORMED');
+    }
+  });
+
+  it('on a 1.0/1.1 connection the flag is ignored: the bytes after the topic are the payload', () => {
+    const frame = enc({ kind: MessageKind.NOTIFY, topic: 't', room: 'r', seq: 9, payload: Buffer.from('P') });
+    for (const minor of [0, 1]) {
+      const m = decodeMessage(frame, minor) as { room?: string; payload: Buffer };
+      assert.equal(m.room, undefined);
+      assert.equal(m.payload.length, 1 + 1 + 8 + 1);
+    }
+    // And a NOTIFY without the flag reads the same under every minor.
+    const plain = enc({ kind: MessageKind.NOTIFY, topic: 't', payload: Buffer.from('P') });
+    assert.deepEqual(decodeMessage(plain, 0), decodeMessage(plain, 2));
+  });
+});
