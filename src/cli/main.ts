@@ -22,7 +22,7 @@ import { doctorCommand } from './doctor.js';
 import { experimentCommand } from './experiment.js';
 import { inspectCommand } from './inspect.js';
 import { probeCommand } from './probe-command.js';
-import { serveCommand } from './serve.js';
+import { serveCommand } from './serve-command.js';
 import { topCommand } from './top.js';
 
 export const COMMANDS: readonly Command[] = [

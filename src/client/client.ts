@@ -22,8 +22,9 @@
  * server's retryAfterMs (counted from the GOAWAY; at most 10 minutes, MAX_RETRY_HINT_MS). A ClientPool, which holds several sessions,
  * replaces a draining one without waiting for it.
  *
- * About 630 lines, a quarter of them the public API's TSDoc; the protocol itself is in the session,
- * options in session/options.ts: what is left is the supervisor's one state machine.
+ * About 770 lines, a quarter of them the public API's TSDoc; the protocol itself is in the session,
+ * options in session/options.ts: what is left is the supervisor's one state machine, and the room
+ * cursors it carries from one session to the next (a resume needs them at the next HELLO).
  */
 
 import { EventEmitter } from 'node:events';

@@ -8,6 +8,12 @@
  * whose frame would exceed the agreed maxFrameLength, becomes an ERROR for that request, so every
  * request read gets exactly one terminal answer (PROTOCOL.md §5) while the connection is up, and
  * the application hears of the failure (`onHandlerError`).
+ *
+ * Why it is over 800 lines: HELLO and authentication, requests with their limits, cancels, the
+ * answer path, pings and the drain all read and change the same per-connection fields (phase,
+ * the requests in flight, the running handlers and their bytes, the GOAWAY state) — one object per
+ * connection (an idle one costs one object), so splitting it would mean module functions over a dozen of its
+ * private fields. The rooms are in rooms.ts, the limits' defaults in limits.ts.
  */
 
 import type { CloseInfo } from '../connection/close-reason.js';

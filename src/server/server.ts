@@ -13,6 +13,13 @@
  * why (GOAWAY with a jittered retry hint) once the transport allows it; the ones before (a
  * malformed or untrusted PROXY header, a failed TLS handshake) can only be closed. Both are
  * counted by reason in `stats().refused` and emitted as `'refused'`.
+ *
+ * Why it is near 900 lines: the parts with a job of their own are apart (accept.ts: PROXY and TLS;
+ * admission.ts; rooms.ts; max-age.ts; legacy.ts; server-peer.ts), and what is left is the one
+ * object every session reports to — the admission slots, the counts, the shutdown — plus the
+ * public API's TSDoc (a sixth of the lines). Moving the session reports out would hand the slot
+ * and count fields to another module and spread the slot invariant (admitted = served + lingering)
+ * over two files.
  */
 
 import { EventEmitter } from 'node:events';
