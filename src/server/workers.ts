@@ -51,9 +51,6 @@ import {
 } from './workers-options.js';
 
 export type {
-  ToPrimary,
-  ToWorker,
-  WorkerConfig,
   WorkerContext,
   WorkerExit,
   WorkerFactory,
@@ -65,7 +62,6 @@ export type {
   WorkersOptions,
   WorkersShutdownReport,
 } from './workers-options.js';
-export { WORKER_ENV } from './workers-options.js';
 
 function isToPrimary(m: unknown): m is ToPrimary {
   return typeof m === 'object' && m !== null && typeof (m as { longlink?: unknown }).longlink === 'string';
