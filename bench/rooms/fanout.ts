@@ -2,7 +2,7 @@
  * Room fan-out across two server processes on one real redis-server: longlink (redisBroker) and
  * socket.io 4 with @socket.io/redis-adapter 8, in the same run, interleaved, ratios printed.
  *
- *   npm run build && node dist/bench/rooms/fanout.js [--members 2000] [--publishes 200]
+ *   npm run build && node dist/bench/rooms/fanout.js [--members 2000] [--nodes 2] [--publishes 200]
  *     [--burst 300] [--rounds 2]
  *
  * N subscribers (this process) join one room, half on each node; a publisher connection on node A
@@ -11,7 +11,7 @@
  *  - latency: one publish at a time, the next once all N have it: delivery p50/p99 over every
  *    (push, member), and the p99 of "the last member has it";
  *  - throughput: `burst` publishes with at most 16 unanswered, until every member has every one:
- *    deliveries/s, and the CPU the two nodes and redis-server spent per 1,000 deliveries (/proc).
+ *    deliveries/s, and the CPU the nodes and redis-server spent per 1,000 deliveries (/proc).
  * The subscribers' own CPU is in this process for both systems alike. Everything runs on this
  * machine: read the figures next to the load average printed with them.
  */
@@ -37,6 +37,7 @@ function arg(name: string, fallback: number): number {
 }
 
 const MEMBERS = arg('members', 2000);
+const NODES = arg('nodes', 2);
 const PUBLISHES = arg('publishes', 200);
 const BURST = arg('burst', 300);
 const ROUNDS = arg('rounds', 2);
@@ -174,7 +175,8 @@ interface Result {
 }
 
 async function runOne(system: System, redis: { url: string; pid: number | undefined }): Promise<Result> {
-  const nodes = [await startNode(system, redis.url), await startNode(system, redis.url)];
+  const nodes: Awaited<ReturnType<typeof startNode>>[] = [];
+  for (let i = 0; i < NODES; i++) nodes.push(await startNode(system, redis.url));
   let delivered = 0;
   let target = 0;
   let reached: (() => void) | undefined;
@@ -270,7 +272,7 @@ const fmt = (n: number, d = 2): string => n.toFixed(d).padStart(10);
 async function main(): Promise<void> {
   const redis = await startRedis();
   console.log(
-    `# room fan-out: ${MEMBERS} members over 2 nodes, 1 redis-server; ${PUBLISHES} publishes one at a time, then ${BURST} with ${WINDOW} in flight; ${ROUNDS} rounds, interleaved`,
+    `# room fan-out: ${MEMBERS} members over ${NODES} nodes, 1 redis-server; ${PUBLISHES} publishes one at a time, then ${BURST} with ${WINDOW} in flight; ${ROUNDS} rounds, interleaved`,
   );
   console.log(`# loadavg before: ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
   const results: Record<System, Result[]> = { longlink: [], socketio: [] };
@@ -282,7 +284,7 @@ async function main(): Promise<void> {
     `${'system'.padEnd(10)}${'round'.padStart(6)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'last p99'.padStart(10)}${'deliv/s'.padStart(10)}${'node cpu'.padStart(10)}${'redis cpu'.padStart(10)}${'subs cpu'.padStart(10)}`,
   );
   console.log(
-    '# cpu columns: ms of CPU per 1,000 deliveries (both nodes / redis-server / this process with the subscribers)',
+    '# cpu columns: ms of CPU per 1,000 deliveries (all nodes / redis-server / this process with the subscribers)',
   );
   for (const s of SYSTEMS) {
     for (const [i, x] of results[s].entries()) {
