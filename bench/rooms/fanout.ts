@@ -111,7 +111,7 @@ let diagnose: () => string = () => '';
 
 async function longlinkCluster(ports: number[], onPush: (t: number) => void): Promise<Cluster> {
   const subs = await inBatches(MEMBERS, async (i) => {
-    const c = await connect({ port: ports[i % 2] as number, host: '127.0.0.1' });
+    const c = await connect({ port: ports[i % ports.length] as number, host: '127.0.0.1' });
     c.on('notify', (_topic, payload) => onPush((payload as { t: number }).t));
     c.on('gap', (g) => events.push(`gap on node ${i % 2}: ${JSON.stringify(g)}`));
     c.on('disconnect', (e) => events.push(`disconnect on node ${i % 2}: ${JSON.stringify(e)}`));
@@ -146,7 +146,7 @@ async function socketioCluster(ports: number[], onPush: (t: number) => void): Pr
     return s;
   };
   const subs = await inBatches(MEMBERS, async (i) => {
-    const s = await open(ports[i % 2] as number);
+    const s = await open(ports[i % ports.length] as number);
     s.on('m', (p: { t: number }) => onPush(p.t));
     await s.emitWithAck('join', ROOM);
     return s;
