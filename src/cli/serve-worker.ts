@@ -7,12 +7,15 @@
 import type { Server } from '../server/server.js';
 import type { WorkerContext } from '../server/workers.js';
 import { serveLog } from './log.js';
-import { buildServer, type ServeOptions } from './serve.js';
+import { buildServer, type ServeOptions, serveBroker } from './serve.js';
 
-export default function serveWorker(ctx: WorkerContext): Server {
+export default async function serveWorker(ctx: WorkerContext): Promise<Server> {
   const o = ctx.data as Omit<ServeOptions, 'log'>;
   const write = (line: string): void => {
     process.stdout.write(`${line}\n`);
   };
-  return buildServer({ ...o, worker: ctx.id }, serveLog(write, o.logFormat, o.logLevel));
+  const log = serveLog(write, o.logFormat, o.logLevel);
+  // --broker: every worker on the same Redis, so rooms span the workers (and the hosts).
+  const broker = await serveBroker(o, log);
+  return buildServer({ ...o, worker: ctx.id }, log, broker);
 }

@@ -290,16 +290,16 @@ async function startAdmin(
 }
 
 /**
- * Runs until SIGTERM/SIGINT, then shuts down gracefully; a second signal aborts every connection.
- * Resolves with the exit code: 0 after a graceful shutdown, 128 + the signal's number after an abort.
+ * The broker `serve` (and each of its workers) gives its server: Redis with --broker, else rooms
+ * stay in this process (with --history-* bounding their history).
  */
-export async function serve(o: ServeOptions): Promise<number> {
-  if (o.workers !== undefined) return serveWithWorkers(o, o.workers);
-  const log = serveLog(o.log, o.logFormat, o.logLevel);
-  let broker: Broker | undefined;
+export async function serveBroker(
+  o: Pick<ServeOptions, 'brokerUrl' | 'history' | 'framing'>,
+  log: ServeLog,
+): Promise<Broker | undefined> {
   if (o.brokerUrl !== undefined) {
     try {
-      broker = await redisBroker({
+      return await redisBroker({
         url: o.brokerUrl,
         logger: log.logger,
         ...(o.history === undefined ? {} : { history: o.history }),
@@ -309,9 +309,18 @@ export async function serve(o: ServeOptions): Promise<number> {
       throw err;
     }
   }
-  // Without Redis, rooms stay in this server; --history-* still bound their history.
-  if (broker === undefined && o.history !== undefined && o.framing === 'longlink')
-    broker = memoryBroker(o.history);
+  if (o.history !== undefined && o.framing === 'longlink') return memoryBroker(o.history);
+  return undefined;
+}
+
+/**
+ * Runs until SIGTERM/SIGINT, then shuts down gracefully; a second signal aborts every connection.
+ * Resolves with the exit code: 0 after a graceful shutdown, 128 + the signal's number after an abort.
+ */
+export async function serve(o: ServeOptions): Promise<number> {
+  if (o.workers !== undefined) return serveWithWorkers(o, o.workers);
+  const log = serveLog(o.log, o.logFormat, o.logLevel);
+  const broker = await serveBroker(o, log);
   const server = buildServer(o, log, broker);
   let addr: { address: string; port: number };
   try {

@@ -10,13 +10,16 @@ import { after, describe, test } from 'node:test';
 import { type Client, connect } from '../../src/client/client.js';
 import { RequestNotSentError } from '../../src/errors.js';
 import { reusePortSupported } from '../../src/server/workers.js';
+import { type RunningRedis, redisUnavailable, startRedis } from '../broker/redis-harness.js';
 import { waitFor } from '../helpers.js';
 import { killAll, logLine, messages, run, serveOn } from './run.js';
 
 const clients: Client[] = [];
-after(() => {
+let redis: RunningRedis | undefined;
+after(async () => {
   for (const c of clients) c.destroy();
   killAll();
+  await redis?.stop();
 });
 
 interface Who {
@@ -152,5 +155,36 @@ describe('longlink serve --workers', () => {
       const r = run(['serve', '--port', '0', ...args]);
       assert.equal(await r.exit, 2, `${args.join(' ')}: ${r.err.join('\n')}`);
     }
+  });
+});
+
+describe('longlink serve --workers --broker', { skip: redisUnavailable() }, () => {
+  test('regression (red team G1): every worker uses the Redis broker, so a room spans the workers', async () => {
+    redis = await startRedis();
+    const { srv, port } = await serveOn(['--workers', '2', '--broker', redis.url]);
+    await srv.line(logLine(/^listening .* workers=2 /));
+    // Round robin: members on both workers (whoami says which), the publisher on either.
+    const members: Array<{ c: Client; got: unknown[]; worker: number }> = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await connect({ port, reconnect: false });
+      clients.push(c);
+      const m = { c, got: [] as unknown[], worker: (await c.request<Who>('whoami')).worker };
+      c.on('notify', (_topic, payload) => m.got.push(payload));
+      await c.request('join', { room: 'spans' });
+      members.push(m);
+    }
+    assert.deepEqual(new Set(members.map((m) => m.worker)), new Set([1, 2]), 'members on both workers');
+    const pub = members[0]?.c as Client;
+    for (let i = 0; i < 3; i++) await pub.request('publish', { room: 'spans', topic: 't', payload: i });
+    await waitFor(
+      () => members.every((m) => m.got.filter((p) => typeof p === 'number').length === 3),
+      20_000,
+      `every member has the 3 pushes: ${members.map((m) => `w${m.worker}:${m.got.length}`).join(' ')}`,
+    );
+    for (const m of members)
+      assert.deepEqual(
+        m.got.filter((p) => typeof p === 'number'),
+        [0, 1, 2],
+      );
   });
 });
