@@ -270,7 +270,7 @@ function runServe(args: ParsedArgs, io: Io): Promise<number> {
       : { legacyIdleTimeoutMs: intArg(args, 'idle-timeout', 0) }),
     ...(args.values['max-connection-age'] === undefined
       ? {}
-      : { maxConnectionAgeMs: intArg(args, 'max-connection-age', 1, 2 ** 31 / 1.2) }),
+      : { maxConnectionAgeMs: intArg(args, 'max-connection-age', 1, Math.floor(2 ** 31 / 1.2)) }),
     ...(args.values['accept-rate'] === undefined
       ? {}
       : { acceptRate: rateArg('--accept-rate', stringArg(args, 'accept-rate') as string) }),

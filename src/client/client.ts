@@ -507,7 +507,9 @@ export class Client extends EventEmitter {
       case '$joined':
         // Joined afresh where we had a cursor (no resume): what lay between is lost to us.
         if (last !== undefined && seq > last) this.emit('gap', { room, afterSeq: last, throughSeq: seq });
-        this.cursors.set(room, Math.max(seq, last ?? 0));
+        // The server's word on where we start, also below a cursor we had: a cursor ahead of the
+        // room (another deployment's) would drop every push up to it as already seen.
+        this.cursors.set(room, seq);
         this.emit('joined', room, seq);
         return;
       case '$gap':

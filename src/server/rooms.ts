@@ -75,6 +75,8 @@ class Member {
   held: BrokerEntry[] | undefined = undefined;
   /** The held queue overflowed: pushes were dropped, a `$gap` covers them. */
   overflow = false;
+  /** Set while its join waits for the room to be ready: the connection closed, stop waiting. */
+  cancelWait: (() => void) | undefined = undefined;
   constructor(
     readonly peer: RoomPeer,
     readonly room: Room,
@@ -110,8 +112,10 @@ interface PeerRooms {
   deferred:
     | Array<{ room: string; options: JoinOptions | undefined; done: (err?: unknown) => void }>
     | undefined;
-  /** Where the client's $resume said it left each room. */
+  /** Where the client's $resume said it left each room, for the rooms `authorize` allowed. */
   cursors: Map<string, number> | undefined;
+  /** Every room the $resume under way names (allowed or not yet asked): what `leave` must keep out. */
+  claimed: Map<string, number> | undefined;
   identityKey: string | undefined;
   /** True while a $resume runs (it awaits `authorize` and history room by room). */
   resuming: boolean;
@@ -241,6 +245,7 @@ export class Rooms implements RoomsHost, BrokerSink {
         rooms: new Map(),
         deferred: undefined,
         cursors: undefined,
+        claimed: undefined,
         identityKey: undefined,
         resuming: false,
         dropped: undefined,
@@ -293,7 +298,7 @@ export class Rooms implements RoomsHost, BrokerSink {
   leave(peer: RoomPeer, room: string): boolean {
     const s = this.peers.get(peer);
     const m = s?.rooms.get(room);
-    if (m === undefined && (peer.resumeExpected || (s?.resuming === true && s.cursors?.has(room) === true))) {
+    if (m === undefined && (peer.resumeExpected || (s?.resuming === true && s.claimed?.has(room) === true))) {
       // Before the $resume got to this room: it stays out (the $resume answer refuses it, and
       // the client forgets it). A server-side join still waiting for the $resume is dropped.
       const state = this.state(peer);
@@ -322,7 +327,12 @@ export class Rooms implements RoomsHost, BrokerSink {
     const s = this.peers.get(peer);
     if (s === undefined) return;
     this.peers.delete(peer);
-    for (const m of s.rooms.values()) this.removeMember(m);
+    for (const m of s.rooms.values()) {
+      this.removeMember(m);
+      // A join still waiting for the room (the broker down) ends now: its handler must not hold
+      // the closed connection's slot until Redis is back (red team G2).
+      m.cancelWait?.();
+    }
     const closed = new ConnectionClosedError('the connection closed before the join');
     for (const d of s.deferred ?? []) d.done(closed);
     const key = s.identityKey;
@@ -381,7 +391,10 @@ export class Rooms implements RoomsHost, BrokerSink {
       cursors.set(room, seq);
     }
     const s = this.state(peer);
-    s.cursors = cursors;
+    // Only the rooms `authorize` allows get a cursor: a join the application makes later starts
+    // from a cursor the client claimed only where it may resume (red team G3).
+    s.cursors = new Map();
+    s.claimed = cursors;
     s.resuming = true;
     peer.resumeExpected = false;
     try {
@@ -389,6 +402,7 @@ export class Rooms implements RoomsHost, BrokerSink {
     } finally {
       s.resuming = false;
       s.dropped = undefined;
+      s.claimed = undefined;
     }
   }
 
@@ -401,40 +415,31 @@ export class Rooms implements RoomsHost, BrokerSink {
     // The server's own joins that waited for this, from where the client left off.
     const deferred = s.deferred ?? [];
     s.deferred = undefined;
+    // The client's cursor counts for them only where it may resume the room.
     for (const d of deferred) {
-      this.enter(peer, s, d.room, d.options?.since ?? cursors.get(d.room)).then(
+      const claimed = cursors.get(d.room);
+      void (async () => {
+        const since =
+          d.options?.since ?? (claimed !== undefined && (await this.allows(d.room, ctx)) ? claimed : undefined);
+        await this.enter(peer, s, d.room, since);
+      })().then(
         () => d.done(),
         (err: unknown) => d.done(err),
       );
     }
     const resumed: string[] = [];
     const refused: string[] = [];
-    const authorize = this.config.authorize;
     for (const [room, since] of cursors) {
       if (s.rooms.has(room)) {
         resumed.push(room);
         continue;
       }
-      let ok = false;
-      if (authorize === undefined) {
-        if (!this.warnedAuthorize) {
-          this.warnedAuthorize = true;
-          this.config.log?.warn(
-            { room },
-            'a client asked to resume rooms and rooms.authorize is not set: refused (set it to allow resumes)',
-          );
-        }
-      } else {
-        try {
-          ok = (await authorize(room, ctx)) === true;
-        } catch {
-          ok = false;
-        }
-      }
+      const ok = await this.allows(room, ctx);
       if (!ok || s.dropped?.has(room) === true) {
         refused.push(room);
         continue;
       }
+      s.cursors?.set(room, since);
       try {
         await this.join(peer, room, { since });
         resumed.push(room);
@@ -444,6 +449,26 @@ export class Rooms implements RoomsHost, BrokerSink {
       }
     }
     return { resumed, refused };
+  }
+
+  /** May this connection re-enter `room` on its own cursor? (`authorize`; unset: no.) */
+  private async allows(room: string, ctx: ConnectionContext): Promise<boolean> {
+    const authorize = this.config.authorize;
+    if (authorize === undefined) {
+      if (!this.warnedAuthorize) {
+        this.warnedAuthorize = true;
+        this.config.log?.warn(
+          { room },
+          'a client asked to resume rooms and rooms.authorize is not set: refused (set it to allow resumes)',
+        );
+      }
+      return false;
+    }
+    try {
+      return (await authorize(room, ctx)) === true;
+    } catch {
+      return false;
+    }
   }
 
   private async enter(peer: RoomPeer, s: PeerRooms, name: string, since: number | undefined): Promise<void> {
@@ -459,7 +484,12 @@ export class Rooms implements RoomsHost, BrokerSink {
     room.members.set(peer, m);
     this.broker.membersChanged?.(name);
     try {
-      await room.whenReady;
+      await new Promise<void>((resolve) => {
+        m.cancelWait = resolve;
+        void (room as Room).whenReady.then(resolve);
+      });
+      m.cancelWait = undefined;
+      if (!this.peers.has(peer)) throw new ConnectionClosedError('the connection closed before the join');
       if (room.removed || room.members.get(peer) !== m) return; // left meanwhile
       if (since === undefined) {
         m.last = room.head;
@@ -480,6 +510,13 @@ export class Rooms implements RoomsHost, BrokerSink {
         this.config.log?.warn({ room: name, err: (err as Error)?.message }, 'history unavailable on resume');
       }
       if (room.removed || room.members.get(peer) !== m) return;
+      if (since > head && head > 0) {
+        // A cursor ahead of the room (another deployment's, or made up): pushes numbered at or
+        // below it would be dropped as already seen. Start the member at the room's head, said
+        // with a second `$joined` (the client takes it as its cursor) (red team G6).
+        m.last = head;
+        this.notice(peer, RoomNotice.JOINED, name, head);
+      }
       const frames = entries.length > 0 ? new Map<BrokerEntry, FrameCache>() : undefined;
       for (const e of entries) this.sendTo(m, e, frames?.get(e) ?? this.frameCache(name, e, frames));
       if (head > m.last && !(m.held ?? []).some((e) => e.prev === m.last)) {

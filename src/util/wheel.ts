@@ -21,6 +21,7 @@
  * finding the next one to fire is O(log ticks) and empty ticks cost nothing.
  */
 
+import { MAX_TIMER_MS } from './check.js';
 import { now } from './clock.js';
 
 /** What a wheel files: the fields are the wheel's bookkeeping; start them at -1. */
@@ -106,7 +107,9 @@ export class TimerWheel {
     // While a tick is fired in slices, the slice that finishes it arms the timer.
     if (this.resume !== undefined) return;
     this.timerTick = tick;
-    const delay = Math.max(1, Math.ceil(tick * this.tickMs - now()));
+    // At most what a timer can wait (a frameTimeoutMs of 2^31 ms or more overflowed to 1 ms and
+    // spun: red team G5); fired early, fire() finds nothing due and arms again for the rest.
+    const delay = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(tick * this.tickMs - now())));
     const timer = this.timer;
     if (timer !== undefined && delay === this.timerDelay) {
       // Same delay as last time (the usual case: one tick ahead): re-arm the same Timeout.

@@ -302,3 +302,76 @@ describe('older peers', () => {
     assert.equal(got.filter((m) => m.kind === MessageKind.NOTIFY).length, 1, 'no $joined notice');
   });
 });
+
+describe('red team G2, G3, G6', () => {
+  test('regression (G2): a join waiting for a broker that is down ends when its connection closes; the slot comes back', async () => {
+    const inner = new MemoryBrokerHub().broker();
+    // Redis down: the room's subscription never completes, so the join waits.
+    const down = new Proxy(inner, {
+      get(target, key) {
+        if (key === 'subscribe') return () => new Promise<void>(() => {});
+        const v = Reflect.get(target, key);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const { server, port } = await roomServer({ broker: down, maxConnections: 2 });
+    // Another member keeps the room (so it is not dropped when the first one leaves).
+    const keeper = await connect({ port, reconnect: false });
+    cleanup.push(() => keeper.destroy());
+    void keeper.request('sub', { room: 'waits' }, { timeoutMs: 60_000 }).catch(() => {});
+    await waitFor(() => server.stats().inflight === 1, 5000, "the keeper's join is under way");
+    const a = await connect({ port, reconnect: false });
+    const joining = a.request('sub', { room: 'waits' }, { timeoutMs: 60_000 }).catch(() => 'failed');
+    await waitFor(() => server.stats().inflight === 2, 5000, 'the join is under way');
+    const gone = once(server, 'disconnect');
+    a.destroy();
+    await gone;
+    assert.equal(await joining, 'failed');
+    await waitFor(() => server.stats().lingering === 0, 5000, 'the handler ended with its connection');
+    const b = await connect({ port, reconnect: false });
+    cleanup.push(() => b.close({ graceMs: 0 }));
+    assert.equal(await b.request('me'), null, 'the next client gets the slot');
+  });
+
+  test('regression (G3): a refused $resume leaves no cursor behind: a later join by the application replays nothing', async () => {
+    const hub = new MemoryBrokerHub();
+    const { server, port } = await roomServer({
+      broker: hub.broker(),
+      open: false,
+      authorizeRoom: (room) => room !== 'secret',
+    });
+    // The room exists with history before the client may see it.
+    const keeper = await member(port);
+    await keeper.client.request('sub', { room: 'secret' });
+    const seqs: number[] = [];
+    for (let i = 0; i < 5; i++) seqs.push(await server.to('secret').notify('old', i));
+    // A client claims to have been in it, just before those five.
+    const a = await member(port, { rooms: { secret: (seqs[0] as number) - 1 } });
+    await waitFor(() => a.left.includes('secret'), 5000, 'the resume refused');
+    await a.client.request('sub', { room: 'secret' }); // the application lets it in now
+    const next = await server.to('secret').notify('new', 5);
+    await waitFor(() => a.pushes.length >= 1, 5000, 'the new push');
+    assert.deepEqual(
+      a.pushes.map((p) => p.seq),
+      [next],
+      'nothing from before it was let in',
+    );
+  });
+
+  test("regression (G6): a resume cursor ahead of the room starts at the room's head: later pushes arrive", async () => {
+    const hub = new MemoryBrokerHub();
+    const { server, port } = await roomServer({ broker: hub.broker() });
+    const keeper = await member(port);
+    await keeper.client.request('sub', { room: 'r' });
+    const first = await server.to('r').notify('t', 0);
+    const a = await member(port, { rooms: { r: first + 1_000_000 } });
+    await waitFor(() => a.client.rooms.has('r') && server.to('r').localCount === 2, 5000, 'resumed');
+    const seqs: number[] = [];
+    for (let i = 1; i <= 3; i++) seqs.push(await server.to('r').notify('t', i));
+    await waitFor(() => a.pushes.length === 3, 5000, `3 pushes (have ${a.pushes.length})`);
+    assert.deepEqual(
+      a.pushes.map((p) => p.seq),
+      seqs,
+    );
+  });
+});

@@ -137,6 +137,27 @@ describe('TimerWheel', () => {
     assert.equal(wheel.size, 0);
   });
 
+  test('regression (red team G5): an entry further off than a timer can wait does not fire, nor spin the timer', async () => {
+    const wheel = new TimerWheel(4);
+    const log: string[] = [];
+    const far = probe('far', log);
+    const near = probe('near', log);
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      wheel.schedule(far, 3e9);
+      wheel.schedule(near, 20);
+      // An overflowing timer fires after 1 ms, over and over; near's firing comes later than that.
+      await near.fired();
+      assert.deepEqual(log, ['near']);
+      wheel.cancel(far);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok(!warnings.includes('TimeoutOverflowWarning'), warnings.join(','));
+  });
+
   test('a callback may cancel or reschedule another entry of the same tick, or itself', async () => {
     const wheel = new TimerWheel(16);
     const log: string[] = [];
