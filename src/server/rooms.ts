@@ -420,7 +420,8 @@ export class Rooms implements RoomsHost, BrokerSink {
       const claimed = cursors.get(d.room);
       void (async () => {
         const since =
-          d.options?.since ?? (claimed !== undefined && (await this.allows(d.room, ctx)) ? claimed : undefined);
+          d.options?.since ??
+          (claimed !== undefined && (await this.allows(d.room, ctx)) ? claimed : undefined);
         await this.enter(peer, s, d.room, since);
       })().then(
         () => d.done(),
