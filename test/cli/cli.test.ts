@@ -22,7 +22,7 @@ async function inflightAtLeast(port: number, n: number, caller: Run): Promise<vo
   let exited = false;
   void caller.exit.then(() => (exited = true));
   try {
-    const deadline = Date.now() + 6 * WAIT_FLOOR_MS;
+    const deadline = Date.now() + 2 * WAIT_FLOOR_MS;
     for (;;) {
       const stats = (await probe.request('stats', null, { timeoutMs: 10_000 })) as { inflight: number };
       if (stats.inflight >= n) return;

@@ -35,8 +35,12 @@ export const DEADLINE_SLACK_MS = 1;
 export const LATE_BOUND_MS = 2500;
 /** client.close({ graceMs }) resolves by graceMs plus this (the FIN exchange with a live server). */
 export const CLOSE_BOUND_MS = 1500;
-/** Resources, sockets and timers are back to their baseline within this after everything closed. */
-export const LEAK_SETTLE_MS = 3000;
+/**
+ * Resources, sockets and timers are back to their baseline within this after everything closed.
+ * A guard, not a bound under test (a leak never settles; the checks stop as soon as all is back):
+ * one read of the kernel's TCP table takes 0.4-2 s on this shared host at load 15.
+ */
+export const LEAK_SETTLE_MS = 10_000;
 
 /**
  * Heartbeat runs: a PING after 100 ms of silence, dead after 1 s. Not shorter: a process starved
