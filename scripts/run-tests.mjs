@@ -48,9 +48,13 @@ if (files.length === 0) {
 }
 const env = { ...process.env };
 if (only.length === 0) env.LONGLINK_TOOLS = JSON.stringify(await ensureTestTools());
+// The per-file timeout is a guard against a hang, not a time limit: sized for a loaded 2-core
+// machine (load 40-60: the longest files, model and close-experiments, take 2-4 times their
+// quiet 20-40 s), while a whole run stays well under 10 minutes.
+const FILE_TIMEOUT_MS = 300_000;
 const r = spawnSync(
   process.execPath,
-  ['--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=120000', ...files],
+  ['--test', '--test-reporter=spec', '--test-concurrency=2', `--test-timeout=${FILE_TIMEOUT_MS}`, ...files],
   { stdio: 'inherit', env },
 );
 process.exit(r.status ?? 1);

@@ -2,7 +2,7 @@
 
 import { once } from 'node:events';
 import net from 'node:net';
-import { findConnection, type TcpEntry } from '../src/sys/tcp-table.js';
+import { findConnection, readTcpTable, type TcpEntry } from '../src/sys/tcp-table.js';
 import type { Logger } from '../src/util/log.js';
 
 export interface TestServer {
@@ -58,9 +58,10 @@ export async function listen(options: net.ServerOpts = {}): Promise<TestServer> 
 /**
  * A waitFor bound is a guard against a hang, never a timing assertion (those use beforeTimer): it
  * is at least this long, so that a loaded machine, where a condition that takes milliseconds can
- * take a second, never trips it.
+ * take seconds (at load 40-60 a child's start, or a read of the kernel's TCP table, takes several),
+ * never trips it. A failing wait costs this much once; a passing one, nothing.
  */
-export const WAIT_FLOOR_MS = 10_000;
+export const WAIT_FLOOR_MS = 30_000;
 
 /**
  * Polls `check` every 5 ms until it returns a truthy value; throws once `timeoutMs` (at least
@@ -132,6 +133,22 @@ export async function withinTurn<T>(p: Promise<T>, what: string): Promise<T> {
 /** The kernel's entry for the socket with these local and remote ports, or undefined. */
 export function kernelEntry(localPort: number, remotePort: number): Promise<TcpEntry | undefined> {
   return findConnection(localPort, remotePort);
+}
+
+/**
+ * Both ends of a loopback connection from one read of the kernel's table: [ours, theirs], either
+ * undefined if gone. One snapshot (the two queues are read at the same moment) and half the cost
+ * of two reads: on a busy host the table holds thousands of sockets, and a read takes a second.
+ */
+export async function kernelPair(
+  localPort: number,
+  remotePort: number,
+): Promise<[TcpEntry | undefined, TcpEntry | undefined]> {
+  const rows = await readTcpTable({ port: localPort });
+  return [
+    rows.find((e) => e.localPort === localPort && e.remotePort === remotePort),
+    rows.find((e) => e.localPort === remotePort && e.remotePort === localPort),
+  ];
 }
 
 /** Reads everything from a socket until EOF; resolves with the bytes and how the stream ended. */

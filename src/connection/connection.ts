@@ -623,6 +623,17 @@ export class Connection extends EventEmitter {
       closing.closeOnProtocolError(this, asFramingError(err));
       return;
     }
+    // libuv reads an RST that lands after unread bytes as those bytes, then EOF (a POLLHUP after a
+    // partial read, with no read left to return ECONNRESET): common on a loaded machine, where the
+    // peer's last frame and its RST arrive before we read. A FIN leaves an open socket in
+    // CLOSE_WAIT; only a reset (or a failure) takes it to CLOSE: then it is the reset it was.
+    if (this._state === S.OPEN && tcpInfo(this.socket)?.state === 'CLOSE') {
+      const err: NodeJS.ErrnoException = new Error('read ECONNRESET (reported by Node as an end)');
+      err.code = 'ECONNRESET';
+      closing.onError(this, err);
+      this.socket.destroy();
+      return;
+    }
     this.emit('end');
     // No CLOSE_WAIT leak: the peer's FIN is answered with ours as soon as our queue is flushed.
     closing.onEnd(this);

@@ -4,24 +4,35 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { connect } from '../../src/client/client.js';
-import { waitFor } from '../helpers.js';
+import { WAIT_FLOOR_MS, waitFor } from '../helpers.js';
 import { skipUnless } from '../skip.js';
-import { killAll, messages, run, serveOn } from './run.js';
+import { killAll, messages, type Run, run, serveOn } from './run.js';
 
 after(killAll);
 
 /**
  * Resolves once the server reports at least `n` requests in flight (built-in `stats`, which does
- * not count itself), asking again after each answer; bounded by the number of asks.
+ * not count itself), asking again after each answer. Ready means the `call` child has started and
+ * sent its request, which a loaded machine can delay by seconds: the asks go on while that child
+ * runs (its exit before the count is seen fails at once, with its output), bounded by a guard
+ * against a hang that no loaded run comes near.
  */
-async function inflightAtLeast(port: number, n: number): Promise<void> {
+async function inflightAtLeast(port: number, n: number, caller: Run): Promise<void> {
   const probe = await connect({ port, reconnect: false, heartbeat: false });
+  let exited = false;
+  void caller.exit.then(() => (exited = true));
   try {
-    for (let ask = 0; ask < 2000; ask++) {
+    const deadline = Date.now() + 2 * WAIT_FLOOR_MS;
+    for (;;) {
       const stats = (await probe.request('stats', null, { timeoutMs: 10_000 })) as { inflight: number };
       if (stats.inflight >= n) return;
+      if (exited) {
+        throw new Error(
+          `the call exited before the server had ${n} request(s) in flight\n${caller.out.join('\n')}\n${caller.err.join('\n')}`,
+        );
+      }
+      if (Date.now() > deadline) throw new Error(`the server never had ${n} request(s) in flight`);
     }
-    throw new Error(`the server never had ${n} request(s) in flight`);
   } finally {
     await probe.close({ graceMs: 0 });
   }
@@ -65,11 +76,12 @@ describe('longlink CLI', () => {
     // A request in flight when SIGTERM arrives still gets its answer. SIGTERM only once the
     // server is handling it: its 'open' line comes before HELLO, let alone the REQUEST, so the
     // server's own count of requests in flight (built-in stats, which leaves itself out) says when.
-    const slow = run(['call', '--port', String(port), 'sleep', '300']);
-    await inflightAtLeast(port, 1);
+    // A second's sleep, so that a loaded machine's scheduling cannot let it end between two asks.
+    const slow = run(['call', '--port', String(port), 'sleep', '1000']);
+    await inflightAtLeast(port, 1, slow);
     srv.child.kill('SIGTERM');
     assert.equal(await slow.exit, 0);
-    assert.deepEqual(JSON.parse(slow.out[0] ?? ''), { slept: 300 });
+    assert.deepEqual(JSON.parse(slow.out[0] ?? ''), { slept: 1000 });
     assert.equal(await srv.exit, 0);
     assert.ok(
       messages(srv).some((l) => /^shutdown .* aborted=0 .* unanswered=0/.test(l)),

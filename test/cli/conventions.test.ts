@@ -204,6 +204,10 @@ describe('CLI conventions', () => {
     assert.equal(await srv.exit, 130);
     assert.ok(messages(srv).includes('SIGINT again: aborting every connection'), srv.out.join('\n'));
     assert.equal(await slow.exit, 1);
-    assert.match(slow.err.join('\n'), /^longlink: call: .*remote-reset/);
+    assert.match(
+      slow.err.join('\n'),
+      /^longlink: call: .*remote-reset/,
+      `${slow.err.join('\n')}\n${srv.out.join('\n')}`,
+    );
   });
 });

@@ -9,7 +9,16 @@ import { after, describe, test } from 'node:test';
 import { parseFraming } from '../../src/codec/index.js';
 import { Connection } from '../../src/connection/connection.js';
 import { nativeSocketOptions } from '../../src/sys/sockopt.js';
-import { beforeTimer, drain, kernelEntry, listen, sleep, type TestServer, waitFor } from '../helpers.js';
+import {
+  beforeTimer,
+  drain,
+  kernelEntry,
+  kernelPair,
+  listen,
+  sleep,
+  type TestServer,
+  waitFor,
+} from '../helpers.js';
 import { requiredOnLinux, skipUnless } from '../skip.js';
 
 const framing = parseFraming('u32be');
@@ -73,8 +82,7 @@ describe('close experiments (seed 002)', { skip: skipKernel }, () => {
     // Sampled right after a send, a byte can be both unread at the peer and not yet acknowledged
     // here (delayed ACK): wait until the two queues account for every byte exactly once.
     const [ours, theirs] = await waitFor(async () => {
-      const e = await kernelEntry(conn.localPort!, peer.port);
-      const t = await kernelEntry(peer.port, conn.localPort!);
+      const [e, t] = await kernelPair(conn.localPort!, peer.port);
       return e?.state === 'FIN_WAIT1' && t && e.txQueue - 1 + t.rxQueue === TOTAL
         ? ([e, t] as const)
         : undefined;
@@ -102,8 +110,7 @@ describe('close experiments (seed 002)', { skip: skipKernel }, () => {
     sendExperimentLoad(conn);
     await waitFor(() => conn.bufferedAmount === 0);
     const before = await waitFor(async () => {
-      const e = await kernelEntry(conn.localPort!, peer.port);
-      const t = await kernelEntry(peer.port, conn.localPort!);
+      const [e, t] = await kernelPair(conn.localPort!, peer.port);
       return e && t && e.txQueue + t.rxQueue === TOTAL && t.rxQueue > 0 ? e : undefined;
     });
     const localPort = conn.localPort!;

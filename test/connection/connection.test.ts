@@ -234,6 +234,29 @@ describe('Connection', () => {
       assert.equal(info.graceful, false);
     });
 
+    test('regression: a whole frame then an RST, both unread, is a reset, not a clean end', {
+      skip: skipUnless(
+        nativeSocketOptions().available,
+        `no native helper: ${nativeSocketOptions().reason}`,
+        requiredOnLinux,
+      ),
+    }, async () => {
+      // Seen as a flake of cli/conventions (second SIGINT) at load ~38: the server's GOAWAY and
+      // its RST both arrived before the client read; libuv returned the GOAWAY, then EOF on the
+      // POLLHUP, and the close was reported as remote-fin. Written and reset in one turn of our
+      // loop here, so both are in our kernel before we read: every frame delivered, then the reset.
+      const { conn, peer } = await pair();
+      const frames = collect(conn);
+      peer.write(frame('last words'));
+      peer.resetAndDestroy();
+      const info = await conn.closed;
+      assert.deepEqual(frames, ['last words']);
+      assert.equal(info.reason, 'remote-reset');
+      assert.equal(info.error?.code, 'ERR_CONNECTION_RESET');
+      assert.equal(info.initiator, 'remote');
+      assert.equal(info.graceful, false);
+    });
+
     test('a peer reset closes with remote-reset and ERR_CONNECTION_RESET', async () => {
       const { conn, peer } = await pair();
       peer.write(frame('hello'));
