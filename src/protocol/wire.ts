@@ -554,18 +554,17 @@ function decodeRequest(frame: Buffer, flags: number, minor: number): RequestMess
     metadata = block.metadata;
     end = block.end;
   }
-  if (!timeout && metadata === undefined) {
-    return { kind: MessageKind.REQUEST, flags, id, method, payload: frame.subarray(end) };
+  // Object literals, no spreads: a 1.1 client sends its timeout with every request.
+  const payload = frame.subarray(end);
+  if (!timeout) {
+    return metadata === undefined
+      ? { kind: MessageKind.REQUEST, flags, id, method, payload }
+      : { kind: MessageKind.REQUEST, flags, id, method, payload, metadata };
   }
-  return {
-    kind: MessageKind.REQUEST,
-    flags,
-    id,
-    method,
-    payload: frame.subarray(end),
-    ...(timeout ? { timeoutMs: frame.readUInt32BE(6) } : {}),
-    ...(metadata === undefined ? {} : { metadata }),
-  };
+  const timeoutMs = frame.readUInt32BE(6);
+  return metadata === undefined
+    ? { kind: MessageKind.REQUEST, flags, id, method, payload, timeoutMs }
+    : { kind: MessageKind.REQUEST, flags, id, method, payload, timeoutMs, metadata };
 }
 
 /** Reads a metadata block at `p` (see metadataBytes); every limit checked before anything is kept. */
