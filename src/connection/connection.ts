@@ -83,6 +83,7 @@ export type {
   ConnectionStats,
   ConnectionWarning,
   HeartbeatHook,
+  HeartbeatTarget,
   IdleKind,
 } from './state.js';
 export { ConnectionState, ReadHold } from './state.js';
@@ -192,16 +193,8 @@ export class Connection extends EventEmitter {
     socket.on('drain', Connection.onSocketDrain);
 
     if (settings.idle !== undefined || settings.frameTimeoutMs > 0) pickWheel(this);
-    if (hb !== undefined) {
-      const frame = hb.frame;
-      this.setHeartbeat({
-        intervalMs: hb.intervalMs,
-        timeoutMs: hb.timeoutMs,
-        ping: () => {
-          if (frame !== undefined && this.writable) this.send(frame);
-        },
-      });
-    } else if (settings.idle !== undefined) checkLiveness(this);
+    if (hb !== undefined) this.setHeartbeat(hb);
+    else if (settings.idle !== undefined) checkLiveness(this);
   }
 
   /**
@@ -535,7 +528,7 @@ export class Connection extends EventEmitter {
     if (hb === undefined || this.heartbeatOutstanding || this._state !== S.OPEN) return;
     if (wholeMs() - this.lastReadAt >= ms) {
       this.heartbeatOutstanding = true;
-      hb.ping();
+      hb.ping(this);
     }
   }
 

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import type { Connection, HeartbeatHook } from '../connection/connection.js';
+import type { Connection, HeartbeatHook, HeartbeatTarget } from '../connection/connection.js';
 import { type FramingError, type LonglinkError, TruncatedFrameError } from '../errors.js';
 import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
@@ -72,16 +72,33 @@ interface PingWaiter {
  * Base of ClientSession and ServerPeer. Subclasses handle HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0),
  * CANCEL and GOAWAY in {@link onMessage}; everything else is handled here.
  */
-/** The hook a Peer installs on its Connection: one small object, no closure per connection. */
+/**
+ * The hook a Peer installs on its Connection: one per timing, shared by every connection that
+ * agreed on it (the connection is passed to `ping`; its handler is the Peer).
+ */
 class PeerHeartbeat implements HeartbeatHook {
   constructor(
     readonly intervalMs: number,
     readonly timeoutMs: number,
-    private readonly peer: Peer,
   ) {}
-  ping(): void {
-    this.peer.heartbeatPing();
+  ping(connection: HeartbeatTarget): void {
+    const peer = connection.handler;
+    if (peer instanceof Peer) peer.heartbeatPing();
   }
+}
+
+/** Hooks by timing (`interval/timeout`); bounded: past the bound a hook is made per connection. */
+const heartbeatHooks = new Map<string, PeerHeartbeat>();
+const MAX_HEARTBEAT_HOOKS = 64;
+
+function heartbeatHook(intervalMs: number, timeoutMs: number): PeerHeartbeat {
+  const key = `${intervalMs}/${timeoutMs}`;
+  let hook = heartbeatHooks.get(key);
+  if (hook === undefined) {
+    hook = new PeerHeartbeat(intervalMs, timeoutMs);
+    if (heartbeatHooks.size < MAX_HEARTBEAT_HOOKS) heartbeatHooks.set(key, hook);
+  }
+  return hook;
 }
 
 export abstract class Peer extends EventEmitter {
@@ -221,7 +238,7 @@ export abstract class Peer extends EventEmitter {
    * timeout. PONGs give the RTT.
    */
   protected startHeartbeat(intervalMs: number, timeoutMs: number): void {
-    this.connection.setHeartbeat(new PeerHeartbeat(intervalMs, timeoutMs, this));
+    this.connection.setHeartbeat(heartbeatHook(intervalMs, timeoutMs));
   }
 
   /** @internal Sends the heartbeat PING (called by the Connection's liveness check). */
