@@ -146,6 +146,10 @@ export const STOPPED = 8;
 export const RESET = 16;
 /** Counted by the budget (holds at least its threshold). */
 export const BUDGETED = 32;
+/** Three booleans kept as flag bits (one field instead of three on every connection). */
+export const FLUSH_SCHEDULED = 64;
+export const NEED_DRAIN = 128;
+export const HEARTBEAT_OUTSTANDING = 256;
 export const HOLD_MASK = ReadHold.USER | ReadHold.BACKPRESSURE | ReadHold.BUSY;
 
 export interface PendingClose {
