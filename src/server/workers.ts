@@ -50,10 +50,9 @@ import {
   type WorkersShutdownReport,
 } from './workers-options.js';
 
+/** @internal The primary/worker messages and the worker's configuration (worker-main.ts). */
+export type { ToPrimary, ToWorker, WorkerConfig } from './workers-options.js';
 export type {
-  ToPrimary,
-  ToWorker,
-  WorkerConfig,
   WorkerContext,
   WorkerExit,
   WorkerFactory,
@@ -65,6 +64,7 @@ export type {
   WorkersOptions,
   WorkersShutdownReport,
 } from './workers-options.js';
+/** @internal */
 export { WORKER_ENV } from './workers-options.js';
 
 function isToPrimary(m: unknown): m is ToPrimary {
