@@ -101,6 +101,14 @@ function heartbeatHook(intervalMs: number, timeoutMs: number): PeerHeartbeat {
   return hook;
 }
 
+/** A Peer's rarely used state, in one object made on first use (four fields fewer per connection). */
+class PeerRare {
+  goawaySent = false;
+  goawayReceived: GoawayMessage | undefined = undefined;
+  remoteError: RemoteError | undefined = undefined;
+  pings: PingWaiter[] | undefined = undefined;
+}
+
 export abstract class Peer extends EventEmitter {
   // No `implements ConnectionHandler`: its hooks here are internal (stripped from the published
   // .d.ts), and `connection.setHandler(this)` in the constructor checks them all the same.
@@ -111,19 +119,13 @@ export abstract class Peer extends EventEmitter {
   codec: PayloadCodec = jsonCodec;
   /** Set once the HELLO exchange finished. */
   protected ready = false;
-  /** @internal We sent GOAWAY (no new work accepted). */
-  goawaySent = false;
-  /** @internal The peer's GOAWAY, if it sent one. */
-  goawayReceived: GoawayMessage | undefined;
-  /** The peer's last connection-level ERROR, reported as the close error. */
-  protected remoteError: RemoteError | undefined;
+  /** What few connections ever have (GOAWAY either way, a connection ERROR, ping() callers): made on first use. */
+  private rare: PeerRare | undefined = undefined;
   /** Smoothed round-trip time from PING/PONG (RFC 6298 weights), ms; undefined before the first. */
   srttMs: number | undefined;
 
   /** The framing's in-place prefix width (0: none): messages are encoded with that headroom. */
   private readonly prefix: number;
-  /** Callers of ping() waiting for their PONG; made on first use (the heartbeat needs none). */
-  private pings: PingWaiter[] | undefined;
   /** PING data is this sequence number as a u64 (two u32 halves: no BigInt on the hot path). */
   private pingSeq = 0;
   /** The heartbeat PING outstanding (its sequence and send time), for RTT without a promise. */
@@ -136,6 +138,41 @@ export abstract class Peer extends EventEmitter {
     this.connection = connection;
     connection.setHandler(this);
     this.prefix = connection.prefixLength ?? 0;
+  }
+
+  /** @internal We sent GOAWAY (no new work accepted). */
+  get goawaySent(): boolean {
+    return this.rare?.goawaySent === true;
+  }
+  /** @internal */
+  set goawaySent(v: boolean) {
+    this.rareState().goawaySent = v;
+  }
+  /** @internal The peer's GOAWAY, if it sent one. */
+  get goawayReceived(): GoawayMessage | undefined {
+    return this.rare?.goawayReceived;
+  }
+  /** @internal */
+  set goawayReceived(msg: GoawayMessage | undefined) {
+    this.rareState().goawayReceived = msg;
+  }
+  /** The peer's last connection-level ERROR, reported as the close error. */
+  protected get remoteError(): RemoteError | undefined {
+    return this.rare?.remoteError;
+  }
+  protected set remoteError(err: RemoteError | undefined) {
+    this.rareState().remoteError = err;
+  }
+  /** Callers of ping() waiting for their PONG; made on first use (the heartbeat needs none). */
+  private get pings(): PingWaiter[] | undefined {
+    return this.rare?.pings;
+  }
+  private set pings(p: PingWaiter[] | undefined) {
+    if (p !== undefined || this.rare !== undefined) this.rareState().pings = p;
+  }
+  private rareState(): PeerRare {
+    this.rare ??= new PeerRare();
+    return this.rare;
   }
 
   /** @internal ConnectionHandler: each frame. */
