@@ -10,7 +10,7 @@
 
 import type { AddressInfo } from 'node:net';
 import type { ListenOptions, ShutdownReport } from './options.js';
-import { type ToPrimary, WORKER_ENV, type WorkerConfig } from './workers.js';
+import { type ToPrimary, WORKER_ENV, type WorkerConfig } from './workers-options.js';
 
 /** The part of a Server a worker uses (duck-typed: the user's copy of longlink may be the CommonJS one). */
 interface ServerLike {

@@ -50,8 +50,6 @@ import {
   type WorkersShutdownReport,
 } from './workers-options.js';
 
-/** @internal The primary/worker messages and the worker's configuration (worker-main.ts). */
-export type { ToPrimary, ToWorker, WorkerConfig } from './workers-options.js';
 export type {
   WorkerContext,
   WorkerExit,
@@ -64,8 +62,6 @@ export type {
   WorkersOptions,
   WorkersShutdownReport,
 } from './workers-options.js';
-/** @internal */
-export { WORKER_ENV } from './workers-options.js';
 
 function isToPrimary(m: unknown): m is ToPrimary {
   return typeof m === 'object' && m !== null && typeof (m as { longlink?: unknown }).longlink === 'string';
