@@ -33,11 +33,14 @@ import {
 
 const USAGE = `usage: node --expose-gc dist/bench/heartbeat/memory.js [--connections 10000] [--warm 500]
        [--repeats 3] [--only raw,raw-interval,conn,longlink] [--interval 30000] [--timeout 90000]
-       [--breakdown N]   also: what one connection keeps on the V8 heap, by constructor (N connections)`;
+       [--breakdown N]   also: what one connection keeps on the V8 heap, by constructor (N connections)
+       [--semi-space MB] fix every worker's young generation at MB per semi-space (V8's
+                         --min/--max-semi-space-size), so its growth during the ramp is not
+                         counted as per-connection RSS`;
 
 const flags = parseFlags(
   process.argv.slice(2),
-  ['connections', 'warm', 'repeats', 'only', 'interval', 'timeout', 'breakdown'],
+  ['connections', 'warm', 'repeats', 'only', 'interval', 'timeout', 'breakdown', 'semi-space'],
   USAGE,
 );
 const connections = numberFlag(flags, 'connections', 10_000);
@@ -48,6 +51,10 @@ const hb: Heartbeat = {
   timeoutMs: numberFlag(flags, 'timeout', 90_000),
 };
 const breakdownN = numberFlag(flags, 'breakdown', 0);
+const semiSpace = numberFlag(flags, 'semi-space', 0);
+/** Node flags for every worker: the same for all systems. */
+const workerArgs =
+  semiSpace > 0 ? [`--min-semi-space-size=${semiSpace}`, `--max-semi-space-size=${semiSpace}`] : [];
 const systems = (flags.get('only') ?? 'raw,raw-interval,conn,longlink').split(',').map((s) => {
   if (!isSystemName(s)) throw new Error(`unknown system ${s}`);
   return s;
@@ -86,8 +93,8 @@ function perConn(a: Snapshot, b: Snapshot): PerConn {
 }
 
 async function runOnce(system: SystemName): Promise<Run> {
-  const server = new Worker(`${system} server`);
-  const client = new Worker(`${system} client`);
+  const server = new Worker(`${system} server`, workerArgs);
+  const client = new Worker(`${system} client`, workerArgs);
   try {
     const { port } = await server.call<{ port: number }>({ cmd: 'listen', system, hb }, 15_000);
     const addrs = sourceAddresses(1);
@@ -189,7 +196,7 @@ async function breakdown(system: SystemName, n: number): Promise<string> {
 
 async function main(): Promise<void> {
   process.stderr.write(
-    `heartbeat memory: ${int(connections)} idle connections (+${warm} warm-up), heartbeat ${hb.intervalMs}/${hb.timeoutMs} ms where armed, node ${process.version}\n`,
+    `heartbeat memory: ${int(connections)} idle connections (+${warm} warm-up), heartbeat ${hb.intervalMs}/${hb.timeoutMs} ms where armed, node ${process.version}${semiSpace > 0 ? `, young generation fixed at ${semiSpace} MiB per semi-space` : ''}\n`,
   );
   const results = new Map<SystemName, Run[]>(systems.map((s) => [s, []]));
   const failures: string[] = [];
@@ -233,7 +240,7 @@ async function main(): Promise<void> {
     ]);
   }
   const out = [
-    `### Memory per idle connection: ${int(connections)} connections (node ${process.version}, ${new Date().toISOString().slice(0, 10)})`,
+    `### Memory per idle connection: ${int(connections)} connections (node ${process.version}, ${new Date().toISOString().slice(0, 10)})${semiSpace > 0 ? `, semi-space fixed at ${semiSpace} MiB` : ''}`,
     '',
     table(
       [

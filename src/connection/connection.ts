@@ -56,12 +56,15 @@ import {
   type ConnectionHandler,
   type ConnectionState,
   type ConnectionStats,
+  FLUSH_SCHEDULED,
+  HEARTBEAT_OUTSTANDING,
   type HeartbeatHook,
   HOLD_MASK,
   IDLE_ALL,
   IDLE_READER,
   type Lifecycle,
   lifecycle,
+  NEED_DRAIN,
   RESET,
   ReadHold,
   S,
@@ -83,6 +86,7 @@ export type {
   ConnectionStats,
   ConnectionWarning,
   HeartbeatHook,
+  HeartbeatTarget,
   IdleKind,
 } from './state.js';
 export { ConnectionState, ReadHold } from './state.js';
@@ -128,8 +132,6 @@ export class Connection extends EventEmitter {
   out1: Buffer | undefined = undefined;
   /** @internal */ outq: Buffer[] | undefined = undefined;
   /** @internal */ outBytes = 0;
-  /** @internal */ flushScheduled = false;
-  /** @internal */ needDrain = false;
   /** @internal */ framesRead = 0;
   /** @internal */ framesWritten = 0;
   /** @internal Heartbeat, idle and frame checks run on a shared wheel (no timer per connection). */
@@ -141,11 +143,9 @@ export class Connection extends EventEmitter {
   lastReadAt: number;
   /** @internal */ lastWriteAt: number;
   /** @internal */ heartbeat: HeartbeatHook | undefined = undefined;
-  /** @internal A heartbeat was sent and nothing has been read since: at most one outstanding. */
-  heartbeatOutstanding = false;
   /** @internal Idle events fired in the current idle period (IDLE_* bits); cleared by activity. */
   idleFired = 0;
-  /** @internal ReadHold bits, STOPPED, RESET, BUDGETED. */
+  /** @internal ReadHold bits, STOPPED, RESET, BUDGETED, and the bits behind the booleans below. */
   flags = 0;
   /** @internal When the frame being received started (whole ms; -1: none), for frameTimeoutMs. */
   partialSince = -1;
@@ -192,16 +192,8 @@ export class Connection extends EventEmitter {
     socket.on('drain', Connection.onSocketDrain);
 
     if (settings.idle !== undefined || settings.frameTimeoutMs > 0) pickWheel(this);
-    if (hb !== undefined) {
-      const frame = hb.frame;
-      this.setHeartbeat({
-        intervalMs: hb.intervalMs,
-        timeoutMs: hb.timeoutMs,
-        ping: () => {
-          if (frame !== undefined && this.writable) this.send(frame);
-        },
-      });
-    } else if (settings.idle !== undefined) checkLiveness(this);
+    if (hb !== undefined) this.setHeartbeat(hb);
+    else if (settings.idle !== undefined) checkLiveness(this);
   }
 
   /**
@@ -237,6 +229,31 @@ export class Connection extends EventEmitter {
 
   get state(): ConnectionState {
     return this._state;
+  }
+
+  /** @internal A flush is queued (a bit of `flags`, like the next two: no field of their own). */
+  get flushScheduled(): boolean {
+    return (this.flags & FLUSH_SCHEDULED) !== 0;
+  }
+  /** @internal */
+  set flushScheduled(v: boolean) {
+    this.flags = v ? this.flags | FLUSH_SCHEDULED : this.flags & ~FLUSH_SCHEDULED;
+  }
+  /** @internal Someone waits for 'drain'. */
+  get needDrain(): boolean {
+    return (this.flags & NEED_DRAIN) !== 0;
+  }
+  /** @internal */
+  set needDrain(v: boolean) {
+    this.flags = v ? this.flags | NEED_DRAIN : this.flags & ~NEED_DRAIN;
+  }
+  /** @internal A heartbeat was sent and nothing has been read since: at most one outstanding. */
+  get heartbeatOutstanding(): boolean {
+    return (this.flags & HEARTBEAT_OUTSTANDING) !== 0;
+  }
+  /** @internal */
+  set heartbeatOutstanding(v: boolean) {
+    this.flags = v ? this.flags | HEARTBEAT_OUTSTANDING : this.flags & ~HEARTBEAT_OUTSTANDING;
   }
 
   /** Resolves once, with the close info, when the socket is released. Never rejects. */
@@ -535,7 +552,7 @@ export class Connection extends EventEmitter {
     if (hb === undefined || this.heartbeatOutstanding || this._state !== S.OPEN) return;
     if (wholeMs() - this.lastReadAt >= ms) {
       this.heartbeatOutstanding = true;
-      hb.ping();
+      hb.ping(this);
     }
   }
 

@@ -104,7 +104,7 @@ export function checkLiveness(c: ConnectionCore): void {
       if (!c.heartbeatOutstanding) {
         c.heartbeatOutstanding = true;
         c.emit('heartbeat');
-        hb.ping();
+        hb.ping(c);
         if (c._state !== S.OPEN) return;
       }
     } else {

@@ -171,7 +171,38 @@ export interface CheckedOptions {
   settings: Settings;
   keepAlive: KeepAliveOptions | undefined;
   userTimeoutMs: number | undefined;
-  heartbeat: (HeartbeatOptions & { frame?: Buffer }) | undefined;
+  /** The heartbeat of `options.heartbeat`, one hook for every connection checked with it. */
+  heartbeat: HeartbeatHook | undefined;
+}
+
+/** What a heartbeat hook is called with: the connection whose heartbeat is due. */
+export interface HeartbeatTarget {
+  readonly writable: boolean;
+  send(frame: Buffer): boolean;
+  /** The protocol layer's handler (see Connection#setHandler), if any. */
+  readonly handler: unknown;
+}
+
+/**
+ * A heartbeat installed by a protocol layer: `ping` sends its PING on `connection`. The hook gets
+ * the connection as an argument so that one hook can serve every connection with the same timing
+ * (no object or closure per connection).
+ */
+export interface HeartbeatHook extends HeartbeatOptions {
+  ping(connection: HeartbeatTarget): void;
+}
+
+/** `options.heartbeat` as a hook: sends its frame (if any) on the connection it is called for. */
+class FrameHeartbeat implements HeartbeatHook {
+  constructor(
+    readonly intervalMs: number,
+    readonly timeoutMs: number,
+    private readonly frame: Buffer | undefined,
+  ) {}
+  ping(c: HeartbeatTarget): void {
+    const frame = this.frame;
+    if (frame !== undefined && c.writable) c.send(frame);
+  }
 }
 
 /**
@@ -182,8 +213,9 @@ export function checkOptions(options: ConnectionOptions): CheckedOptions {
   if (!options || typeof options.framing?.createDecoder !== 'function') {
     throw new InvalidArgumentError('options.framing must be a Framing (e.g. lengthFieldFraming(...))');
   }
-  const heartbeat = options.heartbeat || undefined;
-  if (heartbeat !== undefined) checkHeartbeatTiming(heartbeat);
+  const hb = options.heartbeat || undefined;
+  if (hb !== undefined) checkHeartbeatTiming(hb);
+  const heartbeat = hb === undefined ? undefined : new FrameHeartbeat(hb.intervalMs, hb.timeoutMs, hb.frame);
   const settings = settingsFor(options);
   const keepAlive = options.keepAlive === false ? undefined : keepAliveFor(options.keepAlive);
   const userTimeoutMs =

@@ -13,7 +13,9 @@ import type { TcpInfoStats } from '../sys/sockopt.js';
 import { now } from '../util/clock.js';
 import type { TimerWheel } from '../util/wheel.js';
 import { type CloseInfo, CloseReason } from './close-reason.js';
-import type { HeartbeatOptions, Settings } from './options.js';
+import type { HeartbeatHook, Settings } from './options.js';
+
+export type { HeartbeatHook, HeartbeatTarget } from './options.js';
 
 /** A connection's lifecycle states (the allowed transitions are a table in connection.ts). */
 export const ConnectionState = {
@@ -48,11 +50,6 @@ export interface ConnectionWarning {
   message: string;
   /** How long the condition has lasted. */
   sinceMs: number;
-}
-
-/** A heartbeat installed by a protocol layer: `ping` sends its PING. */
-export interface HeartbeatHook extends HeartbeatOptions {
-  ping(): void;
 }
 
 /** Which idle threshold passed. */
@@ -149,6 +146,10 @@ export const STOPPED = 8;
 export const RESET = 16;
 /** Counted by the budget (holds at least its threshold). */
 export const BUDGETED = 32;
+/** Three booleans kept as flag bits (one field instead of three on every connection). */
+export const FLUSH_SCHEDULED = 64;
+export const NEED_DRAIN = 128;
+export const HEARTBEAT_OUTSTANDING = 256;
 export const HOLD_MASK = ReadHold.USER | ReadHold.BACKPRESSURE | ReadHold.BUSY;
 
 export interface PendingClose {
@@ -215,6 +216,8 @@ export interface ConnectionCore {
   readonly openedAt: number;
   readonly id: string;
   readonly bufferedAmount: number;
+  readonly writable: boolean;
+  send(frame: Buffer): boolean;
   _state: ConnectionState;
   /** Frames encoded but not yet handed to the socket: the one queued chunk (the usual case: no array) … */
   out1: Buffer | undefined;

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
-import type { Connection, HeartbeatHook } from '../connection/connection.js';
+import type { Connection, HeartbeatHook, HeartbeatTarget } from '../connection/connection.js';
 import { type FramingError, type LonglinkError, TruncatedFrameError } from '../errors.js';
 import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
@@ -72,16 +72,41 @@ interface PingWaiter {
  * Base of ClientSession and ServerPeer. Subclasses handle HELLO, REQUEST, RESPONSE, ERROR (id ≠ 0),
  * CANCEL and GOAWAY in {@link onMessage}; everything else is handled here.
  */
-/** The hook a Peer installs on its Connection: one small object, no closure per connection. */
+/**
+ * The hook a Peer installs on its Connection: one per timing, shared by every connection that
+ * agreed on it (the connection is passed to `ping`; its handler is the Peer).
+ */
 class PeerHeartbeat implements HeartbeatHook {
   constructor(
     readonly intervalMs: number,
     readonly timeoutMs: number,
-    private readonly peer: Peer,
   ) {}
-  ping(): void {
-    this.peer.heartbeatPing();
+  ping(connection: HeartbeatTarget): void {
+    const peer = connection.handler;
+    if (peer instanceof Peer) peer.heartbeatPing();
   }
+}
+
+/** Hooks by timing (`interval/timeout`); bounded: past the bound a hook is made per connection. */
+const heartbeatHooks = new Map<string, PeerHeartbeat>();
+const MAX_HEARTBEAT_HOOKS = 64;
+
+function heartbeatHook(intervalMs: number, timeoutMs: number): PeerHeartbeat {
+  const key = `${intervalMs}/${timeoutMs}`;
+  let hook = heartbeatHooks.get(key);
+  if (hook === undefined) {
+    hook = new PeerHeartbeat(intervalMs, timeoutMs);
+    if (heartbeatHooks.size < MAX_HEARTBEAT_HOOKS) heartbeatHooks.set(key, hook);
+  }
+  return hook;
+}
+
+/** A Peer's rarely used state, in one object made on first use (four fields fewer per connection). */
+class PeerRare {
+  goawaySent = false;
+  goawayReceived: GoawayMessage | undefined = undefined;
+  remoteError: RemoteError | undefined = undefined;
+  pings: PingWaiter[] | undefined = undefined;
 }
 
 export abstract class Peer extends EventEmitter {
@@ -94,19 +119,13 @@ export abstract class Peer extends EventEmitter {
   codec: PayloadCodec = jsonCodec;
   /** Set once the HELLO exchange finished. */
   protected ready = false;
-  /** @internal We sent GOAWAY (no new work accepted). */
-  goawaySent = false;
-  /** @internal The peer's GOAWAY, if it sent one. */
-  goawayReceived: GoawayMessage | undefined;
-  /** The peer's last connection-level ERROR, reported as the close error. */
-  protected remoteError: RemoteError | undefined;
+  /** What few connections ever have (GOAWAY either way, a connection ERROR, ping() callers): made on first use. */
+  private rare: PeerRare | undefined = undefined;
   /** Smoothed round-trip time from PING/PONG (RFC 6298 weights), ms; undefined before the first. */
   srttMs: number | undefined;
 
   /** The framing's in-place prefix width (0: none): messages are encoded with that headroom. */
   private readonly prefix: number;
-  /** Callers of ping() waiting for their PONG; made on first use (the heartbeat needs none). */
-  private pings: PingWaiter[] | undefined;
   /** PING data is this sequence number as a u64 (two u32 halves: no BigInt on the hot path). */
   private pingSeq = 0;
   /** The heartbeat PING outstanding (its sequence and send time), for RTT without a promise. */
@@ -119,6 +138,41 @@ export abstract class Peer extends EventEmitter {
     this.connection = connection;
     connection.setHandler(this);
     this.prefix = connection.prefixLength ?? 0;
+  }
+
+  /** @internal We sent GOAWAY (no new work accepted). */
+  get goawaySent(): boolean {
+    return this.rare?.goawaySent === true;
+  }
+  /** @internal */
+  set goawaySent(v: boolean) {
+    this.rareState().goawaySent = v;
+  }
+  /** @internal The peer's GOAWAY, if it sent one. */
+  get goawayReceived(): GoawayMessage | undefined {
+    return this.rare?.goawayReceived;
+  }
+  /** @internal */
+  set goawayReceived(msg: GoawayMessage | undefined) {
+    this.rareState().goawayReceived = msg;
+  }
+  /** The peer's last connection-level ERROR, reported as the close error. */
+  protected get remoteError(): RemoteError | undefined {
+    return this.rare?.remoteError;
+  }
+  protected set remoteError(err: RemoteError | undefined) {
+    this.rareState().remoteError = err;
+  }
+  /** Callers of ping() waiting for their PONG; made on first use (the heartbeat needs none). */
+  private get pings(): PingWaiter[] | undefined {
+    return this.rare?.pings;
+  }
+  private set pings(p: PingWaiter[] | undefined) {
+    if (p !== undefined || this.rare !== undefined) this.rareState().pings = p;
+  }
+  private rareState(): PeerRare {
+    this.rare ??= new PeerRare();
+    return this.rare;
   }
 
   /** @internal ConnectionHandler: each frame. */
@@ -221,7 +275,7 @@ export abstract class Peer extends EventEmitter {
    * timeout. PONGs give the RTT.
    */
   protected startHeartbeat(intervalMs: number, timeoutMs: number): void {
-    this.connection.setHeartbeat(new PeerHeartbeat(intervalMs, timeoutMs, this));
+    this.connection.setHeartbeat(heartbeatHook(intervalMs, timeoutMs));
   }
 
   /** @internal Sends the heartbeat PING (called by the Connection's liveness check). */
