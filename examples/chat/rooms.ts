@@ -2,10 +2,10 @@
  * Chat rooms on what a longlink Server offers today: the context of every connection that finished
  * its HELLO (`'ready'`; its `notify()` pushes to that client) and `'disconnect'` to forget it.
  *
- * longlink is growing rooms of its own (`await ctx.join(room)`, `ctx.leave(room)`, `ctx.rooms`,
- * `server.to(room).notify(topic, payload)`; membership ends when the connection closes). This
- * class has the same shape, so that switching is a matter of deleting it and changing the calls
- * in server.ts — see README.md.
+ * longlink has rooms of its own (`await ctx.join(room)`, `ctx.leave(room)`, `ctx.rooms`,
+ * `server.to(room).notify(topic, payload)`, across servers on Redis: docs/SCALING.md). This class
+ * has the same shape, so that switching is a matter of deleting it and changing the calls in
+ * server.ts — see README.md.
  */
 import type { ConnectionContext, Server } from 'longlink';
 
