@@ -180,3 +180,15 @@ export function captureLogger(): { logger: Logger; lines: LogLine[] } {
     lines.push({ level, obj: obj as Record<string, unknown>, msg });
   return { logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
 }
+
+/** A 'data' listener (utf8) that appends each complete line to `sink` (a child's stdout/stderr). */
+export function linesInto(sink: string[]): (d: string) => void {
+  let buf = '';
+  return (d: string) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      sink.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  };
+}

@@ -2,7 +2,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '../helpers.js';
+import { linesInto, waitFor } from '../helpers.js';
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -34,18 +34,8 @@ export function run(args: string[], netns?: string): Run {
   children.push(child);
   const out: string[] = [];
   const err: string[] = [];
-  const lines = (sink: string[]) => {
-    let buf = '';
-    return (d: string) => {
-      buf += d;
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        sink.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    };
-  };
-  child.stdout!.setEncoding('utf8').on('data', lines(out));
-  child.stderr!.setEncoding('utf8').on('data', lines(err));
+  child.stdout!.setEncoding('utf8').on('data', linesInto(out));
+  child.stderr!.setEncoding('utf8').on('data', linesInto(err));
   let exited = false;
   const exit = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => {

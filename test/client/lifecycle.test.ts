@@ -15,11 +15,12 @@ import { Connection } from '../../src/connection/connection.js';
 import { InvalidArgumentError, RequestNotSentError } from '../../src/errors.js';
 import { answerHello } from '../../src/protocol/hello.js';
 import { type Message, MessageKind } from '../../src/protocol/types.js';
-import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
+import { encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import { RefusedError } from '../../src/session/client-session.js';
 import { keepAliveState } from '../../src/sys/sockopt.js';
 import { beforeTimer, listen, sleep, type TestServer, waitFor, withinTurn } from '../helpers.js';
+import { scriptedServer } from './scripted-server.js';
 
 const framing = parseFraming('u32be');
 const servers: Server[] = [];
@@ -30,29 +31,6 @@ after(async () => {
   for (const s of servers) s.destroy();
   for (const s of raw) await s.close();
 });
-
-/**
- * A hand-made longlink server: `onMessage(conn, msg, n)` gets every message of the n-th accepted
- * connection (1-based) and answers as the test likes. HELLO is answered unless it returns true.
- */
-async function scriptedServer(
-  onMessage: (conn: Connection, msg: Message, n: number) => boolean | undefined,
-): Promise<{ port: number; accepts: number[] }> {
-  const srv = await listen();
-  raw.push(srv);
-  const accepts: number[] = [];
-  srv.server.on('connection', (s) => {
-    accepts.push(performance.now());
-    const n = accepts.length;
-    const conn = new Connection(s, { framing, keepAlive: false });
-    conn.on('frame', (f) => {
-      const m = decodeMessage(f);
-      if (onMessage(conn, m, n) === true) return;
-      if (m.kind === MessageKind.HELLO) conn.sendParts(encodeMessage(answerHello(m, {}).reply));
-    });
-  });
-  return { port: srv.port, accepts };
-}
 
 const INDEX = JSON.stringify(fileURLToPath(new URL('../../src/index.js', import.meta.url)));
 
@@ -94,7 +72,7 @@ const goaway = (retryAfterMs: number): Message => ({
 describe('GOAWAY', () => {
   test('requests handed back by a GOAWAY are re-sent no sooner than its retryAfterMs', async () => {
     let goawayAt = 0;
-    const s = await scriptedServer((conn, m, n) => {
+    const s = await scriptedServer(raw, (conn, m, n) => {
       if (m.kind !== MessageKind.REQUEST) return;
       if (n === 1) {
         goawayAt = performance.now();
@@ -115,7 +93,7 @@ describe('GOAWAY', () => {
     // Connections in `away` are answered and sent away at once: two frames sent in one tick,
     // which the Connection coalesces into one write.
     const away = new Set([1, 3, 4]);
-    const s = await scriptedServer((conn, m, n) => {
+    const s = await scriptedServer(raw, (conn, m, n) => {
       if (m.kind === MessageKind.HELLO && away.has(n)) {
         conn.sendParts(encodeMessage(answerHello(m, {}).reply));
         conn.sendParts(encodeMessage(goaway(0)));
@@ -150,7 +128,7 @@ describe('GOAWAY', () => {
 describe('close() and GOAWAY', () => {
   test('requests a GOAWAY hands back while close() waits fail at once, also those with no deadline', async () => {
     let release: (() => void) | undefined;
-    const s = await scriptedServer((conn, m) => {
+    const s = await scriptedServer(raw, (conn, m) => {
       if (m.kind !== MessageKind.REQUEST) return;
       const body = m.payload.toString();
       if (body === '"slow"') {
@@ -313,7 +291,7 @@ describe('ping()', () => {
 
   test('a PING the server leaves unanswered resolves NaN once a later one is answered', async () => {
     let pings = 0;
-    const s = await scriptedServer((conn, m) => {
+    const s = await scriptedServer(raw, (conn, m) => {
       if (m.kind !== MessageKind.PING) return;
       // The first PING goes unanswered (as past a rate limit); the second is answered.
       if (++pings === 2) conn.sendParts(encodeMessage({ kind: MessageKind.PONG, data: m.data }));

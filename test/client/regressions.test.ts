@@ -10,13 +10,13 @@ import { type Client, type ClientStatus, connect } from '../../src/client/client
 import { parseFraming } from '../../src/codec/index.js';
 import { Connection } from '../../src/connection/connection.js';
 import { ConnectionClosedError, InvalidArgumentError, RequestNotSentError } from '../../src/errors.js';
-import { answerHello } from '../../src/protocol/hello.js';
 import { type Message, MessageKind } from '../../src/protocol/types.js';
-import { decodeMessage, encodeMessage } from '../../src/protocol/wire.js';
+import { encodeMessage } from '../../src/protocol/wire.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import { MAX_RETRY_HINT_MS } from '../../src/util/backoff.js';
 import { MAX_TIMER_MS } from '../../src/util/check.js';
-import { listen, type TestServer, waitFor } from '../helpers.js';
+import { type TestServer, waitFor } from '../helpers.js';
+import { scriptedServer } from './scripted-server.js';
 
 const framing = parseFraming('u32be');
 const servers: Server[] = [];
@@ -27,30 +27,6 @@ after(async () => {
   for (const s of servers) s.destroy();
   for (const s of raw) await s.close();
 });
-
-/**
- * A hand-made longlink server: `onMessage(conn, msg, n)` sees every message of the n-th accepted
- * connection (1-based); HELLO is answered unless it returns true. `halfOpen`: its connections
- * stay open after the client's FIN (a peer that never closes its side).
- */
-async function scriptedServer(
-  onMessage: (conn: Connection, msg: Message, n: number) => boolean | undefined,
-  halfOpen = false,
-): Promise<{ port: number }> {
-  const srv = await listen();
-  raw.push(srv);
-  let accepted = 0;
-  srv.server.on('connection', (s) => {
-    const n = ++accepted;
-    const conn = new Connection(s, { framing, keepAlive: false, allowHalfOpen: halfOpen });
-    conn.on('frame', (f) => {
-      const m = decodeMessage(f);
-      if (onMessage(conn, m, n) === true) return;
-      if (m.kind === MessageKind.HELLO) conn.sendParts(encodeMessage(answerHello(m, {}).reply));
-    });
-  });
-  return { port: srv.port };
-}
 
 const respond = (conn: Connection, id: number, body: string) =>
   conn.sendParts(
@@ -104,7 +80,7 @@ describe('close({ graceMs })', () => {
   });
 
   test('close({ graceMs }) against a peer that never answers nor closes its side is bounded by closeTimeoutMs', async () => {
-    const s = await scriptedServer((_conn, m) => m.kind === MessageKind.REQUEST || undefined, true);
+    const s = await scriptedServer(raw, (_conn, m) => m.kind === MessageKind.REQUEST || undefined, true);
     const c = await connect({ port: s.port, heartbeat: false, connection: { closeTimeoutMs: 300 } });
     clients.push(c);
     const outcome = c.request('x', null, { timeoutMs: 0 }).then(
@@ -174,7 +150,7 @@ describe('status events', () => {
 describe('GOAWAY', () => {
   test('a second GOAWAY is ignored: the requests the first one accepted are answered where they are, not sent again', async () => {
     const seenOn = new Map<number, number>();
-    const s = await scriptedServer((conn, m, n) => {
+    const s = await scriptedServer(raw, (conn, m, n) => {
       if (m.kind !== MessageKind.REQUEST) return;
       seenOn.set(n, (seenOn.get(n) ?? 0) + 1);
       if (n > 1) {
@@ -250,7 +226,7 @@ describe('timers past 2^31-1 ms (red-team F4, F9)', () => {
   test('regression F9: a GOAWAY hint above 2^31-1 ms on a live session makes the client wait (at most 10 min), not reconnect in a loop', async () => {
     let accepted = 0;
     let first: Connection | undefined;
-    const s = await scriptedServer((conn, _m, n) => {
+    const s = await scriptedServer(raw, (conn, _m, n) => {
       accepted = n;
       if (n === 1) first = conn;
       return undefined;
@@ -270,7 +246,7 @@ describe('timers past 2^31-1 ms (red-team F4, F9)', () => {
   test('regression F9: a refusal at HELLO with a hint above 2^31-1 ms is capped too', async () => {
     let accepted = 0;
     let first: Connection | undefined;
-    const s = await scriptedServer((conn, m, n) => {
+    const s = await scriptedServer(raw, (conn, m, n) => {
       accepted = n;
       if (n === 1) first = conn;
       if (n === 1 || m.kind !== MessageKind.HELLO) return undefined;
@@ -294,7 +270,7 @@ describe('timers past 2^31-1 ms (red-team F4, F9)', () => {
   test('regression F4: connectTimeoutMs, requestTimeoutMs and a request timeoutMs above 2^31-1 are refused, not turned into 1 ms', async () => {
     // A server that accepts and never answers HELLO: before the fix connectTimeoutMs 2^31 gave up
     // after ~4 ms with ERR_CONNECT_TIMEOUT.
-    const silent = await scriptedServer(() => true);
+    const silent = await scriptedServer(raw, () => true);
     await assert.rejects(connect({ port: silent.port, connectTimeoutMs: 2 ** 31, reconnect: false }), {
       code: 'ERR_INVALID_ARGUMENT',
     });

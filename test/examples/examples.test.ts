@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '../helpers.js';
+import { linesInto, waitFor } from '../helpers.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 const children: ChildProcess[] = [];
@@ -34,18 +34,8 @@ function start(script: string, args: string[] = []): Proc {
   children.push(child);
   const out: string[] = [];
   const err: string[] = [];
-  const collect = (sink: string[]) => {
-    let buf = '';
-    return (d: string) => {
-      buf += d;
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        sink.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    };
-  };
-  child.stdout!.setEncoding('utf8').on('data', collect(out));
-  child.stderr!.setEncoding('utf8').on('data', collect(err));
+  child.stdout!.setEncoding('utf8').on('data', linesInto(out));
+  child.stderr!.setEncoding('utf8').on('data', linesInto(err));
   let exited = false;
   const exit = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => {
