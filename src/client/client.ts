@@ -315,7 +315,7 @@ export class Client extends EventEmitter {
       return Promise.reject(err);
     }
     this.inflight++;
-    this.dispatch(r);
+    this.dispatch(r, true);
     return r.promise as Promise<T>;
   }
 
@@ -430,10 +430,11 @@ export class Client extends EventEmitter {
     }
   }
 
-  private dispatch(r: OutgoingRequest): void {
+  /** Sends `r` now, or queues it for the next session. `fresh`: made in this same call (see remainingMs). */
+  private dispatch(r: OutgoingRequest, fresh: boolean): void {
     const s = this.session;
     if (s?.usable) {
-      s.sendRequest(r);
+      s.sendRequest(r, fresh);
       return;
     }
     if (this.policy === undefined) {
@@ -462,7 +463,7 @@ export class Client extends EventEmitter {
     this.queue = [];
     for (const r of q) {
       r.queued = false;
-      if (!r.done) this.dispatch(r);
+      if (!r.done) this.dispatch(r, false);
     }
   }
 

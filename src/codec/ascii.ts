@@ -117,19 +117,23 @@ class AsciiEncoder extends LengthPrefixedEncoder {
   override readonly prefixLength: number;
 
   protected header(length: number): Buffer {
+    const header = Buffer.allocUnsafe(this.config.width);
+    this.writePrefixAt(header, 0, length);
+    return header;
+  }
+
+  override writePrefixAt(target: Buffer, at: number, length: number): void {
     const { width, prefix, includesHeader } = this.config;
     if (length > this.maxPayload) throw new FrameTooLargeError(length, this.maxPayload);
-    const header = Buffer.allocUnsafe(width);
-    prefix.copy(header, 0);
+    if (prefix.length > 0) prefix.copy(target, at);
     let value = includesHeader ? length + width : length;
-    let i = width - 1;
+    let i = at + width - 1;
     // Digits right to left; a zero length still writes one '0'.
     do {
-      header[i--] = ZERO + (value % 10);
+      target[i--] = ZERO + (value % 10);
       value = Math.floor(value / 10);
     } while (value > 0);
-    header.fill(this.padByte, prefix.length, i + 1);
-    return header;
+    target.fill(this.padByte, at + prefix.length, i + 1);
   }
 
   overhead(): number {

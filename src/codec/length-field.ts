@@ -184,7 +184,7 @@ class LengthFieldEncoder extends LengthPrefixedEncoder {
     return header;
   }
 
-  override writePrefix(header: Buffer, length: number): void {
+  override writePrefixAt(header: Buffer, at: number, length: number): void {
     if (this.unsupported !== null) throw new InvalidArgumentError(this.unsupported);
     if (length > this.maxPayload) throw new FrameTooLargeError(length, this.maxPayload);
     const value = length - this.config.adjustment;
@@ -196,33 +196,33 @@ class LengthFieldEncoder extends LengthPrefixedEncoder {
     switch (this.kind) {
       case 2:
       case 3:
-        header[0] = value;
+        header[at] = value;
         break;
       case 4:
-        header.writeUInt16BE(value, 0);
+        header.writeUInt16BE(value, at);
         break;
       case 5:
-        header.writeUInt16LE(value, 0);
+        header.writeUInt16LE(value, at);
         break;
       case 6:
-        header.writeUIntBE(value, 0, 3);
+        header.writeUIntBE(value, at, 3);
         break;
       case 7:
-        header.writeUIntLE(value, 0, 3);
+        header.writeUIntLE(value, at, 3);
         break;
       case 8:
-        header.writeUInt32BE(value, 0);
+        header.writeUInt32BE(value, at);
         break;
       case 9:
-        header.writeUInt32LE(value, 0);
+        header.writeUInt32LE(value, at);
         break;
       case 16:
-        header.writeUInt32BE(Math.floor(value / TWO_32), 0);
-        header.writeUInt32BE(value >>> 0, 4);
+        header.writeUInt32BE(Math.floor(value / TWO_32), at);
+        header.writeUInt32BE(value >>> 0, at + 4);
         break;
       default:
-        header.writeUInt32LE(value >>> 0, 0);
-        header.writeUInt32LE(Math.floor(value / TWO_32), 4);
+        header.writeUInt32LE(value >>> 0, at);
+        header.writeUInt32LE(Math.floor(value / TWO_32), at + 4);
     }
   }
 

@@ -273,7 +273,11 @@ export abstract class LengthPrefixedEncoder implements FrameEncoder {
 
   /** Writes the header in place; subclasses with a fixed width override it to skip the copy. */
   writePrefix(target: Buffer, payloadLength: number): void {
-    this.header(payloadLength).copy(target, 0);
+    this.writePrefixAt(target, 0, payloadLength);
+  }
+
+  writePrefixAt(target: Buffer, at: number, payloadLength: number): void {
+    this.header(payloadLength).copy(target, at);
   }
 
   encodeParts(parts: readonly Buffer[]): Buffer[] {

@@ -53,6 +53,12 @@ export interface FrameEncoder {
   readonly prefixLength?: number | undefined;
   /** Writes the prefix for a payload of `payloadLength` bytes into `target[0, prefixLength)`. Same limits as `encode`. */
   writePrefix?(target: Buffer, payloadLength: number): void;
+  /**
+   * {@link writePrefix} at `target[at, at + prefixLength)`: what lets a connection encode small
+   * frames straight into its output buffer (connection/write-queue.ts). An encoder without it is
+   * used through `encode`/`writePrefix`, as before.
+   */
+  writePrefixAt?(target: Buffer, at: number, payloadLength: number): void;
 }
 
 /**

@@ -21,7 +21,7 @@
 
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
-import type { FrameDecoder, Framing } from '../codec/types.js';
+import type { FrameDecoder, FrameEncoder, Framing } from '../codec/types.js';
 import { FramingError, InvalidArgumentError, type LonglinkError, type OverloadError } from '../errors.js';
 import {
   kernelUnacked,
@@ -50,6 +50,7 @@ import {
   checkOptions,
   type Settings,
 } from './options.js';
+import { type FrameTarget, frameTarget, SLAB_FRAME_MAX } from './slab.js';
 import {
   BUDGETED,
   type ConnectionEvents,
@@ -71,7 +72,7 @@ import {
   STOPPED,
   wholeMs,
 } from './state.js';
-import { enqueue, flush, maybeDrain, queueChunk, queued } from './write-queue.js';
+import { commitFrame, enqueue, flush, maybeDrain, queueChunk, queued } from './write-queue.js';
 
 export type {
   CloseOptions,
@@ -320,7 +321,18 @@ export class Connection extends EventEmitter {
    */
   send(frame: Buffer): boolean {
     if (!this.writable) throw notWritable(this);
-    return enqueue(this, this.framing.encoder.encode(frame));
+    const enc = this.framing.encoder;
+    const n = enc.prefixLength;
+    // A small frame is copied into the output slab behind its prefix (slab.ts): one copy, no
+    // header Buffer. A larger one is queued as it is (do not modify it until it is written).
+    if (n !== undefined && enc.writePrefixAt !== undefined && frame.length + n <= SLAB_FRAME_MAX) {
+      const t = frameTarget(this);
+      const at = t.reserve(n + frame.length);
+      enc.writePrefixAt(t.buf, at, frame.length);
+      t.buf.set(frame, at + n);
+      return commitFrame(t, undefined);
+    }
+    return enqueue(this, enc.encode(frame));
   }
 
   /**
@@ -360,6 +372,30 @@ export class Connection extends EventEmitter {
     for (const p of parts) length += p.length;
     enc.writePrefix(parts[0] as Buffer, length);
     return enqueue(this, parts);
+  }
+
+  /**
+   * @internal
+   * The process's output slab aimed at this connection (slab.ts), when its framing writes a fixed
+   * prefix in place; else undefined. A layer above encodes a message into it with the prefix's
+   * room in front, then queues it with {@link commitFrame}. Check {@link writable} first.
+   */
+  frameTarget(): FrameTarget | undefined {
+    const enc = this.framing.encoder;
+    return enc.prefixLength !== undefined && enc.writePrefixAt !== undefined ? frameTarget(this) : undefined;
+  }
+
+  /**
+   * @internal
+   * Queues the frame reserved in `t` (its first {@link prefixLength} bytes left for the prefix,
+   * filled here for a body of `bodyLength` bytes), followed by `rest`. Same contract as
+   * {@link send}: FrameTooLargeError above the framing's limit, and then nothing is queued.
+   */
+  commitFrame(t: FrameTarget, bodyLength: number, rest: readonly Buffer[] | undefined): boolean {
+    // frameTarget() handed `t` out only for an encoder that has it.
+    const enc = this.framing.encoder as FrameEncoder & Required<Pick<FrameEncoder, 'writePrefixAt'>>;
+    enc.writePrefixAt(t.buf, t.at, bodyLength);
+    return commitFrame(t, rest);
   }
 
   /**

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import { ConnectionClosedError, type LonglinkError } from '../errors.js';
 import { kernelUnacked, setLinger } from '../sys/sockopt.js';
 import type { CloseReason } from './close-reason.js';
+import { dropOpen } from './slab.js';
 import { BUDGETED, type ConnectionCore, GRACEFUL_REASONS, lifecycle, RESET } from './state.js';
 
 /**
@@ -51,6 +52,7 @@ export function setPending(
 
 /** Drops what is queued in user space (a reset, or a socket that can take no more). */
 export function dropQueue(c: ConnectionCore): void {
+  dropOpen(c);
   c.out1 = undefined;
   c.outq = undefined;
   c.outBytes = 0;

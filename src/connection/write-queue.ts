@@ -3,12 +3,17 @@
  * process-wide microtask; a full window is written early so two peers overlap instead of falling
  * into lockstep; the queue reports backpressure at the high watermark, drains at the low one, and
  * past `maxQueuedBytes` the peer is a slow consumer and the connection is reset.
+ *
+ * Small frames are encoded straight into one process-wide output slab (slab.ts): no Buffer per
+ * message, one copy of the payload, and a connection's frames of one tick are already one
+ * contiguous write.
  */
 
 import { SlowConsumerError } from '../errors.js';
 import { CloseReason } from './close-reason.js';
 import { budgetChanged, dropQueue, reset } from './core.js';
 import { activity } from './liveness.js';
+import { type FrameTarget, pushChunk, SLAB_COPY_MAX, sealOpen, slab } from './slab.js';
 import { BUDGETED, type ConnectionCore, IDLE_ALL, IDLE_WRITER, lifecycle, wholeMs } from './state.js';
 
 /*
@@ -35,12 +40,12 @@ function flushAll(): void {
 }
 
 /** Chunks below this size are copied together on flush; larger ones are written uncopied. */
-const COPY_MAX = 4096;
+const COPY_MAX = SLAB_COPY_MAX;
 
 /** Copies q[from, to) into one buffer of `bytes` bytes (or returns the single chunk). */
-function coalesce(q: readonly Buffer[], from: number, to: number, bytes: number): Buffer {
-  if (to - from === 1) return q[from] as Buffer;
-  const out = Buffer.allocUnsafe(bytes);
+function coalesce(q: readonly Buffer[], from: number, to: number, bytes: number, backlog: boolean): Buffer {
+  if (to - from === 1) return backlog ? unpinned(q[from] as Buffer) : (q[from] as Buffer);
+  const out = backlog ? Buffer.allocUnsafeSlow(bytes) : Buffer.allocUnsafe(bytes);
   let off = 0;
   for (let i = from; i < to; i++) {
     const c = q[i] as Buffer;
@@ -50,6 +55,20 @@ function coalesce(q: readonly Buffer[], from: number, to: number, bytes: number)
   return out;
 }
 
+/**
+ * A chunk written to a socket that already has bytes waiting may sit in its queue as long as the
+ * peer does not read, keeping alive the whole buffer it is a view of: the slab (slab.ts), Node's
+ * 8 KiB pool, a 64 KiB read chunk a handler echoed part of. Such a chunk is copied when it is less
+ * than half of that buffer, so a stuck connection holds what it was sent, not the buffers around it.
+ */
+function unpinned(chunk: Buffer): Buffer {
+  if (chunk.buffer.byteLength <= 2 * chunk.length) return chunk;
+  // Its own memory: Buffer.from would take a small copy from Node's pool, pinning that instead.
+  const copy = Buffer.allocUnsafeSlow(chunk.length);
+  chunk.copy(copy);
+  return copy;
+}
+
 /** Queues one frame's chunks; returns the backpressure signal (false: at or over the high watermark). */
 export function enqueue(c: ConnectionCore, chunks: Buffer[]): boolean {
   for (let i = 0; i < chunks.length; i++) queueChunk(c, chunks[i] as Buffer);
@@ -57,13 +76,24 @@ export function enqueue(c: ConnectionCore, chunks: Buffer[]): boolean {
 }
 
 export function queueChunk(c: ConnectionCore, chunk: Buffer): void {
-  if (c.outq !== undefined) c.outq.push(chunk);
-  else if (c.out1 === undefined) c.out1 = chunk;
-  else {
-    c.outq = [c.out1, chunk];
-    c.out1 = undefined;
-  }
+  // After the frames already in c's open region of the slab.
+  if (slab.owner === c) sealOpen();
+  pushChunk(c, chunk);
   c.outBytes += chunk.length;
+}
+
+/**
+ * Makes `t`'s reservation part of its connection's queue, then queues `rest` (chunks that follow
+ * it in the same frame: a payload too large to copy). The caller has written the whole
+ * reservation. Returns the backpressure signal, as {@link queued}.
+ */
+export function commitFrame(t: FrameTarget, rest: readonly Buffer[] | undefined): boolean {
+  const c = t.c as ConnectionCore;
+  // The reservation is the open region's end: nothing else ran since reserve().
+  slab.end = t.at + t.n;
+  c.outBytes += t.n;
+  if (rest !== undefined) for (let i = 0; i < rest.length; i++) queueChunk(c, rest[i] as Buffer);
+  return queued(c);
 }
 
 /** After a frame's chunks are queued: schedule (or do) the flush, report backpressure. */
@@ -105,6 +135,7 @@ export function queued(c: ConnectionCore): boolean {
  */
 export function flush(c: ConnectionCore): void {
   c.flushScheduled = false;
+  if (slab.owner === c) sealOpen();
   const one = c.out1;
   const q = c.outq;
   if (one === undefined && q === undefined) return;
@@ -113,8 +144,9 @@ export function flush(c: ConnectionCore): void {
   if (s.destroyed || s.writableEnded) return;
   c.lastWriteAt = wholeMs();
   if (c.idleFired !== 0) activity(c, IDLE_WRITER | IDLE_ALL);
+  const backlog = s.writableLength > 0;
   if (q === undefined) {
-    s.write(one as Buffer, c.needDrain ? drainCallback(c) : undefined);
+    s.write(backlog ? unpinned(one as Buffer) : (one as Buffer), c.needDrain ? drainCallback(c) : undefined);
     return;
   }
   const n = q.length;
@@ -127,12 +159,12 @@ export function flush(c: ConnectionCore): void {
       runBytes += chunk.length;
       continue;
     }
-    if (runBytes > 0) out.push(coalesce(q, runStart, i, runBytes));
-    out.push(chunk);
+    if (runBytes > 0) out.push(coalesce(q, runStart, i, runBytes, backlog));
+    out.push(backlog ? unpinned(chunk) : chunk);
     runStart = i + 1;
     runBytes = 0;
   }
-  if (runBytes > 0) out.push(coalesce(q, runStart, n, runBytes));
+  if (runBytes > 0) out.push(coalesce(q, runStart, n, runBytes, backlog));
   const last = out.length - 1;
   if (last > 0) s.cork();
   for (let i = 0; i < last; i++) s.write(out[i] as Buffer);

@@ -126,16 +126,60 @@ function checkBytes(b: Buffer, what: string): void {
   if (!Buffer.isBuffer(b)) throw new InvalidArgumentError(`${what} must be a Buffer`);
 }
 
-/** Header of `headerLength` bytes after `headroom`, with the payload appended or left as a chunk. */
-function withPayload(headroom: number, headerLength: number, payload: Buffer): Buffer[] {
+/**
+ * @internal Where a message may be encoded in place instead of into a Buffer of its own (the
+ * connection's output slab, connection/slab.ts): `reserve(n)` returns the offset in `buf`, read
+ * after the call, of `n` bytes reserved for the message.
+ */
+export interface EncodeTarget {
+  readonly buf: Buffer;
+  reserve(n: number): number;
+}
+
+/**
+ * Payloads up to this many bytes are copied into an EncodeTarget with their header; larger ones
+ * follow as their own chunk. Copying replaces the copy a flush would make of a small chunk anyway.
+ */
+const TARGET_INLINE_MAX = 4096;
+
+/** Where withPayload put the header: the buffer, and the offset of its first byte (after the headroom). */
+let wBuf: Buffer = Buffer.alloc(0);
+let wAt = 0;
+
+/**
+ * Room for a header of `headerLength` bytes after `headroom`, with the payload appended or left
+ * as a chunk: in `t` when given (the chunks returned are then only what follows the reservation),
+ * else in a new buffer (the first chunk). Leaves the header's place in wBuf / wAt.
+ */
+function withPayload(
+  headroom: number,
+  headerLength: number,
+  payload: Buffer,
+  t: EncodeTarget | undefined,
+): Buffer[] {
   const start = headroom + headerLength;
+  if (t !== undefined) {
+    const inline = payload.length <= TARGET_INLINE_MAX;
+    const at = t.reserve(start + (inline ? payload.length : 0));
+    wBuf = t.buf;
+    wAt = at + headroom;
+    if (!inline) return [payload];
+    payload.copy(wBuf, at + start);
+    return NOTHING;
+  }
+  wAt = headroom;
   if (payload.length <= INLINE_PAYLOAD_MAX) {
     const buf = Buffer.allocUnsafe(start + payload.length);
     payload.copy(buf, start);
+    wBuf = buf;
     return [buf];
   }
-  return [Buffer.allocUnsafe(start), payload];
+  wBuf = Buffer.allocUnsafe(start);
+  return [wBuf, payload];
 }
+
+/** No chunks after a reservation (never modified). */
+const NOTHING: Buffer[] = [];
 
 /**
  * Encodes `msg` as a frame body, returned as chunks to write in order (with `cork()`/`writev`).
@@ -157,18 +201,28 @@ function withPayload(headroom: number, headerLength: number, payload: Buffer): B
  * ```
  */
 export function encodeMessage(msg: Message, headroom = 0): Buffer[] {
+  return encodeMessageInto(msg, headroom, undefined);
+}
+
+/**
+ * @internal {@link encodeMessage}, in place when `t` is given: REQUEST, RESPONSE, NOTIFY and ERROR
+ * are then written into `t` (one reservation: headroom, header and a payload of up to 4 KiB), and
+ * the chunks returned are what follows the reservation (a larger payload, or none). Other kinds
+ * ignore `t` and return their chunks as encodeMessage does; `t` then has no reservation.
+ */
+export function encodeMessageInto(msg: Message, headroom: number, t: EncodeTarget | undefined): Buffer[] {
   if (headroom >>> 0 !== headroom || headroom > 64) {
     throw new InvalidArgumentError(`headroom must be an integer in [0, 64], got ${headroom}`);
   }
   switch (msg.kind) {
     case MessageKind.REQUEST:
-      return encodeRequest(msg, headroom);
+      return encodeRequest(msg, headroom, t);
     case MessageKind.RESPONSE:
-      return encodeResponse(msg, headroom);
+      return encodeResponse(msg, headroom, t);
     case MessageKind.NOTIFY:
-      return encodeNotify(msg, headroom);
+      return encodeNotify(msg, headroom, t);
     case MessageKind.ERROR:
-      return encodeError(msg, headroom);
+      return encodeError(msg, headroom, t);
     case MessageKind.CANCEL:
       return encodeCancel(msg, headroom);
     case MessageKind.PING:
@@ -185,7 +239,7 @@ export function encodeMessage(msg: Message, headroom = 0): Buffer[] {
 
 // REQUEST: kind flags id:u32 [timeout:u32] methodLen:u8 method [metadata] payload…
 // (the bracketed fields are 1.1's, present when their flag is set)
-function encodeRequest(msg: RequestMessage, headroom: number): Buffer[] {
+function encodeRequest(msg: RequestMessage, headroom: number, t: EncodeTarget | undefined): Buffer[] {
   checkId(msg.id, 'request id', false);
   const method = nameBytes(msg.method, 'method');
   checkBytes(msg.payload, 'payload');
@@ -199,15 +253,16 @@ function encodeRequest(msg: RequestMessage, headroom: number): Buffer[] {
   if (meta !== undefined) flags |= RequestFlag.METADATA;
   const at = timeoutMs === undefined ? 6 : 10;
   const header = at + 1 + method.length + (meta?.length ?? 0);
-  const chunks = withPayload(headroom, header, msg.payload);
-  const buf = chunks[0] as Buffer;
-  buf[headroom] = MessageKind.REQUEST;
-  buf[headroom + 1] = flags;
-  buf.writeUInt32BE(msg.id, headroom + 2);
-  if (timeoutMs !== undefined) buf.writeUInt32BE(timeoutMs, headroom + 6);
-  buf[headroom + at] = method.length;
-  method.copy(buf, headroom + at + 1);
-  meta?.copy(buf, headroom + at + 1 + method.length);
+  const chunks = withPayload(headroom, header, msg.payload, t);
+  const buf = wBuf;
+  const h = wAt;
+  buf[h] = MessageKind.REQUEST;
+  buf[h + 1] = flags;
+  buf.writeUInt32BE(msg.id, h + 2);
+  if (timeoutMs !== undefined) buf.writeUInt32BE(timeoutMs, h + 6);
+  buf[h + at] = method.length;
+  method.copy(buf, h + at + 1);
+  meta?.copy(buf, h + at + 1 + method.length);
   return chunks;
 }
 
@@ -263,20 +318,21 @@ function metadataBytes(metadata: Readonly<Record<string, string>>): Buffer | und
 }
 
 // RESPONSE: kind flags id:u32 payload…
-function encodeResponse(msg: ResponseMessage, headroom: number): Buffer[] {
+function encodeResponse(msg: ResponseMessage, headroom: number, t: EncodeTarget | undefined): Buffer[] {
   checkId(msg.id, 'request id', false);
   checkBytes(msg.payload, 'payload');
-  const chunks = withPayload(headroom, 6, msg.payload);
-  const buf = chunks[0] as Buffer;
-  buf[headroom] = MessageKind.RESPONSE;
-  buf[headroom + 1] = flagsOf(msg);
-  buf.writeUInt32BE(msg.id, headroom + 2);
+  const chunks = withPayload(headroom, 6, msg.payload, t);
+  const buf = wBuf;
+  const h = wAt;
+  buf[h] = MessageKind.RESPONSE;
+  buf[h + 1] = flagsOf(msg);
+  buf.writeUInt32BE(msg.id, h + 2);
   return chunks;
 }
 
 // NOTIFY: kind flags topicLen:u8 topic [roomLen:u8 room seq:u64] payload…
 // (the bracketed fields are 1.2's, present when the ROOM flag is set)
-function encodeNotify(msg: NotifyMessage, headroom: number): Buffer[] {
+function encodeNotify(msg: NotifyMessage, headroom: number, t: EncodeTarget | undefined): Buffer[] {
   const topic = nameBytes(msg.topic, 'topic');
   checkBytes(msg.payload, 'payload');
   let flags = flagsOf(msg) & ~NotifyFlag.ROOM;
@@ -288,14 +344,15 @@ function encodeNotify(msg: NotifyMessage, headroom: number): Buffer[] {
     flags |= NotifyFlag.ROOM;
   }
   const header = 3 + topic.length + (room === undefined ? 0 : 1 + room.length + 8);
-  const chunks = withPayload(headroom, header, msg.payload);
-  const buf = chunks[0] as Buffer;
-  buf[headroom] = MessageKind.NOTIFY;
-  buf[headroom + 1] = flags;
-  buf[headroom + 2] = topic.length;
-  topic.copy(buf, headroom + 3);
+  const chunks = withPayload(headroom, header, msg.payload, t);
+  const buf = wBuf;
+  const h = wAt;
+  buf[h] = MessageKind.NOTIFY;
+  buf[h + 1] = flags;
+  buf[h + 2] = topic.length;
+  topic.copy(buf, h + 3);
   if (room !== undefined) {
-    const at = headroom + 3 + topic.length;
+    const at = h + 3 + topic.length;
     buf[at] = room.length;
     room.copy(buf, at + 1);
     writeSeq(buf, seq, at + 1 + room.length);
@@ -316,21 +373,22 @@ export function writeSeq(buf: Buffer, seq: number, at: number): void {
 }
 
 // ERROR: kind flags id:u32 codeLen:u8 code messageLen:u16 message details…
-function encodeError(msg: ErrorMessage, headroom: number): Buffer[] {
+function encodeError(msg: ErrorMessage, headroom: number, t: EncodeTarget | undefined): Buffer[] {
   checkId(msg.id, 'request id', true);
   const code = codeBytes(msg.code, 'error code');
   const text = textBytes(msg.message, 'error message');
   checkBytes(msg.details, 'details');
   const textAt = 7 + code.length + 2;
-  const chunks = withPayload(headroom, textAt + text.length, msg.details);
-  const buf = chunks[0] as Buffer;
-  buf[headroom] = MessageKind.ERROR;
-  buf[headroom + 1] = flagsOf(msg);
-  buf.writeUInt32BE(msg.id, headroom + 2);
-  buf[headroom + 6] = code.length;
-  code.copy(buf, headroom + 7);
-  buf.writeUInt16BE(text.length, headroom + textAt - 2);
-  text.copy(buf, headroom + textAt);
+  const chunks = withPayload(headroom, textAt + text.length, msg.details, t);
+  const buf = wBuf;
+  const h = wAt;
+  buf[h] = MessageKind.ERROR;
+  buf[h + 1] = flagsOf(msg);
+  buf.writeUInt32BE(msg.id, h + 2);
+  buf[h + 6] = code.length;
+  code.copy(buf, h + 7);
+  buf.writeUInt16BE(text.length, h + textAt - 2);
+  text.copy(buf, h + textAt);
   return chunks;
 }
 

@@ -174,12 +174,15 @@ export class ClientSession extends Peer {
     } catch (err) {
       return Promise.reject(err);
     }
-    this.sendRequest(r);
+    this.sendRequest(r, true);
     return r.promise as Promise<T>;
   }
 
-  /** @internal Writes a request made elsewhere (the reconnecting Client's) on this session. */
-  sendRequest(r: OutgoingRequest): void {
+  /**
+   * @internal Writes a request (made here, or by the reconnecting Client) on this session. `fresh`:
+   * it is sent in the same synchronous call that made it (see remainingMs).
+   */
+  sendRequest(r: OutgoingRequest, fresh: boolean): void {
     // Reusing a connection that sat silent for a heartbeat interval: probe it now, so a peer that
     // died meanwhile is found within the timeout rather than at the request's own deadline.
     // (With requests outstanding, answers are on their way: only an idle connection needs it.)
@@ -195,7 +198,7 @@ export class ClientSession extends Peer {
       r.carrier = this;
       // 1.1 (agreed minor ≥ 1): the caller's remaining time and its metadata go along.
       const v11 = a !== undefined && (a.version & 0xff) >= 1;
-      const timeoutMs = v11 ? remainingMs(r) : undefined;
+      const timeoutMs = v11 ? remainingMs(r, fresh) : undefined;
       const metadata = v11 ? r.metadata : undefined;
       const trace = r.trace;
       if (trace !== undefined) {

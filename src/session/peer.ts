@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
 import type { Connection, HeartbeatHook, HeartbeatTarget } from '../connection/connection.js';
+import type { FrameTarget } from '../connection/slab.js';
 import { type FramingError, type LonglinkError, TruncatedFrameError } from '../errors.js';
 import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
@@ -25,6 +26,7 @@ import {
 import {
   decodeMessage,
   encodeMessage,
+  encodeMessageInto,
   encodePing,
   encodePong,
   pingKind,
@@ -216,9 +218,15 @@ export abstract class Peer extends EventEmitter {
 
   /** @internal Sends one message; false means backpressure (see Connection#send). Throws once closed. */
   send(msg: Message): boolean {
+    const c = this.connection;
     const prefix = this.prefix;
-    if (prefix > 0) return this.connection.sendPrefixed(encodeMessage(msg, prefix));
-    return this.connection.sendParts(encodeMessage(msg));
+    if (prefix > 0) {
+      const t = c.writable ? c.frameTarget() : undefined;
+      if (t === undefined) return c.sendPrefixed(encodeMessage(msg, prefix));
+      const parts = encodeMessageInto(msg, prefix, t);
+      return t.n < 0 ? c.sendPrefixed(parts) : c.commitFrame(t, bodyLength(t, parts, prefix), parts);
+    }
+    return c.sendParts(encodeMessage(msg));
   }
 
   /**
@@ -230,10 +238,19 @@ export abstract class Peer extends EventEmitter {
     const c = this.connection;
     if (!c.writable) return SendOutcome.CLOSED;
     const prefix = this.prefix;
-    const parts = encodeMessage(msg, prefix);
+    const limit = this.agreement?.maxFrameLength ?? c.framing.maxFrameLength;
+    // Encoded in place into the connection's output slab when the framing allows (slab.ts);
+    // a frame over the limit is then simply not committed.
+    const t = prefix > 0 ? c.frameTarget() : undefined;
+    const parts = encodeMessageInto(msg, prefix, t);
+    if (t !== undefined && t.n >= 0) {
+      const length = bodyLength(t, parts, prefix);
+      if (length > limit) return SendOutcome.TOO_LARGE;
+      return c.commitFrame(t, length, parts) ? SendOutcome.SENT : SendOutcome.FULL;
+    }
     let length = -prefix;
     for (let i = 0; i < parts.length; i++) length += (parts[i] as Buffer).length;
-    if (length > (this.agreement?.maxFrameLength ?? c.framing.maxFrameLength)) return SendOutcome.TOO_LARGE;
+    if (length > limit) return SendOutcome.TOO_LARGE;
     return (prefix > 0 ? c.sendPrefixed(parts) : c.sendParts(parts)) ? SendOutcome.SENT : SendOutcome.FULL;
   }
 
@@ -498,4 +515,11 @@ export interface Peer {
   off<K extends keyof PeerEvents>(event: K, listener: (...args: PeerEvents[K]) => void): this;
   /** @internal */
   emit<K extends keyof PeerEvents>(event: K, ...args: PeerEvents[K]): boolean;
+}
+
+/** The body length of a frame reserved in `t` (its first `prefix` bytes are the prefix) followed by `rest`. */
+function bodyLength(t: FrameTarget, rest: readonly Buffer[], prefix: number): number {
+  let length = t.n - prefix;
+  for (let i = 0; i < rest.length; i++) length += (rest[i] as Buffer).length;
+  return length;
 }

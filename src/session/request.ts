@@ -196,11 +196,16 @@ function onRequestTimeout(arg: unknown): void {
 /**
  * What the server is told of `r`'s deadline (protocol 1.1): the ms the caller still waits, rounded
  * up (a caller with 0.3 ms left still waits); undefined without a deadline.
+ *
+ * `fresh`: `r` is being sent in the same synchronous call that made it (request() → send), so
+ * what is left is its whole timeout less the microseconds since its deadline was set: the timeout
+ * rounded up is that figure (or, for a fractional timeout, at most 1 ms above it — never below,
+ * so the server never gives up before the caller), without a second clock reading per request.
  */
-export function remainingMs(r: OutgoingRequest): number | undefined {
+export function remainingMs(r: OutgoingRequest, fresh: boolean): number | undefined {
   const d = r.deadline;
   if (d === undefined) return undefined;
-  return Math.min(0xffff_ffff, Math.max(1, Math.ceil(d.at - now())));
+  return Math.min(0xffff_ffff, Math.max(1, Math.ceil(fresh ? r.timeoutMs : d.at - now())));
 }
 
 /** The caller stops waiting for `r` (its deadline, its signal): CANCEL on the wire, then settle. */

@@ -1,0 +1,186 @@
+/**
+ * The output slab (src/connection/slab.ts): small frames of every connection are encoded into one
+ * shared buffer, each connection's run of frames a slice of it. These tests hold it to what the
+ * plain queue promised, over real sockets: every frame arrives whole, once, in order, on its own
+ * connection, whatever the interleaving of connections, sizes, framings and resets; and a peer
+ * that stops reading holds what it was sent, not the slab around it.
+ */
+
+import assert from 'node:assert/strict';
+import type net from 'node:net';
+import { after, describe, test } from 'node:test';
+import fc from 'fast-check';
+import { type Framing, parseFraming } from '../../src/codec/index.js';
+import { Connection } from '../../src/connection/connection.js';
+import { drain, listen, type TestServer } from '../helpers.js';
+
+/** Bounded so the suite stays fast; raise with FC_RUNS=500 for a deeper run. */
+const NUM_RUNS = Number(process.env.FC_RUNS ?? 25);
+
+/** Framings with a fixed prefix take the slab; varint and line do not, and must mix with those that do. */
+const FRAMINGS = ['u32be', 'ascii:20', 'u16le', 'varint', 'line'] as const;
+
+interface Op {
+  conn: number;
+  /** 'send': one frame; 'parts': sendParts of two; 'tick': let the microtask flush run; 'abort': RST. */
+  kind: 'send' | 'parts' | 'tick' | 'abort';
+  size: number;
+}
+
+const opArb: fc.Arbitrary<Op> = fc.record({
+  conn: fc.integer({ min: 0, max: 2 }),
+  kind: fc.constantFrom<Op['kind']>('send', 'send', 'send', 'parts', 'tick', 'abort'),
+  // Mostly small (the slab's frames), some around the 4 KiB line, a few far above it.
+  size: fc.oneof(
+    { weight: 6, arbitrary: fc.integer({ min: 0, max: 300 }) },
+    { weight: 2, arbitrary: fc.integer({ min: 4070, max: 4110 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 4111, max: 40_000 }) },
+  ),
+});
+
+/** A payload that names its connection and place: a frame on the wrong connection, cut or reordered is seen. */
+function payload(conn: number, index: number, size: number): Buffer {
+  const b = Buffer.alloc(size);
+  // Letters only: a 'line' frame cannot hold a newline.
+  for (let i = 0; i < size; i++) b[i] = 0x41 + ((conn * 7 + index * 13 + i) % 26);
+  return b;
+}
+
+function decodeAll(framing: Framing, bytes: Buffer): Buffer[] {
+  const d = framing.createDecoder();
+  const out = d.push(bytes);
+  return out.map((f) => Buffer.from(f));
+}
+
+describe('output slab', () => {
+  const servers: TestServer[] = [];
+  after(async () => {
+    for (const s of servers) await s.close();
+  });
+
+  test('property: every frame arrives whole, once, in order, on its own connection — whatever the interleaving', async () => {
+    const srv = await listen();
+    servers.push(srv);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(opArb, { minLength: 1, maxLength: 60 }),
+        fc.array(fc.constantFrom(...FRAMINGS), { minLength: 3, maxLength: 3 }),
+        async (ops, specs) => {
+          const framings = specs.map((s) => parseFraming(s));
+          const conns: Connection[] = [];
+          const peers: Array<Promise<{ bytes: Buffer }>> = [];
+          for (const framing of framings) {
+            conns.push(await Connection.connect({ port: srv.port, framing }));
+            peers.push(drain(await srv.nextSocket()));
+          }
+          const sent: Buffer[][] = [[], [], []];
+          const aborted = [false, false, false];
+          for (const op of ops) {
+            const c = conns[op.conn] as Connection;
+            const list = sent[op.conn] as Buffer[];
+            if (op.kind === 'tick') {
+              await Promise.resolve();
+              continue;
+            }
+            if (op.kind === 'abort') {
+              if (!aborted[op.conn]) c.abort();
+              aborted[op.conn] = true;
+              continue;
+            }
+            if (aborted[op.conn]) continue;
+            const p = payload(op.conn, list.length, op.size);
+            if (op.kind === 'send') c.send(p);
+            else c.sendParts([p.subarray(0, op.size >> 1), p.subarray(op.size >> 1)]);
+            list.push(p);
+          }
+          for (let i = 0; i < conns.length; i++) {
+            if (!aborted[i]) await (conns[i] as Connection).close();
+          }
+          for (let i = 0; i < conns.length; i++) {
+            const { bytes } = await (peers[i] as Promise<{ bytes: Buffer }>);
+            const expected = sent[i] as Buffer[];
+            // Whole frames only: an RST may cut the stream anywhere, and the decoder keeps the rest.
+            const got = decodeAll(framings[i] as Framing, bytes);
+            if (aborted[i]) {
+              assert.ok(got.length <= expected.length, `connection ${i}: more frames than sent`);
+              assert.deepEqual(
+                got,
+                expected.slice(0, got.length),
+                `connection ${i}: a prefix, intact and in order`,
+              );
+            } else assert.deepEqual(got, expected, `connection ${i} (${specs[i]}): every frame, in order`);
+          }
+        },
+      ),
+      { numRuns: NUM_RUNS },
+    );
+  });
+
+  test('a peer that stops reading holds the bytes it was sent, not the slab they were encoded in', async () => {
+    const srv = await listen();
+    servers.push(srv);
+    const conn = await Connection.connect({
+      port: srv.port,
+      framing: parseFraming('u32be'),
+      highWaterMark: 64 * 1024 * 1024,
+      maxQueuedBytes: 128 * 1024 * 1024,
+    });
+    const peer: net.Socket = await srv.nextSocket();
+    peer.pause();
+    const frame = Buffer.alloc(100, 0x61);
+    // Until the kernel's buffers are full and Node holds our writes: one flush per round.
+    let rounds = 0;
+    while (conn.socket.writableLength === 0 && rounds < 10_000) {
+      for (let i = 0; i < 50; i++) conn.send(frame);
+      await new Promise<void>((r) => setImmediate(r));
+      rounds++;
+    }
+    assert.ok(conn.socket.writableLength > 0, 'the socket never backed up');
+    // Written while the socket was backed up: each must own its memory (the first write that
+    // backed it up is libuv's, in flight, and not in this list).
+    for (let i = 0; i < 20; i++) {
+      for (let k = 0; k < 3; k++) conn.send(frame);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    const queued = (conn.socket as unknown as { writableBuffer: Array<{ chunk: Buffer }> }).writableBuffer;
+    assert.ok(queued.length >= 20, `writes queued by Node: ${queued.length}`);
+    for (const { chunk } of queued) {
+      assert.ok(
+        chunk.buffer.byteLength <= 2 * chunk.length,
+        `a ${chunk.length}-byte write keeps a ${chunk.buffer.byteLength}-byte buffer alive`,
+      );
+    }
+    conn.abort();
+    await conn.closed;
+    peer.destroy();
+  });
+
+  test('a frame reserved but not committed (too large for the peer) leaves nothing behind', async () => {
+    // Through the public API: a server answer over the agreed limit becomes ERR_FRAME_TOO_LARGE,
+    // and the answers around it arrive intact (the reservation the big answer made was reused).
+    const { createServer, connect } = await import('../../src/index.js');
+    const server = createServer({
+      maxFrameLength: 8 * 1024,
+      handlers: { echo: (p: unknown) => p, big: () => Buffer.alloc(9000, 1) },
+    });
+    const addr = await server.listen({ port: 0, host: '127.0.0.1' });
+    const c = await connect({ port: addr.port, codec: 'raw', reconnect: false });
+    try {
+      const calls = [
+        c.request('echo', Buffer.from('one')),
+        c.request('big').then(
+          () => 'ok',
+          (e: { code?: string }) => e.code,
+        ),
+        c.request('echo', Buffer.from('two')),
+      ];
+      const [one, big, two] = await Promise.all(calls);
+      assert.equal(String(one), 'one');
+      assert.equal(big, 'ERR_FRAME_TOO_LARGE');
+      assert.equal(String(two), 'two');
+    } finally {
+      await c.close();
+      await server.close();
+    }
+  });
+});
