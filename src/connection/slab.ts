@@ -46,6 +46,13 @@ export function sealOpen(): void {
   slab.start = slab.end;
 }
 
+/** Seals the open region and starts a new slab of at least `n` bytes (the old one lives on in its slices). */
+export function renewSlab(n = 0): void {
+  sealOpen();
+  slab.buf = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, n));
+  slab.end = slab.start = 0;
+}
+
 /**
  * Where a frame is encoded in place: `reserve(n)` returns the offset in `buf` of `n` bytes for
  * connection `c`'s next frame, right after its last one. They are nobody's until
@@ -68,9 +75,9 @@ export class FrameTarget {
       slab.start = slab.end;
     }
     if (slab.buf.length - slab.end < n) {
-      sealOpen();
-      slab.buf = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, n));
-      slab.end = slab.start = 0;
+      // Only a frame larger than SLAB_FRAME_MAX gets here (commitFrame renews a slab with less
+      // room than that): c's frames then straddle two slabs, in two writes.
+      renewSlab(n);
       slab.owner = c;
     }
     this.buf = slab.buf;

@@ -13,7 +13,15 @@ import { SlowConsumerError } from '../errors.js';
 import { CloseReason } from './close-reason.js';
 import { budgetChanged, dropQueue, reset } from './core.js';
 import { activity } from './liveness.js';
-import { type FrameTarget, pushChunk, SLAB_COPY_MAX, sealOpen, slab } from './slab.js';
+import {
+  type FrameTarget,
+  pushChunk,
+  renewSlab,
+  SLAB_COPY_MAX,
+  SLAB_FRAME_MAX,
+  sealOpen,
+  slab,
+} from './slab.js';
 import { BUDGETED, type ConnectionCore, IDLE_ALL, IDLE_WRITER, lifecycle, wholeMs } from './state.js';
 
 /*
@@ -93,7 +101,15 @@ export function commitFrame(t: FrameTarget, rest: readonly Buffer[] | undefined)
   slab.end = t.at + t.n;
   c.outBytes += t.n;
   if (rest !== undefined) for (let i = 0; i < rest.length; i++) queueChunk(c, rest[i] as Buffer);
-  return queued(c);
+  const ok = queued(c);
+  if (slab.buf.length - slab.end < SLAB_FRAME_MAX) {
+    // Too little room for the next small frame: write c's region now (as an early flush would)
+    // and start a new slab. Left for the tick's flush, c's frames would straddle two slabs and
+    // leave in two writes (a writev) instead of one.
+    if (slab.owner === c) flush(c);
+    renewSlab();
+  }
+  return ok;
 }
 
 /** After a frame's chunks are queued: schedule (or do) the flush, report backpressure. */

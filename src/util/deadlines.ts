@@ -73,10 +73,7 @@ export class Deadlines {
       q.head = 0;
       q.cancelled = 0;
     }
-    // The timer stays armed when the last deadline goes: a caller with one request at a time
-    // would otherwise pay a clearTimeout and a setTimeout per request. Armed for a time at or
-    // before every later deadline of the same duration, it fires once, finds nothing due, and
-    // arms for what is then ahead (or for nothing). Unref'd, it holds no process open.
+    if (this.size === 0) this.disarm();
   }
 
   /** Number of live (not fired, not cancelled) deadlines. */
