@@ -316,11 +316,18 @@ export class Connection extends EventEmitter {
   /**
    * Queues one frame. Returns false once `bufferedAmount` reaches the high watermark: stop and
    * wait for `'drain'` (or use {@link write}). Frames queued in one tick leave in one write.
-   * Throws ConnectionClosedError once the connection no longer takes sends, and
-   * FrameTooLargeError for a frame above the framing's limit; nothing is queued then.
+   * Throws ConnectionClosedError once the connection no longer takes sends,
+   * FrameTooLargeError for a frame above the framing's limit, and InvalidArgumentError for a
+   * frame that is not bytes; nothing is queued then. A frame of up to ~4 KiB is copied; a larger
+   * one is written as it is: do not modify it until it has been written.
    */
   send(frame: Buffer): boolean {
     if (!this.writable) throw notWritable(this);
+    if (!(frame instanceof Uint8Array)) {
+      throw new InvalidArgumentError(
+        `a frame is a Buffer or Uint8Array, got ${frame === null ? 'null' : typeof frame}`,
+      );
+    }
     const enc = this.framing.encoder;
     const n = enc.prefixLength;
     // A small frame is copied into the output slab behind its prefix (slab.ts): one copy, no

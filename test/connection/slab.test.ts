@@ -184,3 +184,20 @@ describe('output slab', () => {
     }
   });
 });
+
+describe('Connection.send input', () => {
+  test('a frame that is not bytes is refused with a typed error, and nothing is queued', async () => {
+    const srv = await listen();
+    const conn = await Connection.connect({ port: srv.port, framing: parseFraming('u32be') });
+    const peer = drain(await srv.nextSocket());
+    const { InvalidArgumentError } = await import('../../src/errors.js');
+    for (const bad of ['text', 42, null, { length: 3 }]) {
+      assert.throws(() => conn.send(bad as unknown as Buffer), InvalidArgumentError);
+    }
+    conn.send(Uint8Array.of(1, 2, 3) as Buffer);
+    await conn.close();
+    const { bytes } = await peer;
+    assert.deepEqual([...bytes], [0, 0, 0, 3, 1, 2, 3], 'only the good frame went out');
+    await srv.close();
+  });
+});
