@@ -50,7 +50,7 @@ import {
   checkOptions,
   type Settings,
 } from './options.js';
-import { type FrameTarget, frameTarget, SLAB_FRAME_MAX } from './slab.js';
+import { type FrameTarget, forgetReservation, frameTarget, SLAB_FRAME_MAX } from './slab.js';
 import {
   BUDGETED,
   type ConnectionEvents,
@@ -335,9 +335,15 @@ export class Connection extends EventEmitter {
     if (n !== undefined && enc.writePrefixAt !== undefined && frame.length + n <= SLAB_FRAME_MAX) {
       const t = frameTarget(this);
       const at = t.reserve(n + frame.length);
-      enc.writePrefixAt(t.buf, at, frame.length);
+      t.c = undefined; // the target holds no connection between sends
+      try {
+        enc.writePrefixAt(t.buf, at, frame.length);
+      } catch (err) {
+        forgetReservation(this);
+        throw err;
+      }
       t.buf.set(frame, at + n);
-      return commitFrame(t, undefined);
+      return commitFrame(this, t, undefined);
     }
     return enqueue(this, enc.encode(frame));
   }
@@ -401,8 +407,13 @@ export class Connection extends EventEmitter {
   commitFrame(t: FrameTarget, bodyLength: number, rest: readonly Buffer[] | undefined): boolean {
     // frameTarget() handed `t` out only for an encoder that has it.
     const enc = this.framing.encoder as FrameEncoder & Required<Pick<FrameEncoder, 'writePrefixAt'>>;
-    enc.writePrefixAt(t.buf, t.at, bodyLength);
-    return commitFrame(t, rest);
+    try {
+      enc.writePrefixAt(t.buf, t.at, bodyLength);
+    } catch (err) {
+      forgetReservation(this);
+      throw err;
+    }
+    return commitFrame(this, t, rest);
   }
 
   /**

@@ -97,6 +97,14 @@ export function frameTarget(c: ConnectionCore): FrameTarget {
   return target;
 }
 
+/**
+ * A reservation for `c` will not be committed (a frame over the limit, a connection that closed
+ * meanwhile): if c's open region is empty, the slab no longer names c (nor keeps it alive).
+ */
+export function forgetReservation(c: ConnectionCore): void {
+  if (slab.owner === c && slab.start === slab.end) slab.owner = undefined;
+}
+
 /** Forgets `c`'s open region (its queue is being dropped); the bytes are left unused. */
 export function dropOpen(c: ConnectionCore): void {
   if (slab.owner === c) {

@@ -91,12 +91,11 @@ export function queueChunk(c: ConnectionCore, chunk: Buffer): void {
 }
 
 /**
- * Makes `t`'s reservation part of its connection's queue, then queues `rest` (chunks that follow
+ * Makes `t`'s reservation (made for `c`) part of c's queue, then queues `rest` (chunks that follow
  * it in the same frame: a payload too large to copy). The caller has written the whole
  * reservation. Returns the backpressure signal, as {@link queued}.
  */
-export function commitFrame(t: FrameTarget, rest: readonly Buffer[] | undefined): boolean {
-  const c = t.c as ConnectionCore;
+export function commitFrame(c: ConnectionCore, t: FrameTarget, rest: readonly Buffer[] | undefined): boolean {
   // The reservation is the open region's end: nothing else ran since reserve().
   slab.end = t.at + t.n;
   c.outBytes += t.n;
@@ -146,8 +145,10 @@ export function queued(c: ConnectionCore): boolean {
 /**
  * Writes what is queued. One flush per microtask (nats.js core/src/protocol.ts). Small chunks —
  * frame headers, small messages — are copied into one buffer: a memcpy of a few hundred bytes is
- * far cheaper than a socket.write() call each. A chunk of COPY_MAX bytes or more is written as it
- * is, never copied. Everything goes out in one writev between cork() and uncork().
+ * far cheaper than a socket.write() call each. A chunk of COPY_MAX bytes or more (a run of frames
+ * in the slab, a large payload) is written as it is — unless the socket already has bytes waiting
+ * and the chunk is a view of a buffer more than twice its size (see `unpinned`). Everything goes
+ * out in one writev between cork() and uncork().
  */
 export function flush(c: ConnectionCore): void {
   c.flushScheduled = false;

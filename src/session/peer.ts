@@ -10,7 +10,8 @@ import { EventEmitter } from 'node:events';
 import type { CloseInfo } from '../connection/close-reason.js';
 import { CloseReason } from '../connection/close-reason.js';
 import type { Connection, HeartbeatHook, HeartbeatTarget } from '../connection/connection.js';
-import type { FrameTarget } from '../connection/slab.js';
+import { notWritable } from '../connection/core.js';
+import { type FrameTarget, forgetReservation } from '../connection/slab.js';
 import { type FramingError, type LonglinkError, TruncatedFrameError } from '../errors.js';
 import { errorToMessage, remoteErrorFromMessage } from '../protocol/error-message.js';
 import { ErrorCode, ProtocolError, type RemoteError } from '../protocol/errors.js';
@@ -220,13 +221,14 @@ export abstract class Peer extends EventEmitter {
   send(msg: Message): boolean {
     const c = this.connection;
     const prefix = this.prefix;
-    if (prefix > 0) {
-      const t = c.writable ? c.frameTarget() : undefined;
-      if (t === undefined) return c.sendPrefixed(encodeMessage(msg, prefix));
-      const parts = encodeMessageInto(msg, prefix, t);
-      return t.n < 0 ? c.sendPrefixed(parts) : c.commitFrame(t, bodyLength(t, parts, prefix), parts);
+    const t = encodeFor(c, msg, prefix);
+    const parts = takeParts();
+    if (t === undefined) return prefix > 0 ? c.sendPrefixed(parts) : c.sendParts(parts);
+    if (!c.writable) {
+      forgetReservation(c);
+      throw notWritable(c);
     }
-    return c.sendParts(encodeMessage(msg));
+    return c.commitFrame(t, bodyLength(t, parts, prefix), parts);
   }
 
   /**
@@ -238,20 +240,28 @@ export abstract class Peer extends EventEmitter {
     const c = this.connection;
     if (!c.writable) return SendOutcome.CLOSED;
     const prefix = this.prefix;
-    const limit = this.agreement?.maxFrameLength ?? c.framing.maxFrameLength;
-    // Encoded in place into the connection's output slab when the framing allows (slab.ts);
-    // a frame over the limit is then simply not committed.
-    const t = prefix > 0 ? c.frameTarget() : undefined;
-    const parts = encodeMessageInto(msg, prefix, t);
-    if (t !== undefined && t.n >= 0) {
-      const length = bodyLength(t, parts, prefix);
-      if (length > limit) return SendOutcome.TOO_LARGE;
-      return c.commitFrame(t, length, parts) ? SendOutcome.SENT : SendOutcome.FULL;
+    // Encoded in place into the connection's output slab when the framing allows (slab.ts); a
+    // frame over the limit is then simply not committed.
+    const t = encodeFor(c, msg, prefix);
+    const parts = takeParts();
+    const length = bodyLength(t, parts, prefix);
+    // Checked again: code of the caller's may have run while the message was encoded.
+    const outcome = !c.writable
+      ? SendOutcome.CLOSED
+      : length > (this.agreement?.maxFrameLength ?? c.framing.maxFrameLength)
+        ? SendOutcome.TOO_LARGE
+        : SendOutcome.SENT;
+    if (outcome !== SendOutcome.SENT) {
+      if (t !== undefined) forgetReservation(c);
+      return outcome;
     }
-    let length = -prefix;
-    for (let i = 0; i < parts.length; i++) length += (parts[i] as Buffer).length;
-    if (length > limit) return SendOutcome.TOO_LARGE;
-    return (prefix > 0 ? c.sendPrefixed(parts) : c.sendParts(parts)) ? SendOutcome.SENT : SendOutcome.FULL;
+    const ok =
+      t !== undefined
+        ? c.commitFrame(t, length, parts)
+        : prefix > 0
+          ? c.sendPrefixed(parts)
+          : c.sendParts(parts);
+    return ok ? SendOutcome.SENT : SendOutcome.FULL;
   }
 
   /** Sends if the connection is still writable; never throws. */
@@ -517,9 +527,46 @@ export interface Peer {
   emit<K extends keyof PeerEvents>(event: K, ...args: PeerEvents[K]): boolean;
 }
 
-/** The body length of a frame reserved in `t` (its first `prefix` bytes are the prefix) followed by `rest`. */
-function bodyLength(t: FrameTarget, rest: readonly Buffer[], prefix: number): number {
-  let length = t.n - prefix;
+/** What {@link encodeFor} encoded: the chunks after its reservation, or the whole frame body. */
+let encodedParts: Buffer[] = [];
+
+/** Takes encodeFor's chunks (the module keeps no reference to them). */
+function takeParts(): Buffer[] {
+  const parts = encodedParts;
+  encodedParts = NO_PARTS;
+  return parts;
+}
+const NO_PARTS: Buffer[] = [];
+
+/**
+ * Encodes `msg` for `c`, with `prefix` bytes of room in front for the framing: in place into the
+ * output slab when c's framing allows and the kind is one wire.ts writes in place — then returns
+ * the target with its reservation made, and {@link takeParts} gives what follows it — else returns
+ * undefined, and takeParts gives the whole frame body (the headroom included).
+ *
+ * The target is one object for the process. Code run while a message is encoded (a caller's
+ * metadata is snapshotted when the request is made, so none should) could send on another
+ * connection and aim it elsewhere: then this message is encoded again into buffers of its own,
+ * never committed to that other connection.
+ */
+function encodeFor(c: Connection, msg: Message, prefix: number): FrameTarget | undefined {
+  const t = prefix > 0 ? c.frameTarget() : undefined;
+  if (t !== undefined) {
+    const parts = encodeMessageInto(msg, prefix, t);
+    if (t.c === c) {
+      t.c = undefined; // the target holds no connection between sends
+      encodedParts = parts;
+      return t.n >= 0 ? t : undefined;
+    }
+    forgetReservation(c);
+  }
+  encodedParts = encodeMessage(msg, prefix);
+  return undefined;
+}
+
+/** The body length of a frame: the reservation in `t` if any (its first `prefix` bytes are the prefix), then `rest`. */
+function bodyLength(t: FrameTarget | undefined, rest: readonly Buffer[], prefix: number): number {
+  let length = (t === undefined ? 0 : t.n) - prefix;
   for (let i = 0; i < rest.length; i++) length += (rest[i] as Buffer).length;
   return length;
 }

@@ -145,12 +145,23 @@ export function newRequest(
   const r = new OutgoingRequest(owner, method, owner.codec.encode(params), timeoutMs, signal);
   if (metadata !== undefined) r.metadata = metadata;
   if (channels.clientRequest.hasSubscribers) traceStart(r);
+  // What the caller passed, as it is now: a getter or a Proxy runs here, once, and not later
+  // while the request is being encoded into the connection's output (slab.ts), nor again when a
+  // reconnecting client sends it on its next connection.
+  if (r.metadata !== undefined) r.metadata = snapshot(r.metadata);
   if (timeoutMs > 0 && Number.isFinite(timeoutMs)) r.deadline = deadlines.add(timeoutMs, onRequestTimeout, r);
   if (signal !== undefined) {
     r.onAbort = () => giveUp(r, new AbortedError(`request ${r.method} aborted`, { cause: signal.reason }));
     signal.addEventListener('abort', r.onAbort, { once: true });
   }
   return r;
+}
+
+/** Own enumerable entries, copied into a plain object without a prototype. */
+function snapshot(m: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  const out: Record<string, string> = Object.create(null);
+  for (const [k, v] of Object.entries(m)) out[k] = v;
+  return out;
 }
 
 /**

@@ -136,3 +136,64 @@ describe('protocol 1.1 from the client', () => {
     }
   });
 });
+
+describe('metadata that runs code (red team, output slab)', () => {
+  /** Two servers that record the params they were sent. */
+  async function two(): Promise<{ ports: number[]; seen: string[][] }> {
+    const seen: string[][] = [[], []];
+    const ports: number[] = [];
+    for (const s of seen) {
+      ports.push(
+        await serve({
+          echo: (p) => {
+            s.push(String(p));
+            return p;
+          },
+        }),
+      );
+    }
+    return { ports, seen };
+  }
+
+  test('regression: a metadata getter that sends on another client does not take the request with it', async () => {
+    const { ports, seen } = await two();
+    const a = await client(ports[0] as number);
+    const b = await client(ports[1] as number);
+    let calls = 0;
+    let nested: Promise<unknown> | undefined;
+    const metadata = {
+      get tenant() {
+        calls++;
+        nested ??= b.request('echo', 'from-b');
+        return 'acme';
+      },
+    };
+    assert.equal(await a.request('echo', 'from-a', { metadata }), 'from-a');
+    assert.equal(await nested, 'from-b');
+    assert.deepEqual(seen, [['from-a'], ['from-b']], 'each request reached its own server');
+    assert.equal(calls, 1, 'the metadata was read once, when the request was made');
+  });
+
+  test('regression: a message whose encoding runs code that sends elsewhere is still written to its own connection', async () => {
+    // Below the snapshot newRequest takes: a session sent a message whose metadata runs code
+    // (nothing in longlink does this now; the guard in peer.ts encodeFor is what this checks).
+    const { ports, seen } = await two();
+    const a = await client(ports[0] as number);
+    const b = await client(ports[1] as number);
+    const sessionA = (a as unknown as { session: { sendWithin(m: Message): number } }).session;
+    let nested: Promise<unknown> | undefined;
+    const metadata = {
+      get tenant() {
+        nested ??= b.request('echo', 'from-b');
+        return 'acme';
+      },
+    };
+    const payload = Buffer.from(JSON.stringify('stray-from-a'));
+    // Id 4242: the server answers it on A's connection, and A drops the answer it did not ask for.
+    sessionA.sendWithin({ kind: MessageKind.REQUEST, id: 4242, method: 'echo', payload, metadata });
+    assert.equal(await nested, 'from-b');
+    assert.equal(await a.request('echo', 'after'), 'after', 'A still works');
+    await waitFor(() => (seen[0] as string[]).length === 2, 5000, 'both requests of A at server 1');
+    assert.deepEqual(seen, [['stray-from-a', 'after'], ['from-b']]);
+  });
+});

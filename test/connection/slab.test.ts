@@ -9,6 +9,8 @@
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { after, describe, test } from 'node:test';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import fc from 'fast-check';
 import { type Framing, parseFraming } from '../../src/codec/index.js';
 import { Connection } from '../../src/connection/connection.js';
@@ -182,6 +184,34 @@ describe('output slab', () => {
       await c.close();
       await server.close();
     }
+  });
+});
+
+describe('what the slab keeps alive', () => {
+  test('regression (red team): a closed client is not kept alive by the process-wide frame target', async () => {
+    const { createServer, connect } = await import('../../src/index.js');
+    const server = createServer({ handlers: { echo: (p: unknown) => p } });
+    const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    let ref: WeakRef<object> | undefined;
+    await (async () => {
+      const c = await connect({ port, codec: 'raw', reconnect: false });
+      await c.request('echo', Buffer.alloc(100), { timeoutMs: 0 });
+      ref = new WeakRef(c.connection as object);
+      await c.close(); // its GOAWAY is the last frame the process encodes
+    })();
+    // A WeakRef's target is kept until the job that deref'd it ends: collect in a later one.
+    const tick = () => new Promise<void>((r) => setImmediate(r));
+    let collected = false;
+    for (let i = 0; i < 6 && !collected; i++) {
+      await tick();
+      gc();
+      await tick();
+      collected = ref?.deref() === undefined;
+    }
+    await server.close();
+    assert.ok(collected, 'the closed connection was collected');
   });
 });
 
