@@ -32,7 +32,8 @@ export interface RequestOptions {
   /**
    * Sent with the request (protocol 1.1; a `traceparent`, a tenant): lowercase keys of
    * `[a-z0-9._-]`, string values, at most 32 entries (PROTOCOL.md §3.2.1). The handler sees it as
-   * `ctx.metadata`. On a connection that agreed on 1.0 it is not sent.
+   * `ctx.metadata`. On a connection that agreed on 1.0 it is not sent. Its entries are read
+   * once, when the request is made (a later change to the object is not sent).
    */
   metadata?: Readonly<Record<string, string>>;
 }
