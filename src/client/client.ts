@@ -44,7 +44,7 @@ import { checkSessionOptions, type SessionConfig, type SessionOptions } from '..
 import { newRequest, type OutgoingRequest, type RequestOptions } from '../session/request.js';
 import { AsyncQueue } from '../util/async-queue.js';
 import { type BackoffPolicy, fullJitter, honouredHint } from '../util/backoff.js';
-import { countOrInfinity, finiteAtLeast, timerDelay } from '../util/check.js';
+import { countOrInfinity, durationOrInfinity, finiteAtLeast, timerDelay, timerLimit } from '../util/check.js';
 import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
 import { errorFields, type Logger, resolveLogger } from '../util/log.js';
@@ -326,9 +326,31 @@ export class Client extends EventEmitter {
     return s.notify(topic, payload);
   }
 
-  /** Measures the round trip to the server (PING/PONG), ms; NaN if not connected. */
-  ping(): Promise<number> {
-    return this.session?.usable ? this.session.ping() : Promise.resolve(Number.NaN);
+  /**
+   * Measures the round trip to the server (PING/PONG), ms. NaN if not connected, if the connection
+   * closes first, or if no PONG comes within `timeoutMs` (default: the client's
+   * `requestTimeoutMs`; 0 or Infinity waits until the connection closes). Rejects with
+   * InvalidArgumentError for a bad `timeoutMs`.
+   *
+   * @example
+   * ```ts
+   * const rtt = await client.ping({ timeoutMs: 500 });
+   * if (Number.isNaN(rtt)) console.warn('no answer within 500 ms');
+   * ```
+   */
+  ping(options: { timeoutMs?: number } = {}): Promise<number> {
+    let t: number;
+    try {
+      t = timerLimit(
+        'timeoutMs',
+        durationOrInfinity('timeoutMs', options?.timeoutMs, this.config.requestTimeoutMs),
+      );
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.session?.usable
+      ? this.session.ping(t > 0 ? t : Number.POSITIVE_INFINITY)
+      : Promise.resolve(Number.NaN);
   }
 
   /**

@@ -281,17 +281,38 @@ export abstract class Peer extends EventEmitter {
   }
 
   /**
-   * Sends a PING and resolves with the round-trip time in ms when the PONG arrives (NaN if the
-   * connection closes first). Also feeds {@link srttMs}.
+   * Sends a PING and resolves with the round-trip time in ms when the PONG arrives — NaN if the
+   * connection closes first, or if no PONG came within `timeoutMs` (a peer may leave PINGs
+   * unanswered). Also feeds {@link srttMs}. `timeoutMs`: a checked duration; Infinity waits.
    */
-  ping(): Promise<number> {
+  ping(timeoutMs = Number.POSITIVE_INFINITY): Promise<number> {
     const seq = ++this.pingSeq;
     return new Promise((resolve) => {
       this.pings ??= [];
-      this.pings.push({ seq, sentAt: now(), resolve });
+      const pings = this.pings;
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: PingWaiter = {
+        seq,
+        sentAt: now(),
+        resolve: (rtt) => {
+          if (timer !== undefined) clearTimeout(timer);
+          resolve(rtt);
+        },
+      };
+      pings.push(waiter);
       if (!this.sendPingFrame(seq, undefined)) {
-        this.pings.pop();
+        pings.pop();
         resolve(Number.NaN);
+        return;
+      }
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          // No PONG in time: forget it (a PONG that comes later finds no waiter and is dropped).
+          const i = this.pings?.indexOf(waiter) ?? -1;
+          if (i >= 0) this.pings?.splice(i, 1);
+          resolve(Number.NaN);
+        }, timeoutMs);
+        timer.unref();
       }
     });
   }

@@ -307,6 +307,48 @@ describe('ping()', () => {
   });
 });
 
+describe('ping() with a timeout (red team H1)', () => {
+  /** A server that answers HELLO and nothing else; it counts the PINGs and keeps the last. */
+  async function silent() {
+    const got: Array<{ conn: Connection; data: Buffer }> = [];
+    const s = await scriptedServer(raw, (conn, m) => {
+      if (m.kind !== MessageKind.PING) return;
+      got.push({ conn, data: m.data });
+      return true;
+    });
+    return { port: s.port, got };
+  }
+
+  test('regression: a PING never answered resolves NaN at its timeout, not before, and not never', async () => {
+    const s = await silent();
+    const c = await connect({ port: s.port, heartbeat: false });
+    clients.push(c);
+    const t0 = performance.now();
+    const rtt = await c.ping({ timeoutMs: 200 });
+    const waited = performance.now() - t0;
+    assert.ok(Number.isNaN(rtt), `no PONG: NaN (${rtt})`);
+    assert.ok(waited >= 199, `resolved after ${waited.toFixed(1)} ms, not before its 200 ms`);
+    // The late PONG finds no waiter: the next ping is not answered by it.
+    const late = s.got[0] as { conn: Connection; data: Buffer };
+    late.conn.sendParts(encodeMessage({ kind: MessageKind.PONG, data: late.data }));
+    const next = c.ping({ timeoutMs: 200 });
+    await waitFor(() => s.got.length === 2, 5000, 'the second PING');
+    const second = s.got[1] as { conn: Connection; data: Buffer };
+    second.conn.sendParts(encodeMessage({ kind: MessageKind.PONG, data: second.data }));
+    assert.ok(Number.isFinite(await next), 'the second PING is answered by its own PONG');
+  });
+
+  test("without a timeout given, the client's requestTimeoutMs bounds it; a bad timeout is refused", async () => {
+    const s = await silent();
+    const c = await connect({ port: s.port, heartbeat: false, requestTimeoutMs: 150 });
+    clients.push(c);
+    assert.ok(Number.isNaN(await c.ping()), 'NaN at requestTimeoutMs');
+    for (const bad of [-1, Number.NaN, '5' as unknown as number]) {
+      await assert.rejects(c.ping({ timeoutMs: bad }), InvalidArgumentError);
+    }
+  });
+});
+
 describe("the server's ping floor", () => {
   test('a server heartbeat below minPingIntervalMs: a client pinging at the agreed interval is never struck', async () => {
     // The interval is the subject (100 ms, under the 1 s floor); the timeout is long so that a
