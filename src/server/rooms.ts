@@ -518,17 +518,47 @@ export class Rooms implements RoomsHost, BrokerSink {
         m.last = head;
         this.notice(peer, RoomNotice.JOINED, name, head);
       }
+      // Paced by the connection (red team G4): past its high watermark the replay waits for
+      // 'drain', so a client that resumes and does not read holds back the rest of its history
+      // instead of making us queue all of it (until the slow-consumer reset ends it).
       const frames = entries.length > 0 ? new Map<BrokerEntry, FrameCache>() : undefined;
-      for (const e of entries) this.sendTo(m, e, frames?.get(e) ?? this.frameCache(name, e, frames));
+      for (const e of entries) {
+        this.sendTo(m, e, frames?.get(e) ?? this.frameCache(name, e, frames));
+        if (aboveHighWater(peer) && !(await this.drained(peer, room, m))) return;
+      }
       if (head > m.last && !(m.held ?? []).some((e) => e.prev === m.last)) {
         // The history ends at head but does not reach back to the member: lost, said now.
         this.gap(m, head);
+      }
+      // What was held meanwhile goes out the same way, then the member is live.
+      const held = m.held ?? [];
+      while (held.length > 0) {
+        const e = held.shift() as BrokerEntry;
+        this.sendTo(m, e, new FrameCache(name, e, this.brokerCodec));
+        if (held.length > 0 && aboveHighWater(peer) && !(await this.drained(peer, room, m))) return;
       }
       this.release(m);
     } catch (err) {
       this.leave(peer, name);
       throw err;
     }
+  }
+
+  /**
+   * Waits until `peer`'s connection has drained to its low watermark or closed; then whether `m`
+   * is still its member of `room` (a leave, a close or the room's end meanwhile: stop there).
+   */
+  private async drained(peer: RoomPeer, room: Room, m: Member): Promise<boolean> {
+    const c = peer.connection;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        c.off('drain', done);
+        resolve();
+      };
+      c.on('drain', done);
+      void c.closed.then(done);
+    });
+    return c.writable && !room.removed && room.members.get(peer) === m && this.peers.has(peer);
   }
 
   private frameCache(room: string, e: BrokerEntry, into?: Map<BrokerEntry, FrameCache>): FrameCache {
@@ -817,4 +847,10 @@ export interface IdentityTarget {
   readonly key: string;
   /** Pushes to each of its connections, wherever connected (plain NOTIFYs: no seq, no history). */
   notify(topic: string, payload?: unknown): Promise<void>;
+}
+
+/** The connection holds at least its high watermark of unsent bytes: a replay waits for 'drain'. */
+function aboveHighWater(peer: RoomPeer): boolean {
+  const c = peer.connection;
+  return c.bufferedAmount >= c.settings.highWaterMark;
 }

@@ -19,6 +19,7 @@ import { MemoryBrokerHub } from '../../src/server/broker.js';
 import type { ServerOptions } from '../../src/server/options.js';
 import { createServer, type Server } from '../../src/server/server.js';
 import { waitFor } from '../helpers.js';
+import { helloFrame, requestFrame } from './edge-harness.js';
 
 const cleanup: Array<() => Promise<unknown> | unknown> = [];
 after(async () => {
@@ -356,6 +357,48 @@ describe('red team G2, G3, G6', () => {
       [next],
       'nothing from before it was let in',
     );
+  });
+
+  test('regression (G4): a $resume is paced by its connection: a client that does not read holds back the rest of the history', async () => {
+    const hub = new MemoryBrokerHub();
+    const { server, port } = await roomServer({ broker: hub.broker() });
+    // 400 pushes of 32 KiB (12.5 MiB): more than loopback's socket buffers hold.
+    const blob = 'x'.repeat(32 * 1024);
+    const seqs: number[] = [];
+    for (let i = 0; i < 400; i++) seqs.push(await server.to('r').notify('t', { i, blob }));
+    const s = net.connect({ port, host: '127.0.0.1' });
+    cleanup.push(() => s.destroy());
+    await once(s, 'connect');
+    s.write(helloFrame({ resume: true }));
+    s.write(requestFrame(1, '$resume', { rooms: { r: 0 } }));
+    // Not reading: the kernel's buffers fill, then Node's queue holds our writes.
+    const conn = await waitFor(
+      () => server.served().find((x) => x.ready && (x.connection.socket.writableLength ?? 0) > 0)?.connection,
+      10_000,
+      'the server blocked on the client that does not read',
+    );
+    const hwm = conn.settings.highWaterMark;
+    // What one entry adds as it is replayed: its frame (the JSON of 32 KiB and a header).
+    const entry = 33 * 1024;
+    assert.ok(
+      conn.bufferedAmount <= hwm + 2 * entry,
+      `queued for it: ${conn.bufferedAmount} bytes, the high watermark ${hwm} plus one entry at most`,
+    );
+    // Reading again, the client gets the whole history, in order, once.
+    const decoder = parseFraming('u32be').createDecoder();
+    const got: number[] = [];
+    s.on('data', (chunk: Buffer) => {
+      for (const f of decoder.push(chunk)) {
+        const m = decodeMessage(f, 2);
+        if (m.kind === MessageKind.NOTIFY && m.room === 'r' && m.topic === 't') got.push(m.seq ?? 0);
+      }
+    });
+    await waitFor(
+      () => got.length >= seqs.length,
+      30_000,
+      `the history (have ${got.length} of ${seqs.length})`,
+    );
+    assert.deepEqual(got, seqs);
   });
 
   test("regression (G6): a resume cursor ahead of the room starts at the room's head: later pushes arrive", async () => {
