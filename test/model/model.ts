@@ -667,7 +667,11 @@ export async function executeRun(run: Run, runNo: number): Promise<RunResult> {
           break;
         }
         case 'freeze': {
-          disrupt('SIGSTOP');
+          // The window ends at the first reconnect after SIGCONT, not at any reconnect: one that
+          // completes just after the next freeze began (the client back from the previous one)
+          // closed that freeze's window at once, and its requests' heartbeat-timeout looked
+          // undisrupted (a fresh clone under load found it).
+          const w = disrupt('SIGSTOP', true);
           server.signal('SIGSTOP');
           try {
             await sleep(op.ms / 2);
@@ -675,6 +679,7 @@ export async function executeRun(run: Run, runNo: number): Promise<RunResult> {
             await sleep(op.ms / 2);
           } finally {
             server.signal('SIGCONT');
+            w.endsFrom = performance.now();
           }
           break;
         }
