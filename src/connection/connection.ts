@@ -10,13 +10,14 @@
  *   options.ts      what a connection can be told, checked once (connections share the result)
  *   state.ts        states and transitions, the fields (ConnectionCore), close-time state, events
  *   write-queue.ts  coalescing, flushing, backpressure, drain, slow consumers
+ *   slab.ts         the process-wide output buffer small frames are encoded into
  *   liveness.ts     heartbeat, idle events and the frame deadline, on the shared timer wheel
  *   closing.ts      the close state machine: graceful, half-close, linger, FIN, errors, 'close'
  *   core.ts         what all of them end in: the close reason, the reset, the memory budget
  *   dial.ts         connecting, with a deadline and failures in words
  *
  * What remains here is the public class: its fields, its methods and their TSDoc (a third of the
- * file's ~660 lines), each method a few lines that call into the parts above.
+ * file's ~750 lines), each method a few lines that call into the parts above.
  */
 
 import { EventEmitter } from 'node:events';

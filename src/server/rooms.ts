@@ -23,7 +23,7 @@
  * maxRoomsPerConnection rooms (joins and resumes), maxRoomNameBytes per name, maxResumeBacklog
  * pushes held for one member while its history is read (past it the member gets a `$gap`).
  *
- * Why it is near 800 lines: membership, fan-out from the broker and resume share one structure (a
+ * Why it is over 800 lines: membership, fan-out from the broker and resume share one structure (a
  * member's queue and cursor), and each of the three changes it; the broker itself (broker.ts,
  * broker/redis.ts) and the wire format (protocol/wire.ts) are apart.
  */
