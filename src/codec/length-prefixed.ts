@@ -288,3 +288,15 @@ export abstract class LengthPrefixedEncoder implements FrameEncoder {
     return out;
   }
 }
+
+/**
+ * @internal Whether `enc` is one of longlink's own fixed-prefix encoders: the only ones trusted to
+ * write into the process-wide output slab (code of the application's running there could write
+ * over another connection's frames).
+ */
+export function writesInPlace(enc: FrameEncoder): enc is LengthPrefixedEncoder & {
+  readonly prefixLength: number;
+  writePrefixAt(target: Buffer, at: number, payloadLength: number): void;
+} {
+  return enc instanceof LengthPrefixedEncoder && enc.prefixLength !== undefined;
+}

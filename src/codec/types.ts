@@ -54,9 +54,10 @@ export interface FrameEncoder {
   /** Writes the prefix for a payload of `payloadLength` bytes into `target[0, prefixLength)`. Same limits as `encode`. */
   writePrefix?(target: Buffer, payloadLength: number): void;
   /**
-   * {@link writePrefix} at `target[at, at + prefixLength)`: what lets a connection encode small
-   * frames straight into its output buffer (connection/write-queue.ts). An encoder without it is
-   * used through `encode`/`writePrefix`, as before.
+   * @internal {@link writePrefix} at `target[at, at + prefixLength)`: what lets a connection encode
+   * small frames straight into the process's output slab (connection/slab.ts). Only longlink's own
+   * encoders are used that way (codec/length-prefixed.ts `writesInPlace`): an encoder of the
+   * application's is used through `encode`/`writePrefix`.
    */
   writePrefixAt?(target: Buffer, at: number, payloadLength: number): void;
 }

@@ -22,6 +22,7 @@
 
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
+import { writesInPlace } from '../codec/length-prefixed.js';
 import type { FrameDecoder, FrameEncoder, Framing } from '../codec/types.js';
 import { FramingError, InvalidArgumentError, type LonglinkError, type OverloadError } from '../errors.js';
 import {
@@ -34,6 +35,7 @@ import {
   tcpInfo,
   tcpInfoStats,
 } from '../sys/sockopt.js';
+import { copyPlain, plainLength } from '../util/bytes.js';
 import { checkPort, finiteAtLeast, timerLimit } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
 import type { TimerWheel } from '../util/wheel.js';
@@ -330,20 +332,23 @@ export class Connection extends EventEmitter {
       );
     }
     const enc = this.framing.encoder;
-    const n = enc.prefixLength;
+    // Read once, before the shared target is aimed, without running code of the frame's own (an
+    // own `length` getter, a Proxy: red team N1); -1 for a Proxy, which takes the plain path.
+    const length = plainLength(frame);
     // A small frame is copied into the output slab behind its prefix (slab.ts): one copy, no
     // header Buffer. A larger one is queued as it is (do not modify it until it is written).
-    if (n !== undefined && enc.writePrefixAt !== undefined && frame.length + n <= SLAB_FRAME_MAX) {
+    if (length >= 0 && writesInPlace(enc) && length + enc.prefixLength <= SLAB_FRAME_MAX) {
+      const n = enc.prefixLength;
       const t = frameTarget(this);
-      const at = t.reserve(n + frame.length);
+      const at = t.reserve(n + length);
       t.c = undefined; // the target holds no connection between sends
       try {
-        enc.writePrefixAt(t.buf, at, frame.length);
+        enc.writePrefixAt(t.buf, at, length);
       } catch (err) {
         forgetReservation(this);
         throw err;
       }
-      t.buf.set(frame, at + n);
+      copyPlain(t.buf, frame, at + n);
       return commitFrame(this, t, undefined);
     }
     return enqueue(this, enc.encode(frame));
@@ -395,8 +400,7 @@ export class Connection extends EventEmitter {
    * room in front, then queues it with {@link commitFrame}. Check {@link writable} first.
    */
   frameTarget(): FrameTarget | undefined {
-    const enc = this.framing.encoder;
-    return enc.prefixLength !== undefined && enc.writePrefixAt !== undefined ? frameTarget(this) : undefined;
+    return writesInPlace(this.framing.encoder) ? frameTarget(this) : undefined;
   }
 
   /**
@@ -406,7 +410,7 @@ export class Connection extends EventEmitter {
    * {@link send}: FrameTooLargeError above the framing's limit, and then nothing is queued.
    */
   commitFrame(t: FrameTarget, bodyLength: number, rest: readonly Buffer[] | undefined): boolean {
-    // frameTarget() handed `t` out only for an encoder that has it.
+    // frameTarget() handed `t` out only for an encoder that writes in place.
     const enc = this.framing.encoder as FrameEncoder & Required<Pick<FrameEncoder, 'writePrefixAt'>>;
     try {
       enc.writePrefixAt(t.buf, t.at, bodyLength);

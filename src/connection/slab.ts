@@ -19,9 +19,17 @@ export const SLAB_COPY_MAX = 4096;
  * handed to a socket stays valid however long the kernel takes.
  *
  * What a peer that stops reading makes us hold: a slice in a socket's queue keeps its whole slab
- * alive. So a flush to a socket that already has bytes waiting copies small slices out (see
- * `unpinned`): at most one slab per stuck connection — the write that found the socket empty —
- * as Node's pool pins at most one 8 KiB pool per such write today.
+ * alive. So a flush to a socket that already has bytes waiting, and any flush of several chunks
+ * (a connection's frames split across slabs by other connections'), copies out slices that are
+ * less than half their buffer (write-queue.ts `unpinned`): at most one slab per stuck connection
+ * — the single-chunk write that found the socket empty — as Node's pool pins at most one 8 KiB
+ * pool per such write.
+ *
+ * Between a reservation and its commit no code but longlink's runs: a caller's bytes are read
+ * through the intrinsic TypedArray getter and `set` (util/bytes.ts), only longlink's own encoders
+ * write prefixes here (codec/length-prefixed.ts `writesInPlace`), and a request's metadata is
+ * copied when it is made. Code that ran there could send on another connection and write over
+ * its frames (red team R1, N1, N2).
  */
 const SLAB_BYTES = 32 * 1024;
 
@@ -51,6 +59,8 @@ export function renewSlab(n = 0): void {
   sealOpen();
   slab.buf = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, n));
   slab.end = slab.start = 0;
+  // The target would otherwise keep the old slab alive for the process (red team, second pass).
+  target.buf = slab.buf;
 }
 
 /**

@@ -50,9 +50,9 @@ function flushAll(): void {
 /** Chunks below this size are copied together on flush; larger ones are written uncopied. */
 const COPY_MAX = SLAB_COPY_MAX;
 
-/** Copies q[from, to) into one buffer of `bytes` bytes (or returns the single chunk). */
+/** Copies q[from, to) into one buffer of `bytes` bytes (or returns the single chunk, unpinned). */
 function coalesce(q: readonly Buffer[], from: number, to: number, bytes: number, backlog: boolean): Buffer {
-  if (to - from === 1) return backlog ? unpinned(q[from] as Buffer) : (q[from] as Buffer);
+  if (to - from === 1) return unpinned(q[from] as Buffer);
   const out = backlog ? Buffer.allocUnsafeSlow(bytes) : Buffer.allocUnsafe(bytes);
   let off = 0;
   for (let i = from; i < to; i++) {
@@ -177,7 +177,11 @@ export function flush(c: ConnectionCore): void {
       continue;
     }
     if (runBytes > 0) out.push(coalesce(q, runStart, i, runBytes, backlog));
-    out.push(backlog ? unpinned(chunk) : chunk);
+    // Several chunks: they may be views of several slabs (other connections' frames sealed this
+    // one's region between its frames), and a write the kernel takes only in part keeps every one
+    // of them alive (red team N3). Views of a buffer more than twice their size are copied, so the
+    // write that finds the socket empty pins at most one slab: the one chunk of the path above.
+    out.push(unpinned(chunk));
     runStart = i + 1;
     runBytes = 0;
   }

@@ -17,6 +17,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { InvalidArgumentError } from '../errors.js';
+import { copyPlain, plainLength } from '../util/bytes.js';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { decodeHelloParams, encodeHelloParams } from './hello.js';
 import {
@@ -158,13 +159,16 @@ function withPayload(
   t: EncodeTarget | undefined,
 ): Buffer[] {
   const start = headroom + headerLength;
-  if (t !== undefined) {
-    const inline = payload.length <= TARGET_INLINE_MAX;
-    const at = t.reserve(start + (inline ? payload.length : 0));
+  // The payload's length and bytes are read without running code of its own (red team N2): between
+  // the reservation and its commit nothing else may write to the slab. A Proxy takes the path below.
+  const length = t === undefined ? -1 : plainLength(payload);
+  if (t !== undefined && length >= 0) {
+    const inline = length <= TARGET_INLINE_MAX;
+    const at = t.reserve(start + (inline ? length : 0));
     wBuf = t.buf;
     wAt = at + headroom;
     if (!inline) return [payload];
-    payload.copy(wBuf, at + start);
+    copyPlain(wBuf, payload, at + start);
     return NOTHING;
   }
   wAt = headroom;

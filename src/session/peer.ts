@@ -33,6 +33,7 @@ import {
   pingKind,
   pingSequence,
 } from '../protocol/wire.js';
+import { plainLength } from '../util/bytes.js';
 import { channels } from '../util/channels.js';
 import { now } from '../util/clock.js';
 import { deferListenerTable } from '../util/events.js';
@@ -588,6 +589,8 @@ function encodeFor(c: Connection, msg: Message, prefix: number): FrameTarget | u
 /** The body length of a frame: the reservation in `t` if any (its first `prefix` bytes are the prefix), then `rest`. */
 function bodyLength(t: FrameTarget | undefined, rest: readonly Buffer[], prefix: number): number {
   let length = (t === undefined ? 0 : t.n) - prefix;
-  for (let i = 0; i < rest.length; i++) length += (rest[i] as Buffer).length;
+  // With a reservation open, `rest` (a caller's payload) is measured without running its code.
+  if (t !== undefined) for (let i = 0; i < rest.length; i++) length += plainLength(rest[i]);
+  else for (let i = 0; i < rest.length; i++) length += (rest[i] as Buffer).length;
   return length;
 }

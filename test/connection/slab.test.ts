@@ -231,3 +231,138 @@ describe('Connection.send input', () => {
     await srv.close();
   });
 });
+
+describe('frames whose bytes run code (red team, second pass)', () => {
+  /** A Buffer whose own `length` getter runs `onRead` (Buffer.isBuffer still says true). */
+  function sneaky(text: string, onRead: () => void): Buffer {
+    const lengthOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')
+      ?.get as (this: unknown) => number;
+    const b = Buffer.from(text);
+    Object.setPrototypeOf(
+      b,
+      Object.create(Buffer.prototype, {
+        length: {
+          get() {
+            onRead();
+            return lengthOf.call(this);
+          },
+        },
+      }),
+    );
+    return b;
+  }
+
+  test('regression (N1): a frame whose length getter sends on another connection: both streams stay whole', async () => {
+    const srv = await listen();
+    const framing = parseFraming('u32be');
+    const a = await Connection.connect({ port: srv.port, framing });
+    const peerA = drain(await srv.nextSocket());
+    const b = await Connection.connect({ port: srv.port, framing });
+    const peerB = drain(await srv.nextSocket());
+    let armed = true;
+    a.send(Buffer.from('A-first'));
+    a.send(
+      sneaky('A-secret', () => {
+        if (!armed) return;
+        armed = false;
+        b.send(Buffer.from('B-audit'));
+      }),
+    );
+    a.send(Buffer.from('A-last'));
+    await a.close();
+    await b.close();
+    const got = async (p: Promise<{ bytes: Buffer }>) =>
+      framing
+        .createDecoder()
+        .push((await p).bytes)
+        .map((f) => f.toString());
+    assert.deepEqual(await got(peerA), ['A-first', 'A-secret', 'A-last']);
+    assert.deepEqual(await got(peerB), armed ? [] : ['B-audit']);
+    await srv.close();
+  });
+
+  test('regression (N2): a payload whose length getter sends on another client: each server gets only its own', async () => {
+    const { createServer, connect } = await import('../../src/index.js');
+    const seen: string[][] = [[], []];
+    const servers = seen.map((s) =>
+      createServer({
+        handlers: {
+          echo: (p: unknown) => {
+            s.push(String(p));
+            return p;
+          },
+        },
+      }),
+    );
+    const ports: number[] = [];
+    for (const s of servers) ports.push((await s.listen({ port: 0, host: '127.0.0.1' })).port);
+    const a = await connect({ port: ports[0] as number, codec: 'raw', reconnect: false });
+    const b = await connect({ port: ports[1] as number, codec: 'raw', reconnect: false });
+    const nested: Array<Promise<unknown>> = [];
+    const payload = sneaky('A-secret-payload', () => {
+      if (nested.length < 3) nested.push(b.request('echo', Buffer.from(`B-audit-${nested.length + 1}`)));
+    });
+    assert.equal(String(await a.request('echo', payload)), 'A-secret-payload');
+    assert.equal((await Promise.all(nested)).length, nested.length);
+    assert.deepEqual(seen[0], ['A-secret-payload']);
+    assert.deepEqual(
+      seen[1],
+      nested.map((_, i) => `B-audit-${i + 1}`),
+      "server 2 got only B's requests, whole",
+    );
+    await Promise.all([a.close(), b.close()]);
+    await Promise.all(servers.map((s) => s.close()));
+  });
+
+  test("regression (N3): one flush's chunks are never views of several slabs, whatever the interleaving", async () => {
+    // c's frames are split across slabs by d's filling each slab between them; every write of c
+    // that is not its flush's only chunk must own its memory (else a write the kernel takes in
+    // part would keep each of those slabs alive).
+    const srv = await listen();
+    const framing = parseFraming('u32be');
+    const c = await Connection.connect({ port: srv.port, framing });
+    const peerC = drain(await srv.nextSocket());
+    const d = await Connection.connect({ port: srv.port, framing });
+    const peerD = drain(await srv.nextSocket());
+    const writes: Buffer[][] = [];
+    let batch: Buffer[] | undefined;
+    const write = c.socket.write.bind(c.socket) as (chunk: Buffer, cb?: () => void) => boolean;
+    (c.socket as unknown as { write: typeof write }).write = (chunk, cb) => {
+      if (batch === undefined) {
+        batch = [];
+        writes.push(batch);
+        queueMicrotask(() => {
+          batch = undefined;
+        });
+      }
+      batch.push(chunk);
+      return write(chunk, cb);
+    };
+    const { slab } = await import('../../src/connection/slab.js');
+    const half = Buffer.alloc(2046, 0x63);
+    const filler = Buffer.alloc(2046, 0x64);
+    for (let round = 0; round < 4; round++) {
+      c.send(half);
+      c.send(half);
+      const before = slab.buf;
+      while (slab.buf === before) d.send(filler);
+    }
+    await c.close();
+    await d.close();
+    await Promise.all([peerC, peerD]);
+    const multi = writes.filter((w) => w.length > 1);
+    assert.ok(
+      multi.length > 0,
+      `a flush of several chunks happened (writes: ${writes.map((w) => w.length)})`,
+    );
+    for (const w of multi) {
+      for (const chunk of w) {
+        assert.ok(
+          chunk.buffer.byteLength <= 2 * chunk.length,
+          `a ${chunk.length}-byte chunk of a ${w.length}-chunk flush keeps a ${chunk.buffer.byteLength}-byte buffer alive`,
+        );
+      }
+    }
+    await srv.close();
+  });
+});
