@@ -35,7 +35,7 @@ import {
   tcpInfo,
   tcpInfoStats,
 } from '../sys/sockopt.js';
-import { copyPlain, plainLength } from '../util/bytes.js';
+import { copyPlain, plainLength, plainView } from '../util/bytes.js';
 import { checkPort, finiteAtLeast, timerLimit } from '../util/check.js';
 import { deferListenerTable } from '../util/events.js';
 import type { TimerWheel } from '../util/wheel.js';
@@ -326,18 +326,15 @@ export class Connection extends EventEmitter {
    */
   send(frame: Buffer): boolean {
     if (!this.writable) throw notWritable(this);
-    if (!(frame instanceof Uint8Array)) {
-      throw new InvalidArgumentError(
-        `a frame is a Buffer or Uint8Array, got ${frame === null ? 'null' : typeof frame}`,
-      );
-    }
-    const enc = this.framing.encoder;
-    // Read once, before the shared target is aimed, without running code of the frame's own (an
-    // own `length` getter, a Proxy: red team N1); -1 for a Proxy, which takes the plain path.
+    // Measured once, through the intrinsic getters (red team N1, P1): no getter or Proxy of the
+    // frame's own runs while the shared output slab is being written, and the length the header
+    // says is the length of the bytes that follow.
     const length = plainLength(frame);
+    if (length < 0) throw notBytes(frame);
+    const enc = this.framing.encoder;
     // A small frame is copied into the output slab behind its prefix (slab.ts): one copy, no
     // header Buffer. A larger one is queued as it is (do not modify it until it is written).
-    if (length >= 0 && writesInPlace(enc) && length + enc.prefixLength <= SLAB_FRAME_MAX) {
+    if (writesInPlace(enc) && length + enc.prefixLength <= SLAB_FRAME_MAX) {
       const n = enc.prefixLength;
       const t = frameTarget(this);
       const at = t.reserve(n + length);
@@ -351,7 +348,8 @@ export class Connection extends EventEmitter {
       copyPlain(t.buf, frame, at + n);
       return commitFrame(this, t, undefined);
     }
-    return enqueue(this, enc.encode(frame));
+    // A view of longlink's own over the same bytes: the queue measures and copies it as measured here.
+    return enqueue(this, enc.encode(plainView(frame) as Buffer));
   }
 
   /**
@@ -359,6 +357,19 @@ export class Connection extends EventEmitter {
    * protocol header and a large body, say). Same contract as {@link send}.
    */
   sendParts(parts: readonly Buffer[]): boolean {
+    if (!this.writable) throw notWritable(this);
+    const views: Buffer[] = [];
+    for (const p of parts) {
+      const v = plainView(p);
+      if (v === undefined) throw notBytes(p);
+      views.push(v);
+    }
+    if (views.length === 1) return enqueue(this, this.framing.encoder.encode(views[0] as Buffer));
+    return enqueue(this, this.framing.encoder.encodeParts(views));
+  }
+
+  /** @internal {@link sendParts} for parts longlink made itself (wire.ts's chunks): taken as they are. */
+  sendOwnParts(parts: readonly Buffer[]): boolean {
     if (!this.writable) throw notWritable(this);
     if (parts.length === 1) return enqueue(this, this.framing.encoder.encode(parts[0] as Buffer));
     return enqueue(this, this.framing.encoder.encodeParts(parts));
@@ -739,6 +750,12 @@ export class Connection extends EventEmitter {
     const c = this[kOwner];
     if (c !== undefined) maybeDrain(c);
   }
+}
+
+function notBytes(frame: unknown): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `a frame is a Buffer or Uint8Array, got ${frame === null ? 'null' : typeof frame === 'object' ? 'another object' : typeof frame}`,
+  );
 }
 
 function asFramingError(err: unknown): FramingError {

@@ -17,7 +17,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { InvalidArgumentError } from '../errors.js';
-import { copyPlain, plainLength } from '../util/bytes.js';
+import { copyPlain, plainLength, plainView } from '../util/bytes.js';
 import { ErrorCode, ProtocolError } from './errors.js';
 import { decodeHelloParams, encodeHelloParams } from './hello.js';
 import {
@@ -159,27 +159,30 @@ function withPayload(
   t: EncodeTarget | undefined,
 ): Buffer[] {
   const start = headroom + headerLength;
-  // The payload's length and bytes are read without running code of its own (red team N2): between
-  // the reservation and its commit nothing else may write to the slab. A Proxy takes the path below.
-  const length = t === undefined ? -1 : plainLength(payload);
-  if (t !== undefined && length >= 0) {
+  // The payload is measured and copied without running code of its own (red team N2, P1): between
+  // a reservation and its commit nothing else may write to the slab, and the length the header
+  // says is the length of the bytes that follow. A payload passed on as a chunk of its own is a
+  // view of longlink's making over the same bytes, so later code measures what was measured here.
+  const length = plainLength(payload);
+  if (length < 0) throw new InvalidArgumentError('payload must be a Buffer');
+  if (t !== undefined) {
     const inline = length <= TARGET_INLINE_MAX;
     const at = t.reserve(start + (inline ? length : 0));
     wBuf = t.buf;
     wAt = at + headroom;
-    if (!inline) return [payload];
+    if (!inline) return [plainView(payload) as Buffer];
     copyPlain(wBuf, payload, at + start);
     return NOTHING;
   }
   wAt = headroom;
-  if (payload.length <= INLINE_PAYLOAD_MAX) {
-    const buf = Buffer.allocUnsafe(start + payload.length);
-    payload.copy(buf, start);
+  if (length <= INLINE_PAYLOAD_MAX) {
+    const buf = Buffer.allocUnsafe(start + length);
+    copyPlain(buf, payload, start);
     wBuf = buf;
     return [buf];
   }
   wBuf = Buffer.allocUnsafe(start);
-  return [wBuf, payload];
+  return [wBuf, plainView(payload) as Buffer];
 }
 
 /** No chunks after a reservation (never modified). */

@@ -179,7 +179,7 @@ function byteLength(parts: readonly Buffer[]): number {
 function sendFrame(c: Connection, parts: Buffer[]): boolean {
   try {
     const prefix = c.prefixLength ?? 0;
-    if (prefix === 0) c.sendParts(parts);
+    if (prefix === 0) c.sendOwnParts(parts);
     else if (parts.length === 1) c.sendPrefixedOne(parts[0] as Buffer);
     else c.sendPrefixed(parts);
     return true;

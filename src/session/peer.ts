@@ -224,7 +224,7 @@ export abstract class Peer extends EventEmitter {
     const prefix = this.prefix;
     const t = encodeFor(c, msg, prefix);
     const parts = takeParts();
-    if (t === undefined) return prefix > 0 ? c.sendPrefixed(parts) : c.sendParts(parts);
+    if (t === undefined) return prefix > 0 ? c.sendPrefixed(parts) : c.sendOwnParts(parts);
     if (!c.writable) {
       forgetReservation(c);
       throw notWritable(c);
@@ -261,7 +261,7 @@ export abstract class Peer extends EventEmitter {
         ? c.commitFrame(t, length, parts)
         : prefix > 0
           ? c.sendPrefixed(parts)
-          : c.sendParts(parts);
+          : c.sendOwnParts(parts);
     return ok ? SendOutcome.SENT : SendOutcome.FULL;
   }
 

@@ -72,6 +72,11 @@ describe('longlink serve --workers', () => {
       `the restarted worker ${newPid} serves: ${JSON.stringify(late)}`,
     );
 
+    // Every client is back before the load: one of the killed worker's clients may still be
+    // reconnecting (the primary can hand its first attempt to the dead worker), and a client not
+    // connected at the SIGTERM gets no GOAWAY — its requests would wait in its queue for their
+    // deadline (seen 1 run in 30, before and after this session's changes).
+    await Promise.all(cs.map((c) => c.request('whoami')));
     // Load: every client keeps 4 requests in flight, each a short sleep, until the drain.
     let sent = 0;
     let answered = 0;

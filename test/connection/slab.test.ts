@@ -366,3 +366,76 @@ describe('frames whose bytes run code (red team, second pass)', () => {
     await srv.close();
   });
 });
+
+describe('bytes the queue measures (red team, third pass)', () => {
+  test('regression (P2): Uint8Array frames of every path reach the peer, and no flush throws', async () => {
+    const srv = await listen();
+    // varint: no in-place prefix, the frame is queued as it is (coalesce called .copy on it).
+    const v = await Connection.connect({ port: srv.port, framing: parseFraming('varint') });
+    const peerV = drain(await srv.nextSocket());
+    v.send(Uint8Array.of(1, 2, 3) as Buffer);
+    v.send(Uint8Array.of(4) as Buffer);
+    // u32be, 5000 bytes viewed in a 64 KiB ArrayBuffer, sent while the socket has bytes waiting
+    // (unpinned called .copy on it).
+    const u = await Connection.connect({
+      port: srv.port,
+      framing: parseFraming('u32be'),
+      highWaterMark: 64 * 1024 * 1024,
+      maxQueuedBytes: 128 * 1024 * 1024,
+    });
+    const stuck = await srv.nextSocket();
+    stuck.pause();
+    const big = new Uint8Array(new ArrayBuffer(64 * 1024), 1000, 5000).fill(7);
+    for (let i = 0; i < 2000 && u.socket.writableLength === 0; i++) {
+      u.send(Buffer.alloc(60_000));
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    assert.ok(u.socket.writableLength > 0, 'the socket backed up');
+    u.send(big as Buffer);
+    await new Promise<void>((r) => setImmediate(r)); // the flush that used to throw
+    u.abort();
+    stuck.destroy();
+    await v.close();
+    const frames = parseFraming('varint')
+      .createDecoder()
+      .push((await peerV).bytes)
+      .map((f) => [...f]);
+    assert.deepEqual(frames, [[1, 2, 3], [4]]);
+    await srv.close();
+  });
+
+  test('regression (P1): a frame whose length lies after it was sent goes out as the bytes it has, under the header that says so', async () => {
+    const srv = await listen();
+    const framing = parseFraming('u32be');
+    const c = await Connection.connect({ port: srv.port, framing });
+    const peer = drain(await srv.nextSocket());
+    const real = 5000;
+    let mode = 'honest';
+    let calls = 0;
+    const b = Buffer.alloc(real, 0x41);
+    Object.setPrototypeOf(
+      b,
+      Object.create(Buffer.prototype, {
+        length: {
+          get() {
+            if (mode === 'honest') return real;
+            return calls++ < 2 ? 100 : 0;
+          },
+        },
+      }),
+    );
+    // Other connections' bytes in Node's pool, where a short copy would have found them.
+    for (let i = 0; i < 40; i++) Buffer.from(JSON.stringify({ token: `SECRET-${i}` }));
+    c.send(b);
+    mode = 'flush';
+    await c.close();
+    const frames = framing.createDecoder().push((await peer).bytes);
+    assert.equal(frames.length, 1);
+    assert.equal((frames[0] as Buffer).length, real);
+    assert.ok(
+      (frames[0] as Buffer).every((x) => x === 0x41),
+      'only the frame bytes, nothing from the pool',
+    );
+    await srv.close();
+  });
+});

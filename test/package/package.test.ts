@@ -164,7 +164,7 @@ describe('the packed tarball', () => {
     // Members the public classes used to show (the 'Structure' issue's list, and their kin).
     // A member declaration, not a mention in a comment.
     const hidden =
-      /^\s+(?:readonly\s+|static\s+|get\s+)*(sendPrefixed|sendPrefixedOne|frameTarget|commitFrame|flushNow|onWheel|lastReadAt|lastWriteAt|setHandler|setHeartbeat|pingIfIdle|peerNotify|peerClosed|netServer|rejectWaiters|unavailableError)\b\s*[(<:?]/m;
+      /^\s+(?:readonly\s+|static\s+|get\s+)*(sendPrefixed|sendPrefixedOne|frameTarget|commitFrame|sendOwnParts|flushNow|onWheel|lastReadAt|lastWriteAt|setHandler|setHeartbeat|pingIfIdle|peerNotify|peerClosed|netServer|rejectWaiters|unavailableError)\b\s*[(<:?]/m;
     for (const build of ['src', 'cjs']) {
       for (const f of [
         'connection/connection',
