@@ -192,7 +192,7 @@ const NOTHING: Buffer[] = [];
  * Encodes `msg` as a frame body, returned as chunks to write in order (with `cork()`/`writev`).
  *
  * The first chunk holds the header (and any payload of up to {@link INLINE_PAYLOAD_MAX} bytes);
- * a larger payload is the second chunk, the caller's Buffer itself, not copied — do not modify it
+ * a larger payload is the second chunk, a view of the caller's bytes, not copied — do not modify them
  * until written. `headroom` reserves that many uninitialised bytes at the start of the first chunk
  * for the framing's prefix, so a framed small message is one buffer: the caller writes the
  * prefix there (for `u32be`, `chunks[0].writeUInt32BE(bodyLength, 0)`, where bodyLength is the
