@@ -65,10 +65,17 @@ describe('findings of the model test', () => {
             .request('delay', { k: `follow-${attempt}`, ms: 40 }, { timeoutMs })
             .then(
               () => undefined,
-              (e: unknown) =>
+              (e: unknown) => {
+                const elapsed = performance.now() - t0;
+                // The finding is a timeout long before its time (a stale clock: ~1 ms). One at
+                // or after its 100 ms is a server that took longer than that on a loaded
+                // machine (a fresh clone under two busy loops saw 101 ms): the request kept its
+                // whole timeout, which is what this checks.
+                if ((e as LonglinkError).code === 'ERR_REQUEST_TIMEOUT' && elapsed >= timeoutMs - 1) return;
                 outcomes.push(
-                  `${(e as LonglinkError).code} after ${(performance.now() - t0).toFixed(2)} ms with timeoutMs ${timeoutMs}`,
-                ),
+                  `${(e as LonglinkError).code} after ${elapsed.toFixed(2)} ms with timeoutMs ${timeoutMs}`,
+                );
+              },
             )
             .finally(resolve);
         });
