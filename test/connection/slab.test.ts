@@ -232,6 +232,18 @@ describe('Connection.send input', () => {
   });
 });
 
+type Pair = [Connection, Promise<{ bytes: Buffer }>];
+
+/** Two connections to `srv`, each with what its peer reads until the close. */
+async function twoPairs(srv: TestServer, framing: Framing): Promise<[Pair, Pair]> {
+  const one = async (): Promise<Pair> => {
+    const c = await Connection.connect({ port: srv.port, framing });
+    return [c, drain(await srv.nextSocket())];
+  };
+  const first = await one();
+  return [first, await one()];
+}
+
 describe('frames whose bytes run code (red team, second pass)', () => {
   /** A Buffer whose own `length` getter runs `onRead` (Buffer.isBuffer still says true). */
   function sneaky(text: string, onRead: () => void): Buffer {
@@ -255,10 +267,7 @@ describe('frames whose bytes run code (red team, second pass)', () => {
   test('regression (N1): a frame whose length getter sends on another connection: both streams stay whole', async () => {
     const srv = await listen();
     const framing = parseFraming('u32be');
-    const a = await Connection.connect({ port: srv.port, framing });
-    const peerA = drain(await srv.nextSocket());
-    const b = await Connection.connect({ port: srv.port, framing });
-    const peerB = drain(await srv.nextSocket());
+    const [[a, peerA], [b, peerB]] = await twoPairs(srv, framing);
     let armed = true;
     a.send(Buffer.from('A-first'));
     a.send(
@@ -320,10 +329,7 @@ describe('frames whose bytes run code (red team, second pass)', () => {
     // part would keep each of those slabs alive).
     const srv = await listen();
     const framing = parseFraming('u32be');
-    const c = await Connection.connect({ port: srv.port, framing });
-    const peerC = drain(await srv.nextSocket());
-    const d = await Connection.connect({ port: srv.port, framing });
-    const peerD = drain(await srv.nextSocket());
+    const [[c, peerC], [d, peerD]] = await twoPairs(srv, framing);
     const writes: Buffer[][] = [];
     let batch: Buffer[] | undefined;
     const write = c.socket.write.bind(c.socket) as (chunk: Buffer, cb?: () => void) => boolean;
